@@ -1,0 +1,69 @@
+"""`llmrec <verb> RECIPE [key=value ...]`; the same entry point serves `accelerate launch -m llmrec`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from llmrec.errors import LlmrecError
+
+VERBS = {
+    "data": "build (or load from cache) the sample splits and print their sizes",
+    "train": "instruction-tune the recommender (best model by valid AUC to output_dir/model)",
+    "evaluate": "AUC / accuracy / log-loss of output_dir/model (or eval.model_dir) per split",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llmrec", description="LLM recommenders that can forget.")
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    for verb, help_text in VERBS.items():
+        p = sub.add_parser(verb, help=help_text, description=help_text)
+        p.add_argument("recipe", nargs="?", help="recipe YAML (omit to start from the defaults)")
+        p.add_argument("overrides", nargs="*", metavar="key=value", help="override recipe keys, e.g. data.path=DIR")
+        p.add_argument("--help-config", action="store_true", help="list every recipe key with default and help")
+    return parser
+
+
+def _run(args) -> int:
+    from llmrec.config import describe, load_recipe
+
+    if args.help_config:
+        for key, default, help_text in describe():
+            print(f"{key:38} {default:30} {help_text}")
+        return 0
+    recipe_path, overrides = args.recipe, list(args.overrides)
+    if recipe_path and "=" in recipe_path and not os.path.exists(recipe_path):
+        recipe_path, overrides = None, [recipe_path, *overrides]
+    recipe = load_recipe(recipe_path, overrides)
+
+    if args.verb == "data":
+        from llmrec.data.samples import prepare_splits
+
+        splits = prepare_splits(recipe.data, recipe.forget)
+        for name, dataset in splits.items():
+            users = len(set(dataset["user_id"]))
+            print(f"{name:9} {len(dataset):>8} samples {users:>6} users  positive rate {sum(dataset['label']) / max(len(dataset), 1):.3f}")
+    elif args.verb == "train":
+        from llmrec.llm.train import train
+
+        train(recipe)
+    elif args.verb == "evaluate":
+        from llmrec.eval.evaluate import evaluate
+
+        evaluate(recipe)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except LlmrecError as exc:
+        print(f"llmrec: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

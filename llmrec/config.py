@@ -1,0 +1,260 @@
+"""Recipes: YAML -> typed dataclasses, with `key=value` overrides and unknown keys rejected.
+
+Every field carries `metadata={"help": ...}` so `llmrec <verb> --help-config` can list it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from llmrec.errors import ConfigError
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """YAML with only true/false as booleans, so `mixed_precision: no` stays the string 'no'."""
+
+
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+_YamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, regex) for tag, regex in resolvers if tag != _BOOL_TAG]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_YamlLoader.add_implicit_resolver(_BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
+def parse_yaml(text: str):
+    return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def option(default: Any = dataclasses.MISSING, help: str = "", **kwargs) -> Any:  # noqa: A002
+    """A dataclass field with help text; mutable defaults become factories."""
+    if isinstance(default, (list, dict)) or dataclasses.is_dataclass(default):
+        value = default
+        kwargs["default_factory"] = lambda: (
+            type(value)(value) if not dataclasses.is_dataclass(value) else dataclasses.replace(value)
+        )
+    elif default is not dataclasses.MISSING:
+        kwargs["default"] = default
+    return field(metadata={"help": help}, **kwargs)
+
+
+@dataclass
+class SyntheticConfig:
+    num_users: int = option(500, "users in the generated log")
+    num_items: int = option(200, "items (movies) in the generated catalogue")
+    ratings_per_user: int = option(40, "mean ratings per user (each user gets 0.5x to 1.5x this)")
+    seed: int = option(0, "generator seed; same seed, same data")
+
+
+@dataclass
+class DataConfig:
+    format: str = option("synthetic", "synthetic | auto | ml-100k | ml-1m | csv")
+    path: str | None = option(None, "folder or file of the input data (not used by 'synthetic')")
+    synthetic: SyntheticConfig = option(SyntheticConfig(), "settings of the embedded generator")
+    like_threshold: float = option(3.0, "label is 1 when rating > like_threshold")
+    history_len: int = option(10, "K: previous ratings shown in each prompt")
+    min_history: int = option(5, "samples with fewer previous ratings are dropped")
+    split: list[float] = option([0.6, 0.2, 0.2], "train/valid/test fractions of a global time-ordered split")
+    cache_dir: str = option("~/.cache/llmrec", "where built datasets are cached, keyed by fingerprint")
+
+
+@dataclass
+class ForgetConfig:
+    fraction: float = option(0.2, "fraction of training users to forget (ignored when users is set)")
+    users: str | None = option(None, "file of user ids to forget, one per line")
+    seed: int = option(0, "seed for choosing the forget users")
+
+
+@dataclass
+class PromptConfig:
+    template: str = option(
+        "{profile} The user watched these movies in order and rated them (1 to 5 stars): {history}. "
+        "Based on these ratings, will the user like the movie {target}? Answer Yes or No.\nAnswer:",
+        "prompt with fields {profile}, {history}, {target}",
+    )
+    profile: str = option(
+        "The user is a {age}-year-old {gender}, occupation: {occupation}.",
+        "profile sentence with fields {gender} {age} {occupation}; '' when the data has no profiles",
+    )
+    history_item: str = option("{title} ({stars} stars)", "one history entry, fields {title} {stars}")
+    history_separator: str = option("; ", "between history entries")
+    yes: str = option("Yes", "positive answer word")
+    no: str = option("No", "negative answer word")
+
+
+@dataclass
+class LoraSettings:
+    r: int = option(16, "LoRA rank")
+    alpha: int = option(32, "LoRA alpha")
+    dropout: float = option(0.05, "LoRA dropout")
+    target_modules: list[str] | None = option(None, "module names; None picks peft's default for the architecture")
+
+
+@dataclass
+class TinyBackboneConfig:
+    hidden_size: int = option(64, "width of the tiny Llama")
+    num_layers: int = option(2, "decoder layers")
+    num_heads: int = option(4, "attention heads")
+    intermediate_size: int = option(256, "MLP width")
+    vocab_size: int = option(8000, "size of the byte-level BPE trained on the train prompts")
+    seed: int = option(0, "weight-init seed")
+
+
+@dataclass
+class ModelConfig:
+    name_or_path: str = option("tiny", "'tiny' builds a local Llama + tokenizer; else a local path or hub id")
+    tiny: TinyBackboneConfig = option(TinyBackboneConfig(), "shape of the tiny default backbone")
+    finetune: str = option("full", "full | lora")
+    lora: LoraSettings = option(LoraSettings(), "adapter shape when finetune=lora")
+    max_length: int = option(512, "prompts longer than this are cut from the left (history first)")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = option(1, "passes over the training split")
+    max_steps: int = option(0, "stop after this many optimizer steps (0: no limit)")
+    batch_size: int = option(32, "samples per device per micro-batch")
+    gradient_accumulation_steps: int = option(1, "micro-batches per optimizer step")
+    learning_rate: float = option(1e-3, "peak AdamW learning rate")
+    weight_decay: float = option(0.0, "AdamW weight decay")
+    warmup_ratio: float = option(0.05, "fraction of steps with linear warm-up, then linear decay")
+    mixed_precision: str = option("auto", "auto | no | bf16 | fp16; auto = bf16 where the device supports it")
+    train_on: str = option("train", "split to train on: train | retained | forget")
+    checkpoint_every: int = option(200, "optimizer steps between resumable checkpoints (0: epoch ends only)")
+    resume: bool = option(True, "continue from output_dir/checkpoints/last when it exists")
+    seed: int = option(42, "shuffling and dropout seed")
+
+
+@dataclass
+class EvalConfig:
+    batch_size: int = option(64, "samples per device when scoring")
+    splits: list[str] = option(["test", "valid", "forget"], "splits to report")
+    model_dir: str | None = option(None, "model to evaluate; default output_dir/model")
+
+
+@dataclass
+class Recipe:
+    output_dir: str = option("runs/default", "where models, metrics and the resolved config are written")
+    data: DataConfig = option(DataConfig(), "input data and sample construction")
+    forget: ForgetConfig = option(ForgetConfig(), "which training users form the forget set")
+    prompt: PromptConfig = option(PromptConfig(), "prompt template")
+    model: ModelConfig = option(ModelConfig(), "backbone")
+    train: TrainConfig = option(TrainConfig(), "instruction tuning")
+    eval: EvalConfig = option(EvalConfig(), "evaluation")
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check (and gently convert) one value against its annotation."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{key}: null is not allowed")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping of {tp.__name__} keys, got {value!r}")
+        return from_dict(tp, value, prefix=f"{key}.")
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is float and isinstance(value, str):  # YAML 1.1 reads 3e-3 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"{key}: expected float, got {value!r}") from None
+    if tp is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if tp in (int, float, bool, str) and (type(value) is not tp):
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    return value
+
+
+def from_dict(cls: type, values: dict, prefix: str = "") -> Any:
+    """Build dataclass `cls` from a mapping, rejecting keys it does not declare."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in values:
+        if key not in names:
+            raise ConfigError(
+                f"unknown recipe key '{prefix}{key}' (known under '{prefix or 'top level'}': {', '.join(sorted(names))})"
+            )
+    kwargs = {name: _coerce(values[name], hints[name], f"{prefix}{name}") for name in names if name in values}
+    return cls(**kwargs)
+
+
+def apply_override(tree: dict, assignment: str) -> None:
+    """Set `a.b.c=value` in a nested dict; the value is parsed as YAML (so 3, true, [1,2] work)."""
+    if "=" not in assignment:
+        raise ConfigError(f"override '{assignment}' is not of the form key=value")
+    dotted, raw = assignment.split("=", 1)
+    keys = dotted.strip().split(".")
+    node = tree
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override '{dotted}': '{key}' is not a section")
+    node[keys[-1]] = parse_yaml(raw) if raw.strip() else None
+
+
+def load_recipe(path: str | Path | None, overrides: list[str] = (), cls: type = Recipe) -> Any:
+    """Read a recipe YAML (or start from defaults when path is None) and apply overrides."""
+    tree: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such recipe file")
+        try:
+            tree = parse_yaml(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+        if not isinstance(tree, dict):
+            raise ConfigError(f"{path}: a recipe must be a mapping of keys, not {type(tree).__name__}")
+    for assignment in overrides:
+        apply_override(tree, assignment)
+    return from_dict(cls, tree)
+
+
+def to_dict(recipe: Any) -> dict:
+    return dataclasses.asdict(recipe)
+
+
+def to_yaml(recipe: Any) -> str:
+    return yaml.safe_dump(to_dict(recipe), sort_keys=False, allow_unicode=True)
+
+
+def describe(cls: type = Recipe, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(key, default, help) for every leaf field, for `--help-config`."""
+    rows = []
+    defaults = cls()
+    for f in dataclasses.fields(cls):
+        value = getattr(defaults, f.name)
+        if dataclasses.is_dataclass(value):
+            rows += describe(type(value), f"{prefix}{f.name}.")
+        else:
+            rows.append((f"{prefix}{f.name}", repr(value), f.metadata.get("help", "")))
+    return rows

@@ -1,0 +1,396 @@
+"""Readers that turn MovieLens dumps and generic CSV logs into Interactions.
+
+Every problem in an input file is reported as a DataFormatError naming the file and the
+1-based line at fault, so a user can open the file and fix it without reading llmrec's code.
+Parsing is vectorised (pandas' C parser, fast casts); Python only counts separators per line
+beforehand and, when a cast fails, the slower coercion runs just to find the culprit row.
+Quoted CSV files go through the csv module, which keeps line numbers right across quoted
+newlines.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from llmrec.data.interactions import Interactions
+from llmrec.errors import DataFormatError, LlmrecError
+
+FORMATS = ("auto", "ml-100k", "ml-1m", "csv")
+
+# Order of the genre flags in u.item, as listed in u.genre.
+ML100K_GENRES = (
+    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
+    "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
+    "Romance", "Sci-Fi", "Thriller", "War", "Western",
+)  # fmt: skip
+
+# users.dat stores occupations as codes; the names come from the ML-1M README.
+ML1M_OCCUPATIONS = (
+    "other", "academic/educator", "artist", "clerical/admin", "college/grad student",
+    "customer service", "doctor/health care", "executive/managerial", "farmer",
+    "homemaker", "K-12 student", "lawyer", "programmer", "retired", "sales/marketing",
+    "scientist", "self-employed", "technician/engineer", "tradesman/craftsman",
+    "unemployed", "writer",
+)  # fmt: skip
+
+_RATING_FIELDS = ("user_id", "item_id", "rating", "timestamp")
+# A folder holding one of these files is read in that format.
+_MARKERS = (("u.data", "ml-100k"), ("ratings.dat", "ml-1m"), ("ratings.csv", "csv"))
+# pandas' C parser only splits on one character, so '::' is swapped for this one first.
+_UNIT_SEPARATOR = "\x1f"
+
+
+@dataclass
+class _Table:
+    """A parsed file whose rows remember their file line numbers, so checks can point at them."""
+
+    path: Path
+    frame: pd.DataFrame  # all columns str, RangeIndex
+    lines: np.ndarray  # lines[i] is the 1-based file line of frame row i
+
+    def check(self, bad: pd.Series, values: pd.Series, problem: str) -> None:
+        """Raise at the first bad row; `problem` gets that row's value through str.format."""
+        flags = bad.to_numpy(dtype=bool)
+        if flags.any():
+            row = int(flags.argmax())
+            raise DataFormatError(self.path, problem.format(values.iat[row]), int(self.lines[row]))
+
+    def ids(self, column: str, what: str) -> pd.Series:
+        values = self.frame[column].str.strip()
+        self.check(values == "", values, f"empty {what}")
+        return values
+
+    def unique_ids(self, column: str, what: str) -> pd.Series:
+        """Ids that index a table must be unique, or lookups by id would be ambiguous."""
+        values = self.ids(column, what)
+        duplicated = values.duplicated().to_numpy()
+        if duplicated.any():
+            row = int(duplicated.argmax())
+            first = int((values == values.iat[row]).to_numpy().argmax())
+            raise DataFormatError(
+                self.path,
+                f"duplicate {what} '{values.iat[row]}' (first on line {self.lines[first]})",
+                int(self.lines[row]),
+            )
+        return values
+
+    def number(self, column: str, what: str, integer: bool = False) -> pd.Series:
+        """Convert with a fast cast; only when that fails coerce, to find the bad row."""
+        raw = self.frame[column].str.strip()
+        dtype = "int64" if integer else "float64"
+        try:
+            values = raw.astype(dtype)
+        except (ValueError, OverflowError):
+            values = pd.to_numeric(raw, errors="coerce")
+        self.check(~np.isfinite(values), raw, f"{what} '{{}}' is not a number")
+        if integer:
+            self.check(values % 1 != 0, raw, f"{what} '{{}}' is not a whole number")
+        return values.astype(dtype)
+
+    def gender(self, column: str) -> pd.Series:
+        values = self.frame[column].str.strip().str.upper()
+        self.check(~values.isin(["M", "F"]), self.frame[column], "gender '{}' is not M or F")
+        return values
+
+    def known(self, ids: pd.Series, known: pd.Index, what: str, source: Path) -> None:
+        self.check(~ids.isin(known), ids, f"unknown {what} '{{}}' (not in {source.name})")
+
+
+def _read_text(path: Path, encoding: str) -> str:
+    """Whole-file decode, so a bad byte is reported with its line instead of a traceback."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DataFormatError(path, "no such file") from None
+    except IsADirectoryError:
+        raise DataFormatError(path, "is a folder, expected a file") from None
+    except OSError as error:
+        raise DataFormatError(path, f"cannot be read ({error.strerror})") from None
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        problem = f"undecodable byte 0x{raw[error.start]:02x} (not valid {encoding})"
+        raise DataFormatError(path, problem, line) from None
+    if not text.strip():
+        raise DataFormatError(path, "file is empty")
+    return text.removeprefix("\ufeff")
+
+
+def _delimited(path: Path, sep: str, names: Sequence[str], encoding: str = "utf-8") -> _Table:
+    """A headerless file with no quoting, as MovieLens ships them."""
+    text = _read_text(path, encoding)
+    if len(sep) > 1:
+        text, sep = text.replace(sep, _UNIT_SEPARATOR), _UNIT_SEPARATOR
+    return _split(path, text.split("\n"), 1, sep, names)
+
+
+def _split(path: Path, lines: list[str], first: int, sep: str, names: Sequence[str]) -> _Table:
+    """Parse unquoted lines (the first being file line `first`) with pandas' C parser.
+    Field counts are checked beforehand because that parser silently pads short lines;
+    blank lines are skipped."""
+    odd = [i for i, line in enumerate(lines) if line.count(sep) != len(names) - 1]
+    blank = {i for i in odd if not lines[i].strip()}
+    for i in odd:
+        if i not in blank:
+            found = lines[i].count(sep) + 1
+            raise DataFormatError(path, f"expected {len(names)} fields, found {found}", first + i)
+    numbers = np.delete(np.arange(first, first + len(lines)), sorted(blank))
+    if not len(numbers):
+        raise DataFormatError(path, "file has no data rows")
+    if blank:
+        lines = [line for i, line in enumerate(lines) if i not in blank]
+    frame = pd.read_csv(
+        io.StringIO("\n".join(lines)),
+        sep=sep,
+        header=None,
+        names=list(names),
+        dtype=str,
+        na_filter=False,
+        quoting=csv.QUOTE_NONE,
+        lineterminator="\n",
+        skip_blank_lines=False,
+        engine="c",
+    )
+    return _Table(path, frame, numbers)
+
+
+def _csv(path: Path, required: Sequence[str], optional: Sequence[str] = ()) -> _Table:
+    """A CSV with a header naming at least the required columns; keeps those and whichever
+    optional ones are present. Files without quotes take the fast line-based path."""
+    text = _read_text(path, "utf-8")
+    if '"' in text:
+        table = _quoted_csv(path, text, required)
+    else:
+        lines = text.split("\n")
+        start = next(i for i, line in enumerate(lines) if line.strip())
+        header = [name.strip() for name in lines[start].split(",")]
+        _check_header(path, header, start + 1, required)
+        table = _split(path, lines[start + 1 :], start + 2, ",", header)
+    keep = [*required, *(name for name in optional if name in table.frame)]
+    return _Table(path, table.frame[keep], table.lines)
+
+
+def _quoted_csv(path: Path, text: str, required: Sequence[str]) -> _Table:
+    """The csv module copes with quoted commas and newlines, and its line_num stays the
+    real file line across them."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    records = ((row, reader.line_num) for row in reader if row and (len(row) > 1 or row[0].strip()))
+    rows: list[list[str]] = []
+    lines: list[int] = []
+    try:
+        first = next(records, None)
+        if first is None:
+            raise DataFormatError(path, "file is empty")
+        header = [name.strip() for name in first[0]]
+        _check_header(path, header, first[1], required)
+        for row, line in records:
+            if len(row) != len(header):
+                problem = f"expected {len(header)} fields, found {len(row)}"
+                raise DataFormatError(path, problem, line)
+            rows.append(row)
+            lines.append(line)
+    except csv.Error as error:
+        raise DataFormatError(path, f"malformed CSV ({error})", reader.line_num) from None
+    if not rows:
+        raise DataFormatError(path, "file has no data rows")
+    return _Table(path, pd.DataFrame(rows, columns=header, dtype="str"), np.array(lines))
+
+
+def _check_header(path: Path, header: list[str], line: int, required: Sequence[str]) -> None:
+    missing = [name for name in required if name not in header]
+    if missing:
+        problem = f"header lacks column(s) {', '.join(missing)} (needs {', '.join(required)})"
+        raise DataFormatError(path, problem, line)
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise DataFormatError(path, f"header repeats column(s) {', '.join(repeated)}", line)
+
+
+def _folder(path: str | Path) -> Path:
+    folder = Path(path)
+    if not folder.exists():
+        raise DataFormatError(folder, "no such folder")
+    if not folder.is_dir():
+        raise DataFormatError(folder, "is a file, expected a folder")
+    return folder
+
+
+def _ratings(table: _Table) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "user_id": table.ids("user_id", "user id"),
+            "item_id": table.ids("item_id", "item id"),
+            "rating": table.number("rating", "rating"),
+            "timestamp": table.number("timestamp", "timestamp", integer=True),
+        }
+    )
+
+
+def _assemble(
+    name: str,
+    table: _Table,
+    items: pd.DataFrame,
+    items_path: Path | None,
+    users: pd.DataFrame | None,
+    users_path: Path | None,
+) -> Interactions:
+    """Cross-check ratings against the side files, so every id a rating uses can be looked up."""
+    ratings = _ratings(table)
+    if items_path is not None:
+        table.known(ratings["item_id"], items.index, "item id", items_path)
+    if users is not None and users_path is not None:
+        table.known(ratings["user_id"], users.index, "user id", users_path)
+    return Interactions(ratings=ratings, items=items, users=users, name=name)
+
+
+def _users_frame(
+    ids: pd.Series, age: pd.Series, gender: pd.Series, occupation: pd.Series
+) -> pd.DataFrame:
+    frame = pd.DataFrame({"user_id": ids, "age": age, "gender": gender, "occupation": occupation})
+    return frame.set_index("user_id")
+
+
+def read_ml100k(folder: str | Path) -> Interactions:
+    """MovieLens-100K: u.data and u.item are required, u.user is optional."""
+    folder = _folder(folder)
+    item_path, user_path = folder / "u.item", folder / "u.user"
+    fields = ("item_id", "title", "release_date", "video_release_date", "url", *ML100K_GENRES)
+    table = _delimited(item_path, "|", fields, encoding="latin-1")
+    flags = []
+    for genre in ML100K_GENRES:
+        flag = table.frame[genre].str.strip()
+        table.check(~flag.isin(["0", "1"]), flag, f"{genre} flag '{{}}' is not 0 or 1")
+        flags.append((flag == "1").to_numpy())
+    genres = [
+        "|".join(genre for genre, on in zip(ML100K_GENRES, row) if on)
+        for row in np.column_stack(flags)
+    ]
+    items = pd.DataFrame(
+        {
+            "item_id": table.unique_ids("item_id", "item id"),
+            "title": table.frame["title"].str.strip(),
+            "genres": pd.Series(genres, dtype="str"),
+        }
+    ).set_index("item_id")
+    users = None
+    if user_path.exists():
+        table = _delimited(user_path, "|", ("user_id", "age", "gender", "occupation", "zip_code"))
+        users = _users_frame(
+            table.unique_ids("user_id", "user id"),
+            table.number("age", "age", integer=True),
+            table.gender("gender"),
+            table.frame["occupation"].str.strip(),
+        )
+    ratings = _delimited(folder / "u.data", "\t", _RATING_FIELDS)
+    return _assemble("ml-100k", ratings, items, item_path, users, user_path)
+
+
+def read_ml1m(folder: str | Path) -> Interactions:
+    """MovieLens-1M: ratings.dat and movies.dat are required, users.dat is optional."""
+    folder = _folder(folder)
+    movie_path, user_path = folder / "movies.dat", folder / "users.dat"
+    table = _delimited(movie_path, "::", ("item_id", "title", "genres"), encoding="latin-1")
+    items = pd.DataFrame(
+        {
+            "item_id": table.unique_ids("item_id", "movie id"),
+            "title": table.frame["title"].str.strip(),
+            "genres": table.frame["genres"].str.strip(),
+        }
+    ).set_index("item_id")
+    users = None
+    if user_path.exists():
+        table = _delimited(user_path, "::", ("user_id", "gender", "age", "occupation", "zip_code"))
+        codes = table.number("occupation", "occupation code", integer=True)
+        valid = (codes >= 0) & (codes < len(ML1M_OCCUPATIONS))
+        problem = f"occupation code '{{}}' is not between 0 and {len(ML1M_OCCUPATIONS) - 1}"
+        table.check(~valid, table.frame["occupation"], problem)
+        users = _users_frame(
+            table.unique_ids("user_id", "user id"),
+            table.number("age", "age", integer=True),
+            table.gender("gender"),
+            pd.Series(np.array(ML1M_OCCUPATIONS)[codes.to_numpy()], dtype="str"),
+        )
+    ratings = _delimited(folder / "ratings.dat", "::", _RATING_FIELDS)
+    return _assemble("ml-1m", ratings, items, movie_path, users, user_path)
+
+
+def read_csv_logs(path: str | Path) -> Interactions:
+    """Generic logs (GoodReads, Amazon, ...): a ratings CSV file, or a folder with
+    ratings.csv and optional items.csv and users.csv. Without items.csv the items are
+    the ids the ratings use, titled 'item <id>'. Profile columns missing from users.csv
+    are left empty: age <NA> (nullable Int64), gender and occupation ''."""
+    path = Path(path)
+    if path.is_dir():
+        ratings_path, items_path, users_path = (
+            path / f"{stem}.csv" for stem in ("ratings", "items", "users")
+        )
+        name = path.resolve().name
+    else:
+        ratings_path, items_path, users_path = path, None, None
+        name = path.stem
+    table = _csv(ratings_path, _RATING_FIELDS)
+    if items_path is not None and items_path.exists():
+        items_table = _csv(items_path, ("item_id", "title"), ("genres",))
+        genres = items_table.frame.get("genres")
+        items = pd.DataFrame(
+            {
+                "item_id": items_table.unique_ids("item_id", "item id"),
+                "title": items_table.frame["title"].str.strip(),
+                "genres": "" if genres is None else genres.str.strip(),
+            }
+        ).set_index("item_id")
+    else:
+        items_path = None
+        ids = table.frame["item_id"].str.strip().drop_duplicates()
+        items = pd.DataFrame(
+            {"title": ("item " + ids).to_numpy(), "genres": ""}, index=pd.Index(ids, name="item_id")
+        )
+    users = None
+    if users_path is not None and users_path.exists():
+        users_table = _csv(users_path, ("user_id",), ("age", "gender", "occupation"))
+        frame = users_table.frame
+        blank = pd.Series("", index=frame.index, dtype="str")
+        users = _users_frame(
+            users_table.unique_ids("user_id", "user id"),
+            users_table.number("age", "age", integer=True)
+            if "age" in frame
+            else pd.Series(pd.NA, index=frame.index, dtype="Int64"),
+            users_table.gender("gender") if "gender" in frame else blank,
+            frame["occupation"].str.strip() if "occupation" in frame else blank,
+        )
+    return _assemble(name, table, items, items_path, users, users_path)
+
+
+def read_interactions(path: str | Path, format: str = "auto") -> Interactions:
+    """Entry point for the CLI: `format` names the layout, or 'auto' infers it from the files."""
+    if format not in FORMATS:
+        raise LlmrecError(f"unknown data format '{format}'; choose one of {', '.join(FORMATS)}")
+    path = Path(path)
+    if format == "auto":
+        format = _detect(path)
+    readers = {"ml-100k": read_ml100k, "ml-1m": read_ml1m, "csv": read_csv_logs}
+    return readers[format](path)
+
+
+def _detect(path: Path) -> str:
+    if not path.exists():
+        raise DataFormatError(path, "no such file or folder")
+    if path.is_dir():
+        for marker, format in _MARKERS:
+            if (path / marker).is_file():
+                return format
+    elif path.suffix.lower() == ".csv":
+        return "csv"
+    raise DataFormatError(
+        path,
+        "cannot tell the data format: looked for a folder holding u.data (ml-100k), "
+        "ratings.dat (ml-1m) or ratings.csv (csv), or a .csv file",
+    )

@@ -1,0 +1,43 @@
+"""Prompts -> token ids; datasets' own map cache keeps this to one pass per (data, prompt, tokenizer)."""
+
+from __future__ import annotations
+
+import torch
+from datasets import Dataset
+
+from llmrec.config import PromptConfig
+from llmrec.data.prompts import render_prompt
+
+
+def _encode(batch: dict, tokenizer, prompt: PromptConfig, max_length: int) -> dict:
+    rows = [dict(zip(batch, values)) for values in zip(*batch.values())]
+    texts = [render_prompt(row, prompt) for row in rows]
+    encoded = tokenizer(texts, add_special_tokens=False, truncation=True, max_length=max_length)
+    return {"input_ids": encoded["input_ids"], "length": [len(ids) for ids in encoded["input_ids"]]}
+
+
+def tokenize(dataset: Dataset, tokenizer, prompt: PromptConfig, max_length: int) -> Dataset:
+    keep = {"label", "user_id", "item_id"}
+    return dataset.map(
+        _encode,
+        batched=True,
+        fn_kwargs={"tokenizer": tokenizer, "prompt": prompt, "max_length": max_length},
+        remove_columns=[c for c in dataset.column_names if c not in keep],
+        desc="tokenizing",
+    )
+
+
+class AnswerCollator:
+    """Left-pads a batch; labels stay 0/1 so the loss can map them to answer tokens."""
+
+    def __init__(self, tokenizer):
+        assert tokenizer.padding_side == "left", "answer scoring needs left padding"
+        self.tokenizer = tokenizer
+
+    def __call__(self, features: list[dict]) -> dict:
+        padded = self.tokenizer.pad({"input_ids": [f["input_ids"] for f in features]}, return_tensors="pt")
+        return {
+            "input_ids": padded["input_ids"],
+            "attention_mask": padded["attention_mask"],
+            "labels": torch.tensor([f["label"] for f in features], dtype=torch.long),
+        }

@@ -1,0 +1,238 @@
+"""Instruction tuning under accelerate, readable top to bottom.
+
+`llmrec train RECIPE` and `accelerate launch -m llmrec train RECIPE` both end up in `train()`.
+Outputs in `output_dir`: `config.yaml` (resolved recipe), `model/` (best epoch by valid AUC,
+`save_pretrained` + tokenizer + llmrec_model.json), `checkpoints/last/` (resumable state),
+`train_metrics.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration, set_seed
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from llmrec.config import Recipe, to_yaml
+from llmrec.data.prompts import render_prompt
+from llmrec.data.samples import prepare_splits
+from llmrec.data.tokenize import AnswerCollator, tokenize
+from llmrec.errors import LlmrecError
+from llmrec.eval.evaluate import make_loader, score_split
+from llmrec.eval.metrics import utility_metrics
+from llmrec.llm.accel import resolve_mixed_precision
+from llmrec.io import atomic_dir, write_json, write_text
+from llmrec.llm.backbone import (
+    add_lora,
+    build_tiny_backbone,
+    load_model,
+    load_tokenizer,
+    resolve_answer_tokens,
+    write_model_card,
+)
+from llmrec.llm.scoring import answer_logits, answer_loss
+
+
+def backbone_path(recipe: Recipe, train_split, accelerator: Accelerator) -> str:
+    """The HF model to start from; 'tiny' is built once per output_dir from the train prompts."""
+    if recipe.model.name_or_path != "tiny":
+        return recipe.model.name_or_path
+    target = Path(recipe.output_dir) / "backbone"
+    if accelerator.is_main_process and not (target / "config.json").is_file():
+        labels = train_split["label"]
+        corpus = (
+            render_prompt(row, recipe.prompt) + (" " + recipe.prompt.yes if label else " " + recipe.prompt.no)
+            for row, label in zip(train_split, labels)
+        )
+        build_tiny_backbone(corpus, recipe.model.tiny, recipe.model.max_length, target)
+    accelerator.wait_for_everyone()
+    return str(target)
+
+
+@dataclass
+class TrainerState:
+    """What a resumed run needs beyond model/optimizer tensors."""
+
+    epoch: int = 0
+    batches_done_in_epoch: int = 0
+    global_step: int = 0
+    best_valid_auc: float = -math.inf
+    history: list = field(default_factory=list)
+
+
+def save_checkpoint(accelerator: Accelerator, state: TrainerState, checkpoints: Path) -> None:
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        with atomic_dir(checkpoints / "last") as tmp:
+            accelerator.save_state(str(tmp), safe_serialization=True)
+            (tmp / "trainer_state.json").write_text(json.dumps(asdict(state)))
+    accelerator.wait_for_everyone()
+
+
+def save_model(accelerator: Accelerator, model, tokenizer, card: dict, target: Path) -> None:
+    """Best model as a plain HF model dir (LoRA merged in), so later stages load it like any checkpoint."""
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        unwrapped = accelerator.unwrap_model(model)
+        if hasattr(unwrapped, "merge_and_unload"):
+            unwrapped = _merged_copy(unwrapped)
+        with atomic_dir(target) as tmp:
+            unwrapped.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+            write_model_card(tmp, card)
+    accelerator.wait_for_everyone()
+
+
+def _merged_copy(peft_model):
+    import copy
+
+    return copy.deepcopy(peft_model).merge_and_unload()
+
+
+def train(recipe: Recipe) -> dict:
+    output_dir = Path(recipe.output_dir)
+    cfg = recipe.train
+    accelerator = Accelerator(
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        mixed_precision=resolve_mixed_precision(cfg.mixed_precision),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+    )
+    set_seed(cfg.seed)
+    if accelerator.is_main_process:
+        print(f"resolved config (saved to {output_dir / 'config.yaml'}):\n{to_yaml(recipe)}")
+        write_text(output_dir / "config.yaml", to_yaml(recipe))
+
+    # Data: samples are cached by fingerprint; the main process builds them first.
+    with accelerator.main_process_first():
+        splits = prepare_splits(recipe.data, recipe.forget)
+    if cfg.train_on not in splits:
+        raise LlmrecError(f"train.train_on must be one of {list(splits)}, got '{cfg.train_on}'")
+    start_from = backbone_path(recipe, splits["train"], accelerator)
+    tokenizer = load_tokenizer(start_from)
+    answer = resolve_answer_tokens(tokenizer, recipe.prompt.yes, recipe.prompt.no)
+    with accelerator.main_process_first():
+        train_set = tokenize(splits[cfg.train_on], tokenizer, recipe.prompt, recipe.model.max_length)
+        valid_set = tokenize(splits["valid"], tokenizer, recipe.prompt, recipe.model.max_length)
+    lengths = train_set["length"]
+    accelerator.print(
+        f"samples: " + ", ".join(f"{name}={len(ds)}" for name, ds in splits.items())
+        + f" | prompt tokens: mean {sum(lengths) / len(lengths):.1f}, max {max(lengths)}"
+        + f" | mixed precision: {accelerator.mixed_precision}"
+    )
+
+    # Model: full fine-tuning, or a LoRA adapter that is merged into the saved model.
+    model = load_model(start_from)
+    if recipe.model.finetune == "lora":
+        model = add_lora(model, recipe.model.lora)
+    elif recipe.model.finetune != "full":
+        raise LlmrecError(f"model.finetune must be 'full' or 'lora', got '{recipe.model.finetune}'")
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    accelerator.print(f"parameters: {total:,} total, {trainable:,} trainable ({100 * trainable / total:.2f}%)")
+
+    collator = AnswerCollator(tokenizer)
+    train_loader = make_loader(train_set, collator, cfg.batch_size, shuffle=True)
+    valid_loader = make_loader(valid_set, collator, recipe.eval.batch_size, shuffle=False)
+    steps_per_epoch = math.ceil(len(train_loader) / cfg.gradient_accumulation_steps)
+    total_steps = steps_per_epoch * cfg.epochs
+    if cfg.max_steps:
+        total_steps = min(total_steps, cfg.max_steps)
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate, weight_decay=cfg.weight_decay
+    )
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
+    model, optimizer, train_loader, valid_loader, scheduler = accelerator.prepare(
+        model, optimizer, train_loader, valid_loader, scheduler
+    )
+
+    # Resume: tensors from accelerate's state, counters from trainer_state.json.
+    state = TrainerState()
+    checkpoints = output_dir / "checkpoints"
+    last = checkpoints / "last"
+    if cfg.resume and (last / "trainer_state.json").is_file():
+        accelerator.load_state(str(last))
+        state = TrainerState(**json.loads((last / "trainer_state.json").read_text()))
+        accelerator.print(f"resumed from {last}: epoch {state.epoch}, step {state.global_step}")
+
+    card = {
+        "answer": asdict(answer),
+        "prompt": asdict(recipe.prompt),
+        "max_length": recipe.model.max_length,
+        "base_model": recipe.model.name_or_path,
+        "trained_on": cfg.train_on,
+    }
+    started = time.perf_counter()
+    for epoch in range(state.epoch, cfg.epochs):
+        if state.global_step >= total_steps:
+            break
+        model.train()
+        train_loader.set_epoch(epoch)
+        loader = accelerator.skip_first_batches(train_loader, state.batches_done_in_epoch)
+        bar = tqdm(
+            loader,
+            total=len(train_loader),
+            initial=state.batches_done_in_epoch,
+            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            disable=not accelerator.is_local_main_process,
+        )
+        seen_samples, seen_tokens, tick = 0, 0, time.perf_counter()
+        for batch in bar:
+            with accelerator.accumulate(model):
+                logits = answer_logits(model, batch["input_ids"], batch["attention_mask"])
+                loss = answer_loss(logits, batch["labels"], answer.yes_id, answer.no_id)
+                accelerator.backward(loss)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            state.batches_done_in_epoch += 1
+            seen_samples += len(batch["labels"]) * accelerator.num_processes
+            seen_tokens += int(batch["attention_mask"].sum()) * accelerator.num_processes
+            if not accelerator.sync_gradients:
+                continue
+            state.global_step += 1
+            elapsed = time.perf_counter() - tick
+            bar.set_postfix(loss=f"{loss.item():.4f}", samples_s=f"{seen_samples / elapsed:.0f}",
+                            tokens_s=f"{seen_tokens / elapsed:.0f}")
+            if cfg.checkpoint_every and state.global_step % cfg.checkpoint_every == 0:
+                save_checkpoint(accelerator, state, checkpoints)
+            if state.global_step >= total_steps:
+                break
+        bar.close()
+
+        labels, probs = score_split(model, valid_loader, accelerator, answer, desc="valid")
+        metrics = utility_metrics(labels, probs)
+        epoch_seconds = time.perf_counter() - tick
+        state.history.append({"epoch": epoch + 1, "step": state.global_step, "valid": metrics,
+                              "seconds": epoch_seconds, "samples_per_second": seen_samples / epoch_seconds})
+        improved = metrics["auc"] > state.best_valid_auc
+        accelerator.print(
+            f"epoch {epoch + 1}: valid auc {metrics['auc']:.4f} acc {metrics['accuracy']:.4f} "
+            f"log-loss {metrics['log_loss']:.4f}" + (" (best so far, saved)" if improved else "")
+        )
+        if improved:
+            state.best_valid_auc = metrics["auc"]
+            save_model(accelerator, model, tokenizer, {**card, "epoch": epoch + 1, "valid": metrics},
+                       output_dir / "model")
+        state.epoch, state.batches_done_in_epoch = epoch + 1, 0
+        save_checkpoint(accelerator, state, checkpoints)
+
+    summary = {
+        "best_valid_auc": state.best_valid_auc,
+        "epochs": state.history,
+        "train_seconds_this_run": time.perf_counter() - started,
+        "parameters": total,
+        "trainable_parameters": trainable,
+        "model_dir": str(output_dir / "model"),
+    }
+    if accelerator.is_main_process:
+        write_json(output_dir / "train_metrics.json", summary)
+    accelerator.end_training()
+    return summary

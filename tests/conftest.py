@@ -1,0 +1,46 @@
+"""Shared fixtures: offline hub, a private datasets cache, tiny synthetic data."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from llmrec.config import load_recipe  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+ML100K = REPO.parent / "shared" / "data" / "ml-100k"
+
+
+def small_recipe(tmp_path: Path, *overrides: str):
+    """A recipe on a small synthetic log that trains in seconds."""
+    return load_recipe(
+        None,
+        [
+            f"output_dir={tmp_path / 'run'}",
+            f"data.cache_dir={tmp_path / 'cache'}",
+            "data.synthetic.num_users=60",
+            "data.synthetic.num_items=50",
+            "data.synthetic.ratings_per_user=20",
+            "model.tiny.vocab_size=600",
+            "model.tiny.hidden_size=32",
+            "model.tiny.intermediate_size=64",
+            "model.max_length=256",
+            "train.batch_size=16",
+            "eval.batch_size=32",
+            "train.mixed_precision=no",
+            *overrides,
+        ],
+    )
+
+
+@pytest.fixture
+def recipe_factory(tmp_path):
+    return lambda *overrides: small_recipe(tmp_path, *overrides)

@@ -1,0 +1,116 @@
+import pandas as pd
+import pytest
+
+from llmrec.config import DataConfig, ForgetConfig
+from llmrec.data.interactions import Interactions
+from llmrec.data.samples import build_samples, choose_forget_users, prepare_splits, time_split
+from llmrec.errors import LlmrecError
+
+
+def tiny_log() -> Interactions:
+    """Two users; user 'a' rates items 1..8 at t=0..7, user 'b' items 8..1 at t=10..17."""
+    rows = [("a", str(i), float(1 + i % 5), i - 1) for i in range(1, 9)]
+    rows += [("b", str(9 - i), float(5 - i % 5), 10 + i - 1) for i in range(1, 9)]
+    ratings = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
+    items = pd.DataFrame({"title": [f"Movie {i}" for i in range(1, 9)], "genres": ""},
+                         index=pd.Index([str(i) for i in range(1, 9)], name="item_id"))
+    users = pd.DataFrame({"age": [30, 40], "gender": ["F", "M"], "occupation": ["writer", "doctor"]},
+                         index=pd.Index(["a", "b"], name="user_id"))
+    return Interactions(ratings.sample(frac=1, random_state=0), items, users, "tiny")
+
+
+def test_history_is_the_previous_k_ratings_in_time_order():
+    samples = build_samples(tiny_log(), DataConfig(history_len=3, min_history=2))
+    a = samples[samples.user_id == "a"].sort_values("timestamp")
+    assert len(a) == 6  # items 3..8: the first two ratings only serve as history
+    first = a.iloc[0]
+    assert first.item_id == "3" and list(first.history_item_ids) == ["1", "2"]
+    last = a.iloc[-1]
+    assert last.item_id == "8" and list(last.history_item_ids) == ["5", "6", "7"]
+    assert list(last.history_ratings) == [1.0, 2.0, 3.0]
+    assert list(last.history_titles) == ["Movie 5", "Movie 6", "Movie 7"]
+    assert last.target_title == "Movie 8" and last.gender == "F" and last.occupation == "writer"
+
+
+def test_label_is_rating_above_threshold():
+    samples = build_samples(tiny_log(), DataConfig(min_history=1, like_threshold=3.0))
+    assert (samples.label == (samples.rating > 3)).all()
+    strict = build_samples(tiny_log(), DataConfig(min_history=1, like_threshold=4.0))
+    assert (strict.label == (strict.rating > 4)).all() and strict.label.sum() < samples.label.sum()
+
+
+def test_too_little_history_everywhere_is_an_error():
+    with pytest.raises(LlmrecError, match="min_history=20"):
+        build_samples(tiny_log(), DataConfig(min_history=20))
+
+
+def test_time_split_never_puts_the_future_in_train():
+    samples = build_samples(tiny_log(), DataConfig(min_history=1))
+    splits = time_split(samples, [0.5, 0.25, 0.25])
+    assert [len(splits[s]) for s in ("train", "valid", "test")] == [7, 3, 4]
+    assert splits["train"].timestamp.max() <= splits["valid"].timestamp.min()
+    assert splits["valid"].timestamp.max() <= splits["test"].timestamp.min()
+
+
+@pytest.mark.parametrize("fractions", [[0.5, 0.5], [0.6, 0.3, 0.3], [1.0, 0.0, 0.0]])
+def test_bad_split_fractions(fractions):
+    with pytest.raises(LlmrecError, match="data.split"):
+        time_split(build_samples(tiny_log(), DataConfig(min_history=1)), fractions)
+
+
+def _train(users: int) -> pd.DataFrame:
+    return pd.DataFrame({"user_id": [str(u) for u in range(users) for _ in range(3)]})
+
+
+def test_forget_fraction_is_seeded():
+    train = _train(50)
+    first = choose_forget_users(train, ForgetConfig(fraction=0.2, seed=1))
+    assert len(first) == 10 and first == choose_forget_users(train, ForgetConfig(fraction=0.2, seed=1))
+    assert first != choose_forget_users(train, ForgetConfig(fraction=0.2, seed=2))
+
+
+def test_forget_users_from_file(tmp_path):
+    path = tmp_path / "forget.txt"
+    path.write_text("3\n7\n\n3\n")
+    assert choose_forget_users(_train(10), ForgetConfig(users=str(path))) == ["3", "7"]
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("3\n99\n", r"forget.txt:2: unknown user id '99'"),
+        ("\n\n", "the forget set is empty"),
+        ("".join(f"{u}\n" for u in range(10)), "the forget set is the whole training set"),
+    ],
+)
+def test_bad_forget_files(tmp_path, content, message):
+    path = tmp_path / "forget.txt"
+    path.write_text(content)
+    with pytest.raises(LlmrecError, match=message):
+        choose_forget_users(_train(10), ForgetConfig(users=str(path)))
+
+
+def test_missing_forget_file_and_bad_fractions(tmp_path):
+    with pytest.raises(LlmrecError, match="no such forget-users file"):
+        choose_forget_users(_train(10), ForgetConfig(users=str(tmp_path / "none.txt")))
+    with pytest.raises(LlmrecError, match="rounds to 0"):
+        choose_forget_users(_train(10), ForgetConfig(fraction=0.01))
+    with pytest.raises(LlmrecError, match="between 0 and 1"):
+        choose_forget_users(_train(10), ForgetConfig(fraction=1.0))
+
+
+def test_prepare_splits_partitions_train_and_caches(tmp_path, recipe_factory):
+    recipe = recipe_factory()
+    splits = prepare_splits(recipe.data, recipe.forget)
+    train, forget, retained = (splits[s].to_pandas() for s in ("train", "forget", "retained"))
+    assert len(forget) + len(retained) == len(train)
+    assert set(forget.user_id).isdisjoint(retained.user_id)
+    assert len(set(forget.user_id)) == round(0.2 * train.user_id.nunique())
+    cached = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert len(cached) == 1 and cached[0].startswith("samples-synthetic-0-")
+
+    again = prepare_splits(recipe.data, recipe.forget)  # loaded from the cache, same content
+    assert again["forget"].to_pandas().equals(forget)
+    other = recipe_factory("forget.seed=5")
+    prepare_splits(other.data, other.forget)
+    assert len(list((tmp_path / "cache").iterdir())) == 2  # a different config, a different fingerprint

@@ -1,0 +1,85 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from llmrec.config import Recipe, describe, load_recipe, to_yaml
+from llmrec.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = sorted((REPO / "recipes").rglob("*.yaml"))
+ACCELERATE_KEYS = {
+    "compute_environment", "distributed_type", "use_cpu", "gpu_ids", "num_machines", "num_processes",
+    "machine_rank", "main_training_function", "mixed_precision", "rdzv_backend", "same_network", "debug",
+}
+
+
+def test_defaults_round_trip_through_yaml(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text(to_yaml(Recipe()))
+    assert load_recipe(path) == Recipe()
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("trian.epochs=2", "unknown recipe key 'trian'"),
+        ("train.epoch=2", "unknown recipe key 'train.epoch'"),
+        ("data.synthetic.users=3", "unknown recipe key 'data.synthetic.users'"),
+        ("train.epochs=two", "train.epochs: expected int, got 'two'"),
+        ("train.learning_rate=fast", "train.learning_rate: expected float"),
+        ("data.split=0.5", "data.split: expected a list"),
+        ("train.epochs", "not of the form key=value"),
+    ],
+)
+def test_bad_keys_and_values_are_named(override, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")):
+        load_recipe(None, [override])
+
+
+def test_overrides_are_parsed_as_yaml():
+    recipe = load_recipe(None, ["train.epochs=3", "train.learning_rate=3e-3", "eval.splits=[test]", "data.path=x/y"])
+    assert recipe.train.epochs == 3
+    assert recipe.train.learning_rate == pytest.approx(0.003)
+    assert recipe.eval.splits == ["test"]
+    assert recipe.data.path == "x/y"
+
+
+def test_unknown_key_in_file_is_rejected(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("train:\n  epochs: 1\n  lr: 0.1\n")
+    with pytest.raises(ConfigError, match="unknown recipe key 'train.lr'"):
+        load_recipe(path)
+
+
+def test_missing_or_malformed_recipe_file(tmp_path):
+    with pytest.raises(ConfigError, match="no such recipe file"):
+        load_recipe(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_recipe(bad)
+
+
+def test_every_field_has_help():
+    rows = describe()
+    assert rows and all(help_text for _, _, help_text in rows)
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=[str(p.relative_to(REPO)) for p in RECIPES])
+def test_every_recipe_loads_and_starts_with_its_command(path):
+    first = path.read_text().splitlines()[0]
+    relative = str(path.relative_to(REPO))
+    assert first.startswith("# ") and relative in first, f"{relative} must begin with the command that runs it"
+    if path.parent.name == "accelerate":
+        assert first.startswith("# accelerate launch --config_file " + relative)
+        config = yaml.safe_load(path.read_text())
+        assert set(config) <= ACCELERATE_KEYS, set(config) - ACCELERATE_KEYS
+    else:
+        assert first.startswith("# llmrec ") or first.startswith("# accelerate launch")
+        assert isinstance(load_recipe(path), Recipe)
+
+
+def test_there_are_recipes():
+    assert any(p.parent.name == "train" for p in RECIPES)
+    assert {p.name for p in RECIPES if p.parent.name == "accelerate"} == {"cpu.yaml", "single_gpu.yaml", "multi_gpu.yaml"}
