@@ -84,8 +84,8 @@ def build_samples(interactions: Interactions, config: DataConfig) -> pd.DataFram
 def _profiles(interactions: Interactions) -> pd.DataFrame | None:
     if interactions.users is None:
         return None
-    users = interactions.users.reindex(columns=["age", "gender", "occupation"]).fillna("")
-    return users.astype(str)
+    users = interactions.users.reindex(columns=["age", "gender", "occupation"]).astype(object)
+    return users.where(users.notna(), "").astype(str)
 
 
 def time_split(samples: pd.DataFrame, fractions: list[float]) -> dict[str, pd.DataFrame]:

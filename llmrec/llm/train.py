@@ -106,15 +106,18 @@ def train(recipe: Recipe) -> dict:
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
     )
     set_seed(cfg.seed)
-    if accelerator.is_main_process:
-        print(f"resolved config (saved to {output_dir / 'config.yaml'}):\n{to_yaml(recipe)}")
-        write_text(output_dir / "config.yaml", to_yaml(recipe))
+    accelerator.print(f"resolved config:\n{to_yaml(recipe)}")
 
-    # Data: samples are cached by fingerprint; the main process builds them first.
+    # Data: samples are cached by fingerprint; the main process builds them first. Bad input stops
+    # here, before anything is written to output_dir.
     with accelerator.main_process_first():
         splits = prepare_splits(recipe.data, recipe.forget)
     if cfg.train_on not in splits:
         raise LlmrecError(f"train.train_on must be one of {list(splits)}, got '{cfg.train_on}'")
+    if recipe.model.finetune not in ("full", "lora"):
+        raise LlmrecError(f"model.finetune must be 'full' or 'lora', got '{recipe.model.finetune}'")
+    if accelerator.is_main_process:
+        write_text(output_dir / "config.yaml", to_yaml(recipe))
     start_from = backbone_path(recipe, splits["train"], accelerator)
     tokenizer = load_tokenizer(start_from)
     answer = resolve_answer_tokens(tokenizer, recipe.prompt.yes, recipe.prompt.no)
@@ -132,8 +135,6 @@ def train(recipe: Recipe) -> dict:
     model = load_model(start_from)
     if recipe.model.finetune == "lora":
         model = add_lora(model, recipe.model.lora)
-    elif recipe.model.finetune != "full":
-        raise LlmrecError(f"model.finetune must be 'full' or 'lora', got '{recipe.model.finetune}'")
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     accelerator.print(f"parameters: {total:,} total, {trainable:,} trainable ({100 * trainable / total:.2f}%)")

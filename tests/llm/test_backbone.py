@@ -1,0 +1,55 @@
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from llmrec.config import TinyBackboneConfig
+from llmrec.errors import LlmrecError
+from llmrec.llm.backbone import build_tiny_backbone, load_tokenizer, resolve_answer_tokens, train_tokenizer
+
+CORPUS = [f"The user rated Movie {i} ({i % 5 + 1} stars). Will the user like it?\nAnswer: {'Yes' if i % 2 else 'No'}"
+          for i in range(200)]
+
+
+def test_tiny_backbone_reloads_like_any_hf_model(tmp_path):
+    out = build_tiny_backbone(iter(CORPUS), TinyBackboneConfig(hidden_size=32, intermediate_size=64, vocab_size=400),
+                              max_length=128, out_dir=tmp_path / "tiny")
+    model = AutoModelForCausalLM.from_pretrained(out)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    assert model.config.model_type == "llama" and model.config.tie_word_embeddings
+    assert model.config.vocab_size == len(tokenizer) <= 400
+    assert tokenizer.padding_side == "left"
+    ids = tokenizer("Will the user like it?", return_tensors="pt")
+    assert model(**ids).logits.shape[-1] == len(tokenizer)
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_same_seed_same_initial_weights(tmp_path):
+    config = TinyBackboneConfig(hidden_size=32, intermediate_size=64, vocab_size=400)
+    a = build_tiny_backbone(iter(CORPUS), config, 128, tmp_path / "a")
+    b = build_tiny_backbone(iter(CORPUS), config, 128, tmp_path / "b")
+    wa, wb = AutoModelForCausalLM.from_pretrained(a).state_dict(), AutoModelForCausalLM.from_pretrained(b).state_dict()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_answer_tokens_prefer_leading_space():
+    tokenizer = train_tokenizer(CORPUS, 400)
+    answer = resolve_answer_tokens(tokenizer, "Yes", "No")
+    assert answer.yes_text == " Yes" and answer.no_text == " No"
+    assert tokenizer.encode(" Yes", add_special_tokens=False) == [answer.yes_id]
+    assert answer.yes_id != answer.no_id
+
+
+def test_answer_tokens_without_space_and_errors():
+    tokenizer = train_tokenizer(["Yes No " * 50 + "zebra"], 300)
+    spaced = tokenizer.encode(" Yes", add_special_tokens=False)
+    answer = resolve_answer_tokens(tokenizer, "Yes", "No")
+    assert (answer.yes_text == " Yes") == (len(spaced) == 1)
+    with pytest.raises(LlmrecError, match="'Maybe' is not a single token"):
+        resolve_answer_tokens(tokenizer, "Maybe", "No")
+    with pytest.raises(LlmrecError, match="same token"):
+        resolve_answer_tokens(tokenizer, "Yes", "Yes")
+
+
+def test_unloadable_model_is_a_clear_error(tmp_path):
+    with pytest.raises(LlmrecError, match="cannot load a tokenizer"):
+        load_tokenizer(str(tmp_path / "missing"))

@@ -1,0 +1,69 @@
+import json
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM
+
+import llmrec.llm.train as train_module
+from llmrec.config import to_dict
+from llmrec.llm.backbone import read_model_card
+from llmrec.llm.train import train
+
+
+def test_train_writes_model_config_metrics_and_checkpoint(recipe_factory):
+    recipe = recipe_factory("train.max_steps=6", "train.checkpoint_every=3")
+    summary = train(recipe)
+    out = recipe.output_dir
+    model_dir = f"{out}/model"
+    card = read_model_card(model_dir)
+    assert card["answer"]["yes_text"] == " Yes" and card["prompt"]["yes"] == "Yes"
+    assert AutoModelForCausalLM.from_pretrained(model_dir).config.model_type == "llama"
+    assert yaml.safe_load(open(f"{out}/config.yaml")) == to_dict(recipe)
+    state = json.load(open(f"{out}/checkpoints/last/trainer_state.json"))
+    assert state["global_step"] == 6 and state["epoch"] == 1
+    assert summary["epochs"][0]["step"] == 6 and 0 <= summary["best_valid_auc"] <= 1
+    assert json.load(open(f"{out}/train_metrics.json"))["best_valid_auc"] == summary["best_valid_auc"]
+
+
+def _weights(run_dir):
+    return load_file(f"{run_dir}/checkpoints/last/model.safetensors")
+
+
+def test_resume_after_interruption_matches_an_uninterrupted_run(recipe_factory, tmp_path, monkeypatch):
+    settings = ("train.epochs=2", "train.checkpoint_every=5")
+    straight = recipe_factory(*settings, f"output_dir={tmp_path / 'straight'}")
+    train(straight)
+
+    interrupted = recipe_factory(*settings, f"output_dir={tmp_path / 'interrupted'}")
+    real_save = train_module.save_checkpoint
+
+    def save_then_crash(accelerator, state, checkpoints):
+        real_save(accelerator, state, checkpoints)
+        if state.global_step == 15:  # mid-way through epoch 2 (each epoch has ~10 steps)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "save_checkpoint", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        train(interrupted)
+    monkeypatch.setattr(train_module, "save_checkpoint", real_save)
+    assert json.load(open(tmp_path / "interrupted/checkpoints/last/trainer_state.json"))["global_step"] == 15
+
+    train(interrupted)  # same command again: resumes from checkpoints/last
+    a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "interrupted")
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], msg=name)
+    steps = [e["step"] for e in json.load(open(tmp_path / "interrupted/train_metrics.json"))["epochs"]]
+    assert steps == [e["step"] for e in json.load(open(tmp_path / "straight/train_metrics.json"))["epochs"]]
+
+
+def test_lora_trains_only_the_adapter_and_saves_a_merged_model(recipe_factory, capsys):
+    recipe = recipe_factory("model.finetune=lora", "train.max_steps=3", "model.lora.r=4")
+    summary = train(recipe)
+    assert 0 < summary["trainable_parameters"] < summary["parameters"] * 0.2
+    model_dir = f"{recipe.output_dir}/model"
+    names = AutoModelForCausalLM.from_pretrained(model_dir).state_dict().keys()
+    assert not any("lora" in n for n in names)
+    assert "trainable" in capsys.readouterr().out
