@@ -19,25 +19,24 @@ REPO = Path(__file__).resolve().parents[1]
 ML100K = REPO.parent / "shared" / "data" / "ml-100k"
 
 
+SMALL_OVERRIDES = [
+    "data.synthetic.num_users=60",
+    "data.synthetic.num_items=50",
+    "data.synthetic.ratings_per_user=20",
+    "model.tiny.vocab_size=600",
+    "model.tiny.hidden_size=32",
+    "model.tiny.intermediate_size=64",
+    "model.max_length=256",
+    "train.batch_size=16",
+    "eval.batch_size=32",
+    "train.mixed_precision=no",
+]
+
+
 def small_recipe(tmp_path: Path, *overrides: str):
     """A recipe on a small synthetic log that trains in seconds."""
     return load_recipe(
-        None,
-        [
-            f"output_dir={tmp_path / 'run'}",
-            f"data.cache_dir={tmp_path / 'cache'}",
-            "data.synthetic.num_users=60",
-            "data.synthetic.num_items=50",
-            "data.synthetic.ratings_per_user=20",
-            "model.tiny.vocab_size=600",
-            "model.tiny.hidden_size=32",
-            "model.tiny.intermediate_size=64",
-            "model.max_length=256",
-            "train.batch_size=16",
-            "eval.batch_size=32",
-            "train.mixed_precision=no",
-            *overrides,
-        ],
+        None, [f"output_dir={tmp_path / 'run'}", f"data.cache_dir={tmp_path / 'cache'}", *SMALL_OVERRIDES, *overrides]
     )
 
 

@@ -78,3 +78,17 @@ def test_module_entry_point_exit_code(tmp_path):
                             capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().endswith("no llmrec_model.json); train one with `llmrec train`")
+
+
+def test_accelerate_launch_runs_the_same_training(tmp_path):
+    from tests.conftest import REPO, SMALL_OVERRIDES
+
+    out = tmp_path / "run"
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(REPO / "recipes/accelerate/cpu.yaml"),
+        "-m", "llmrec", "train", *SMALL_OVERRIDES, f"output_dir={out}", f"data.cache_dir={tmp_path / 'cache'}",
+        "train.max_steps=3",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (out / "model" / "llmrec_model.json").is_file() and (out / "config.yaml").is_file()

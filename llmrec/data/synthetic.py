@@ -1,8 +1,9 @@
 """A deterministic MovieLens-like log, so the demo and fast tests need no files.
 
 Ratings come from a latent model a small LM can learn from the prompt alone:
-user bias (visible as the stars in their history) + item quality (memorisable from
-the title) + taste for genres (titles use genre-specific words) + noise.
+user bias (visible as the stars in their history) + item quality (carried by the words of
+the title, as "Cursed" or "Odyssey" would be for real audiences) + taste for genres (titles
+use genre-specific words) + noise.
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ SPAN_SECONDS = 2 * 365 * 24 * 3600
 
 def _items(rng: np.random.Generator, num_items: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     genre_matrix = np.zeros((num_items, len(GENRES)))
-    titles, genre_names = [], []
+    words = sorted({w for pair in GENRE_WORDS.values() for part in pair for w in part})
+    word_quality = dict(zip(words, rng.normal(0.0, 0.6, len(words))))
+    titles, genre_names, quality = [], [], []
     seen: dict[str, int] = {}
     for i in range(num_items):
         primary = rng.integers(len(GENRES))
@@ -48,17 +51,18 @@ def _items(rng: np.random.Generator, num_items: int) -> tuple[pd.DataFrame, np.n
         chosen = sorted({int(primary), *map(int, extra)})
         genre_matrix[i, chosen] = 1.0 / len(chosen)
         adjectives, nouns = GENRE_WORDS[GENRES[primary]]
-        base = f"{adjectives[rng.integers(len(adjectives))]} {nouns[rng.integers(len(nouns))]}"
+        adjective, noun = adjectives[rng.integers(len(adjectives))], nouns[rng.integers(len(nouns))]
+        quality.append(word_quality[adjective] + word_quality[noun] + rng.normal(0.0, 0.3))
+        base = f"{adjective} {noun}"
         seen[base] = seen.get(base, 0) + 1
         name = base if seen[base] == 1 else f"{base} {_roman(seen[base])}"
         titles.append(f"{name} ({rng.integers(1950, 1998)})")
         genre_names.append("|".join(GENRES[g] for g in chosen))
-    quality = rng.normal(0.0, 0.8, num_items)
     items = pd.DataFrame(
         {"title": titles, "genres": genre_names},
         index=pd.Index([str(i + 1) for i in range(num_items)], name="item_id"),
     )
-    return items, genre_matrix, quality
+    return items, genre_matrix, np.array(quality)
 
 
 def _roman(n: int) -> str:

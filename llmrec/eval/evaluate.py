@@ -16,7 +16,12 @@ from llmrec.errors import LlmrecError
 from llmrec.eval.metrics import markdown_table, utility_metrics
 from llmrec.io import write_json, write_text
 from llmrec.llm.accel import resolve_mixed_precision
-from llmrec.llm.backbone import AnswerTokens, load_model, load_tokenizer, read_model_card
+from llmrec.llm.backbone import (
+    AnswerTokens,
+    load_model,
+    load_tokenizer,
+    read_model_card,
+)
 from llmrec.llm.scoring import answer_logits, p_yes
 
 

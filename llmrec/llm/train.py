@@ -8,9 +8,9 @@ Outputs in `output_dir`: `config.yaml` (resolved recipe), `model/` (best epoch b
 
 from __future__ import annotations
 
+import copy
 import json
 import math
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,8 +28,8 @@ from llmrec.data.tokenize import AnswerCollator, tokenize
 from llmrec.errors import LlmrecError
 from llmrec.eval.evaluate import make_loader, score_split
 from llmrec.eval.metrics import utility_metrics
-from llmrec.llm.accel import resolve_mixed_precision
 from llmrec.io import atomic_dir, write_json, write_text
+from llmrec.llm.accel import resolve_mixed_precision
 from llmrec.llm.backbone import (
     add_lora,
     build_tiny_backbone,
@@ -92,8 +92,7 @@ def save_model(accelerator: Accelerator, model, tokenizer, card: dict, target: P
 
 
 def _merged_copy(peft_model):
-    import copy
-
+    """Merge into a copy: the live model keeps its adapter for the epochs still to come."""
     return copy.deepcopy(peft_model).merge_and_unload()
 
 
@@ -126,7 +125,7 @@ def train(recipe: Recipe) -> dict:
         valid_set = tokenize(splits["valid"], tokenizer, recipe.prompt, recipe.model.max_length)
     lengths = train_set["length"]
     accelerator.print(
-        f"samples: " + ", ".join(f"{name}={len(ds)}" for name, ds in splits.items())
+        "samples: " + ", ".join(f"{name}={len(ds)}" for name, ds in splits.items())
         + f" | prompt tokens: mean {sum(lengths) / len(lengths):.1f}, max {max(lengths)}"
         + f" | mixed precision: {accelerator.mixed_precision}"
     )

@@ -3,7 +3,12 @@ import pytest
 
 from llmrec.config import DataConfig, ForgetConfig
 from llmrec.data.interactions import Interactions
-from llmrec.data.samples import build_samples, choose_forget_users, prepare_splits, time_split
+from llmrec.data.samples import (
+    build_samples,
+    choose_forget_users,
+    prepare_splits,
+    time_split,
+)
 from llmrec.errors import LlmrecError
 
 
@@ -114,3 +119,15 @@ def test_prepare_splits_partitions_train_and_caches(tmp_path, recipe_factory):
     other = recipe_factory("forget.seed=5")
     prepare_splits(other.data, other.forget)
     assert len(list((tmp_path / "cache").iterdir())) == 2  # a different config, a different fingerprint
+
+
+@pytest.mark.slow
+def test_ml100k_split_sizes(tmp_path):
+    from tests.conftest import ML100K
+
+    if not (ML100K / "u.data").is_file():
+        pytest.skip("../shared/data/ml-100k is not present")
+    data = DataConfig(format="ml-100k", path=str(ML100K), cache_dir=str(tmp_path))
+    splits = prepare_splits(data, ForgetConfig())
+    assert [len(splits[s]) for s in ("train", "valid", "test")] == [57171, 19057, 19057]
+    assert len(splits["forget"]) + len(splits["retained"]) == 57171

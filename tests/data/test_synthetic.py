@@ -1,3 +1,5 @@
+import numpy as np
+
 from llmrec.config import SyntheticConfig
 from llmrec.data.synthetic import generate_synthetic
 
@@ -28,6 +30,4 @@ def test_ratings_follow_the_latent_taste():
     ratings = ratings.sort_values(["user_id", "timestamp"])
     halves = ratings.groupby("user_id").rating.apply(lambda r: (r.iloc[: len(r) // 2].mean(), r.iloc[len(r) // 2 :].mean()))
     first, second = zip(*halves)
-    import numpy as np
-
     assert np.corrcoef(first, second)[0, 1] > 0.4

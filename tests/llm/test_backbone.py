@@ -4,7 +4,12 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from llmrec.config import TinyBackboneConfig
 from llmrec.errors import LlmrecError
-from llmrec.llm.backbone import build_tiny_backbone, load_tokenizer, resolve_answer_tokens, train_tokenizer
+from llmrec.llm.backbone import (
+    build_tiny_backbone,
+    load_tokenizer,
+    resolve_answer_tokens,
+    train_tokenizer,
+)
 
 CORPUS = [f"The user rated Movie {i} ({i % 5 + 1} stars). Will the user like it?\nAnswer: {'Yes' if i % 2 else 'No'}"
           for i in range(200)]
