@@ -123,7 +123,7 @@ class TrainConfig:
     max_steps: int = option(0, "stop after this many optimizer steps (0: no limit)")
     batch_size: int = option(32, "samples per device per micro-batch")
     gradient_accumulation_steps: int = option(1, "micro-batches per optimizer step")
-    learning_rate: float = option(1e-3, "peak AdamW learning rate")
+    learning_rate: float = option(2e-3, "peak AdamW learning rate")
     weight_decay: float = option(0.0, "AdamW weight decay")
     warmup_ratio: float = option(0.05, "fraction of steps with linear warm-up, then linear decay")
     mixed_precision: str = option("auto", "auto | no | bf16 | fp16; auto = bf16 where the device supports it")

@@ -15,7 +15,7 @@ from llmrec.data.tokenize import AnswerCollator, tokenize
 from llmrec.errors import LlmrecError
 from llmrec.eval.metrics import markdown_table, utility_metrics
 from llmrec.io import write_json, write_text
-from llmrec.llm.accel import resolve_mixed_precision
+from llmrec.llm.accel import make_accelerator
 from llmrec.llm.backbone import (
     AnswerTokens,
     load_model,
@@ -43,7 +43,7 @@ def score_split(model, loader, accelerator: Accelerator, answer: AnswerTokens, d
 
 
 def evaluate(recipe: Recipe, accelerator: Accelerator | None = None) -> dict[str, dict[str, float]]:
-    accelerator = accelerator or Accelerator(mixed_precision=resolve_mixed_precision(recipe.train.mixed_precision))
+    accelerator = accelerator or make_accelerator(recipe.train.mixed_precision)
     model_dir = Path(recipe.eval.model_dir or Path(recipe.output_dir) / "model")
     card = read_model_card(model_dir)
     prompt = PromptConfig(**card["prompt"])

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState, GradientState
 
 from llmrec.errors import LlmrecError
 
@@ -22,3 +24,14 @@ def resolve_mixed_precision(setting: str) -> str:
     except OSError:
         return "no"
     return "bf16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "no"
+
+
+def make_accelerator(mixed_precision: str = "auto", **kwargs) -> Accelerator:
+    """A fresh Accelerator for each stage, so train -> evaluate -> unlearn in one process may differ in precision.
+
+    accelerate keeps one AcceleratorState per process; the stage-specific part of it is cleared here,
+    the process group (PartialState) is kept.
+    """
+    AcceleratorState._reset_state(reset_partial_state=False)
+    GradientState._reset_state()
+    return Accelerator(mixed_precision=resolve_mixed_precision(mixed_precision), **kwargs)

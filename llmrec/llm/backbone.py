@@ -62,8 +62,9 @@ def build_tiny_backbone(corpus: Iterable[str], config: TinyBackboneConfig, max_l
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
-    torch.manual_seed(config.seed)
-    model = LlamaForCausalLM(llama_config)
+    with torch.random.fork_rng():  # seeded init without disturbing the caller's random stream
+        torch.manual_seed(config.seed)
+        model = LlamaForCausalLM(llama_config)
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)

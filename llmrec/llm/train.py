@@ -29,7 +29,7 @@ from llmrec.errors import LlmrecError
 from llmrec.eval.evaluate import make_loader, score_split
 from llmrec.eval.metrics import utility_metrics
 from llmrec.io import atomic_dir, write_json, write_text
-from llmrec.llm.accel import resolve_mixed_precision
+from llmrec.llm.accel import make_accelerator
 from llmrec.llm.backbone import (
     add_lora,
     build_tiny_backbone,
@@ -99,9 +99,9 @@ def _merged_copy(peft_model):
 def train(recipe: Recipe) -> dict:
     output_dir = Path(recipe.output_dir)
     cfg = recipe.train
-    accelerator = Accelerator(
+    accelerator = make_accelerator(
+        cfg.mixed_precision,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        mixed_precision=resolve_mixed_precision(cfg.mixed_precision),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
     )
     set_seed(cfg.seed)
@@ -139,6 +139,7 @@ def train(recipe: Recipe) -> dict:
     accelerator.print(f"parameters: {total:,} total, {trainable:,} trainable ({100 * trainable / total:.2f}%)")
 
     collator = AnswerCollator(tokenizer)
+    set_seed(cfg.seed)  # the shuffling order must not depend on whether the backbone was just built
     train_loader = make_loader(train_set, collator, cfg.batch_size, shuffle=True)
     valid_loader = make_loader(valid_set, collator, recipe.eval.batch_size, shuffle=False)
     steps_per_epoch = math.ceil(len(train_loader) / cfg.gradient_accumulation_steps)

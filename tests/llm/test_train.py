@@ -32,7 +32,7 @@ def _weights(run_dir):
 
 
 def test_resume_after_interruption_matches_an_uninterrupted_run(recipe_factory, tmp_path, monkeypatch):
-    settings = ("train.epochs=2", "train.checkpoint_every=5")
+    settings = ("train.epochs=2", "train.checkpoint_every=10")
     straight = recipe_factory(*settings, f"output_dir={tmp_path / 'straight'}")
     train(straight)
 
@@ -41,16 +41,21 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(recipe_factory, 
 
     def save_then_crash(accelerator, state, checkpoints):
         real_save(accelerator, state, checkpoints)
-        if state.global_step == 15:  # mid-way through epoch 2 (each epoch has ~10 steps)
+        if state.global_step == 40:  # mid-way through epoch 2 (each epoch has 32 steps)
             raise KeyboardInterrupt
 
     monkeypatch.setattr(train_module, "save_checkpoint", save_then_crash)
     with pytest.raises(KeyboardInterrupt):
         train(interrupted)
     monkeypatch.setattr(train_module, "save_checkpoint", real_save)
-    assert json.load(open(tmp_path / "interrupted/checkpoints/last/trainer_state.json"))["global_step"] == 15
+    assert json.load(open(tmp_path / "interrupted/checkpoints/last/trainer_state.json"))["global_step"] == 40
 
+    steps_after_resume = []
+    real_loss = train_module.answer_loss
+    monkeypatch.setattr(train_module, "answer_loss", lambda *a: steps_after_resume.append(1) or real_loss(*a))
     train(interrupted)  # same command again: resumes from checkpoints/last
+    total = json.load(open(tmp_path / "straight/checkpoints/last/trainer_state.json"))["global_step"]
+    assert len(steps_after_resume) == total - 40  # only the steps that were left, not a restart
     a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "interrupted")
     assert a.keys() == b.keys()
     for name in a:
