@@ -13,7 +13,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 if ! python -c "import torch" >/dev/null 2>&1; then
   if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
-    pip install -q "torch>=2.4"
+    pip install -q "torch>=2.13"
   elif ls "${PIP_FIND_LINKS:-/opt/wheels}"/torch-2.13.0* >/dev/null 2>&1; then
     pip install -q "torch==2.13.0"            # the CPU wheel already on disk
   else
