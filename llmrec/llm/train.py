@@ -207,12 +207,15 @@ def train(recipe: Recipe) -> dict:
             if state.global_step >= total_steps:
                 break
         bar.close()
+        train_seconds = time.perf_counter() - tick
 
         labels, probs = score_split(model, valid_loader, accelerator, answer, desc="valid")
         metrics = utility_metrics(labels, probs)
-        epoch_seconds = time.perf_counter() - tick
-        state.history.append({"epoch": epoch + 1, "step": state.global_step, "valid": metrics,
-                              "seconds": epoch_seconds, "samples_per_second": seen_samples / epoch_seconds})
+        state.history.append({
+            "epoch": epoch + 1, "step": state.global_step, "valid": metrics,
+            "train_seconds": train_seconds, "valid_seconds": time.perf_counter() - tick - train_seconds,
+            "samples_per_second": seen_samples / train_seconds, "tokens_per_second": seen_tokens / train_seconds,
+        })
         improved = metrics["auc"] > state.best_valid_auc
         accelerator.print(
             f"epoch {epoch + 1}: valid auc {metrics['auc']:.4f} acc {metrics['accuracy']:.4f} "
