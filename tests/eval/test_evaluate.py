@@ -25,3 +25,27 @@ def test_evaluate_reports_every_split(recipe_factory):
 def test_evaluate_needs_a_trained_model_and_known_splits(recipe_factory, tmp_path):
     with pytest.raises(LlmrecError, match="not an llmrec model directory"):
         evaluate(recipe_factory(f"eval.model_dir={tmp_path}"))
+
+
+def test_two_processes_gather_exactly_the_single_process_metrics(recipe_factory, tmp_path):
+    """gather_for_metrics must drop the samples DistributedSampler pads with, not count them twice."""
+    import subprocess
+    import sys
+
+    from tests.conftest import SMALL_OVERRIDES
+
+    recipe = recipe_factory("train.max_steps=4", "eval.batch_size=7")
+    train(recipe)
+    single = evaluate(recipe)
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+        "--mixed_precision", "no", "-m", "llmrec", "evaluate", *SMALL_OVERRIDES, "eval.batch_size=7",
+        f"output_dir={recipe.output_dir}", f"data.cache_dir={recipe.data.cache_dir}",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    double = json.load(open(f"{recipe.output_dir}/evaluation.json"))["metrics"]
+    for split in single:
+        assert double[split]["samples"] == single[split]["samples"]
+        assert double[split]["auc"] == pytest.approx(single[split]["auc"], abs=1e-6)
+        assert double[split]["log_loss"] == pytest.approx(single[split]["log_loss"], abs=1e-6)

@@ -72,3 +72,27 @@ def test_lora_trains_only_the_adapter_and_saves_a_merged_model(recipe_factory, c
     names = AutoModelForCausalLM.from_pretrained(model_dir).state_dict().keys()
     assert not any("lora" in n for n in names)
     assert "trainable" in capsys.readouterr().out
+
+
+def test_gradient_accumulation_steps_and_best_epoch_selection(recipe_factory):
+    import math
+
+    from llmrec.data.samples import prepare_splits
+
+    recipe = recipe_factory("train.epochs=3", "train.gradient_accumulation_steps=4")
+    batches = math.ceil(len(prepare_splits(recipe.data, recipe.forget)["train"]) / recipe.train.batch_size)
+    summary = train(recipe)
+    assert [e["step"] for e in summary["epochs"]] == [math.ceil(batches / 4) * k for k in (1, 2, 3)]
+    best = max(summary["epochs"], key=lambda e: e["valid"]["auc"])
+    card = read_model_card(f"{recipe.output_dir}/model")
+    assert card["epoch"] == best["epoch"] and card["valid"]["auc"] == summary["best_valid_auc"]
+
+
+def test_mixed_precision_setting():
+    from llmrec.errors import LlmrecError
+    from llmrec.llm.accel import resolve_mixed_precision
+
+    assert resolve_mixed_precision("no") == "no" and resolve_mixed_precision("bf16") == "bf16"
+    assert resolve_mixed_precision("auto") in ("no", "bf16")
+    with pytest.raises(LlmrecError, match="train.mixed_precision must be auto, no, bf16 or fp16, got 'fp8'"):
+        resolve_mixed_precision("fp8")
