@@ -1,0 +1,1 @@
+"""Unlearning methods; `losses` holds the pure maths they are built from."""
