@@ -9,7 +9,7 @@ from accelerate import Accelerator
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from llmrec.config import PromptConfig, Recipe
+from llmrec.config import PromptConfig, Recipe, to_dict
 from llmrec.data.samples import prepare_splits
 from llmrec.data.tokenize import AnswerCollator, tokenize
 from llmrec.errors import LlmrecError
@@ -68,7 +68,7 @@ def evaluate(recipe: Recipe, accelerator: Accelerator | None = None) -> dict[str
     table = markdown_table(results)
     if accelerator.is_main_process:
         out = Path(recipe.output_dir)
-        write_json(out / "evaluation.json", {"model_dir": str(model_dir), "metrics": results})
+        write_json(out / "evaluation.json", {"model_dir": str(model_dir), "metrics": results, "recipe": to_dict(recipe)})
         write_text(out / "evaluation.md", table + "\n")
         print(table)
         print(f"written: {out / 'evaluation.json'}, {out / 'evaluation.md'}")

@@ -21,7 +21,7 @@ from accelerate.utils import DataLoaderConfiguration, set_seed
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from llmrec.config import Recipe, to_yaml
+from llmrec.config import Recipe, parse_yaml, to_dict, to_yaml
 from llmrec.data.prompts import render_prompt
 from llmrec.data.samples import prepare_splits
 from llmrec.data.tokenize import AnswerCollator, tokenize
@@ -41,12 +41,12 @@ from llmrec.llm.backbone import (
 from llmrec.llm.scoring import answer_logits, answer_loss
 
 
-def backbone_path(recipe: Recipe, train_split, accelerator: Accelerator) -> str:
-    """The HF model to start from; 'tiny' is built once per output_dir from the train prompts."""
+def backbone_path(recipe: Recipe, train_split, accelerator: Accelerator, resuming: bool) -> str:
+    """The HF model to start from; 'tiny' is built from the train prompts, and reused only by a resumed run."""
     if recipe.model.name_or_path != "tiny":
         return recipe.model.name_or_path
     target = Path(recipe.output_dir) / "backbone"
-    if accelerator.is_main_process and not (target / "config.json").is_file():
+    if accelerator.is_main_process and not (resuming and (target / "config.json").is_file()):
         labels = train_split["label"]
         corpus = (
             render_prompt(row, recipe.prompt) + (" " + recipe.prompt.yes if label else " " + recipe.prompt.no)
@@ -55,6 +55,21 @@ def backbone_path(recipe: Recipe, train_split, accelerator: Accelerator) -> str:
         build_tiny_backbone(corpus, recipe.model.tiny, recipe.model.max_length, target)
     accelerator.wait_for_everyone()
     return str(target)
+
+
+RESUME_MUST_MATCH = ("data", "forget", "prompt", "model")
+
+
+def check_resumable(recipe: Recipe, saved_config: Path) -> None:
+    """A checkpoint only continues the run that wrote it: same data, forget set, prompt and model."""
+    saved = parse_yaml(saved_config.read_text()) if saved_config.is_file() else {}
+    current = to_dict(recipe)
+    for section in RESUME_MUST_MATCH:
+        if saved.get(section) != current[section]:
+            raise LlmrecError(
+                f"{saved_config.parent} holds a checkpoint of a run with a different '{section}' section; "
+                "use another output_dir, or train.resume=false to start over there"
+            )
 
 
 @dataclass
@@ -115,9 +130,14 @@ def train(recipe: Recipe) -> dict:
         raise LlmrecError(f"train.train_on must be one of {list(splits)}, got '{cfg.train_on}'")
     if recipe.model.finetune not in ("full", "lora"):
         raise LlmrecError(f"model.finetune must be 'full' or 'lora', got '{recipe.model.finetune}'")
+    checkpoints = output_dir / "checkpoints"
+    last = checkpoints / "last"
+    resuming = cfg.resume and (last / "trainer_state.json").is_file()
+    if resuming:
+        check_resumable(recipe, output_dir / "config.yaml")
     if accelerator.is_main_process:
         write_text(output_dir / "config.yaml", to_yaml(recipe))
-    start_from = backbone_path(recipe, splits["train"], accelerator)
+    start_from = backbone_path(recipe, splits["train"], accelerator, resuming)
     tokenizer = load_tokenizer(start_from)
     answer = resolve_answer_tokens(tokenizer, recipe.prompt.yes, recipe.prompt.no)
     with accelerator.main_process_first():
@@ -156,9 +176,7 @@ def train(recipe: Recipe) -> dict:
 
     # Resume: tensors from accelerate's state, counters from trainer_state.json.
     state = TrainerState()
-    checkpoints = output_dir / "checkpoints"
-    last = checkpoints / "last"
-    if cfg.resume and (last / "trainer_state.json").is_file():
+    if resuming:
         accelerator.load_state(str(last))
         state = TrainerState(**json.loads((last / "trainer_state.json").read_text()))
         accelerator.print(f"resumed from {last}: epoch {state.epoch}, step {state.global_step}")

@@ -13,7 +13,7 @@ def test_evaluate_reports_every_split(recipe_factory):
     results = evaluate(recipe)
     assert list(results) == ["test", "valid", "forget"]
     saved = json.load(open(f"{recipe.output_dir}/evaluation.json"))
-    assert saved["metrics"] == results
+    assert saved["metrics"] == results and saved["recipe"]["output_dir"] == recipe.output_dir
     for metrics in results.values():
         assert 0 <= metrics["auc"] <= 1 and 0 <= metrics["accuracy"] <= 1 and metrics["log_loss"] > 0
     assert results["valid"]["auc"] == pytest.approx(

@@ -96,3 +96,15 @@ def test_mixed_precision_setting():
     assert resolve_mixed_precision("auto") in ("no", "bf16")
     with pytest.raises(LlmrecError, match="train.mixed_precision must be auto, no, bf16 or fp16, got 'fp8'"):
         resolve_mixed_precision("fp8")
+
+
+def test_a_checkpoint_of_another_run_is_not_resumed(recipe_factory):
+    from llmrec.errors import LlmrecError
+
+    train(recipe_factory("train.max_steps=2"))
+    with pytest.raises(LlmrecError, match="different 'forget' section.*train.resume=false"):
+        train(recipe_factory("train.max_steps=4", "forget.seed=3"))
+    summary = train(recipe_factory("train.max_steps=4", "train.epochs=2"))  # a longer schedule may resume
+    assert summary["epochs"][-1]["step"] == 4
+    fresh = train(recipe_factory("train.max_steps=3", "forget.seed=3", "train.resume=false"))
+    assert [e["step"] for e in fresh["epochs"]] == [3]
