@@ -12,6 +12,7 @@ VERBS = {
     "data": "build (or load from cache) the sample splits and print their sizes",
     "train": "instruction-tune the recommender (best model by valid AUC to output_dir/model)",
     "evaluate": "AUC / accuracy / log-loss of output_dir/model (or eval.model_dir) per split",
+    "unlearn": "forget users: a LoRA adapter on the frozen original + unlearning_manifest.json",
 }
 
 
@@ -27,16 +28,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args) -> int:
-    from llmrec.config import describe, load_recipe
+    from llmrec.config import Recipe, describe, load_recipe
 
+    recipe_class = Recipe
+    if args.verb == "unlearn":
+        from llmrec.unlearn.run import UnlearnRecipe as recipe_class
     if args.help_config:
-        for key, default, help_text in describe():
+        for key, default, help_text in describe(recipe_class):
             print(f"{key:38} {default:30} {help_text}")
         return 0
     recipe_path, overrides = args.recipe, list(args.overrides)
     if recipe_path and "=" in recipe_path and not os.path.exists(recipe_path):
         recipe_path, overrides = None, [recipe_path, *overrides]
-    recipe = load_recipe(recipe_path, overrides)
+    recipe = load_recipe(recipe_path, overrides, cls=recipe_class)
 
     if args.verb == "data":
         from llmrec.data.samples import prepare_splits
@@ -53,6 +57,10 @@ def _run(args) -> int:
         from llmrec.eval.evaluate import evaluate
 
         evaluate(recipe)
+    elif args.verb == "unlearn":
+        from llmrec.unlearn.run import run_unlearning
+
+        run_unlearning(recipe)
     return 0
 
 

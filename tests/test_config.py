@@ -5,6 +5,7 @@ import yaml
 
 from llmrec.config import Recipe, describe, load_recipe, to_yaml
 from llmrec.errors import ConfigError
+from llmrec.unlearn.run import UnlearnRecipe
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = sorted((REPO / "recipes").rglob("*.yaml"))
@@ -77,7 +78,8 @@ def test_every_recipe_loads_and_starts_with_its_command(path):
         assert set(config) <= ACCELERATE_KEYS, set(config) - ACCELERATE_KEYS
     else:
         assert first.startswith("# llmrec ") or first.startswith("# accelerate launch")
-        assert isinstance(load_recipe(path), Recipe)
+        cls = UnlearnRecipe if path.parent.name == "unlearn" else Recipe
+        assert isinstance(load_recipe(path, cls=cls), cls)
 
 
 def test_there_are_recipes():

@@ -1,0 +1,166 @@
+"""E2URec (Wang et al., 2025): a LoRA student on the frozen original, distilled from two teachers.
+
+1. augmented model: θ₀ fine-tuned further on the forget set (it over-remembers it);
+2. forgetting teacher on forget samples: logits(θ₀) − α·ReLU(logits(aug) − logits(θ₀));
+3. remembering teacher on retained samples: θ₀ itself (the student with its adapter disabled);
+4. student: θ₀ + LoRA; loss = λ·(CE + KL to the remembering teacher) on retained
+   + (1 − λ)·KL to the forgetting teacher on forget, after a forget-only warm-up
+   (the student starts equal to θ₀, so the remembering term alone gives no signal).
+Teachers' answer logits are computed once (teachers.py) unless `precompute_teachers: false`.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import time
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from llmrec.config import LoraSettings, option
+from llmrec.llm.backbone import AnswerTokens, add_lora
+from llmrec.llm.scoring import answer_logits, answer_loss
+from llmrec.unlearn.losses import distillation_kl, e2urec_loss, forgetting_teacher_logits
+from llmrec.unlearn.registry import register
+from llmrec.unlearn.teachers import pair_logits, precompute_answer_logits
+
+
+@dataclass
+class AugmentConfig:
+    finetune: str = option("full", "full | lora: how θ₀ is fine-tuned further on the forget set")
+    steps: int = option(100, "optimizer steps on forget batches")
+    learning_rate: float = option(1e-3, "AdamW learning rate")
+    lora: LoraSettings = option(LoraSettings(), "adapter shape when finetune=lora")
+
+
+@dataclass
+class E2URecConfig:
+    alpha: float = option(2.0, "α: how hard the forgetting teacher pushes below θ₀ where aug rose above it")
+    remember_weight: float = option(0.6, "λ: weight of the remembering terms against the forgetting term")
+    temperature: float = option(1.0, "distillation temperature")
+    augment: AugmentConfig = option(AugmentConfig(), "the over-remembering model")
+    lora: LoraSettings = option(LoraSettings(), "the student's adapter (target_modules null: peft's default)")
+    forget_warmup_steps: int = option(50, "forget-only steps before the joint phase")
+    joint_steps: int = option(150, "steps with both the forgetting and the remembering terms")
+    learning_rate: float = option(1e-3, "student AdamW learning rate")
+    batch_size: int = option(32, "samples per forget batch and per retained batch")
+    precompute_teachers: bool = option(True, "one no-grad teacher pass up front; false recomputes them every step")
+
+
+def _cycle(loader: DataLoader):
+    """Endless batches, reshuffled each pass (a finite forget set feeds many steps)."""
+    return itertools.chain.from_iterable(iter(loader) for _ in itertools.count())
+
+
+def finetune_on(model, loader: DataLoader, answer: AnswerTokens, steps: int, learning_rate: float, desc: str):
+    """A few plain answer-CE steps; used to build the over-remembering augmented model."""
+    model.train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=learning_rate)
+    batches = _cycle(loader)
+    for _ in tqdm(range(steps), desc=desc, leave=False):
+        batch = next(batches)
+        loss = answer_loss(answer_logits(model, batch["input_ids"], batch["attention_mask"]), batch["labels"],
+                           answer.yes_id, answer.no_id)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.eval()
+    return model
+
+
+def build_augmented(original, forget_loader: DataLoader, answer: AnswerTokens, config: AugmentConfig):
+    augmented = copy.deepcopy(original)
+    for p in augmented.parameters():
+        p.requires_grad_(config.finetune == "full")
+    if config.finetune == "lora":
+        augmented = add_lora(augmented, config.lora)
+    elif config.finetune != "full":
+        raise ValueError(f"augment.finetune must be 'full' or 'lora', got '{config.finetune}'")
+    return finetune_on(augmented, forget_loader, answer, config.steps, config.learning_rate, "augmenting")
+
+
+class Teachers:
+    """Teacher [yes, no] logits by sample index: precomputed tables, or recomputed per batch."""
+
+    def __init__(self, student, augmented, answer: AnswerTokens, alpha: float):
+        self.student, self.augmented, self.answer, self.alpha = student, augmented, answer, alpha
+        self.forget_table = self.retained_table = None
+
+    def _original(self, batch) -> torch.Tensor:
+        with torch.no_grad(), self.student.disable_adapter():
+            return pair_logits(answer_logits(self.student, batch["input_ids"], batch["attention_mask"]), self.answer)
+
+    def precompute(self, forget_loader: DataLoader, retained_loader: DataLoader) -> None:
+        with self.student.disable_adapter():
+            original_forget = precompute_answer_logits(self.student, forget_loader, self.answer, "teacher θ₀ forget")
+            self.retained_table = precompute_answer_logits(self.student, retained_loader, self.answer,
+                                                           "teacher θ₀ retained")
+        augmented_forget = precompute_answer_logits(self.augmented, forget_loader, self.answer, "teacher aug forget")
+        self.forget_table = forgetting_teacher_logits(original_forget, augmented_forget, self.alpha)
+        self.augmented = None  # no longer needed in memory
+
+    def forget(self, batch) -> torch.Tensor:
+        if self.forget_table is not None:
+            return self.forget_table[batch["row"]]
+        with torch.no_grad():
+            augmented = pair_logits(answer_logits(self.augmented, batch["input_ids"], batch["attention_mask"]),
+                                    self.answer)
+        return forgetting_teacher_logits(self._original(batch), augmented, self.alpha)
+
+    def retained(self, batch) -> torch.Tensor:
+        return self.retained_table[batch["row"]] if self.retained_table is not None else self._original(batch)
+
+
+def student_loss(student, teachers: Teachers, forget_batch, retained_batch, config: E2URecConfig, answer: AnswerTokens):
+    """One E2URec objective evaluation; retained_batch None means the forget-only warm-up."""
+    forget_logits = answer_logits(student, forget_batch["input_ids"], forget_batch["attention_mask"])
+    forget_kl = distillation_kl(teachers.forget(forget_batch), pair_logits(forget_logits, answer), config.temperature)
+    if retained_batch is None:
+        return forget_kl
+    retained_logits = answer_logits(student, retained_batch["input_ids"], retained_batch["attention_mask"])
+    retained_ce = answer_loss(retained_logits, retained_batch["labels"], answer.yes_id, answer.no_id)
+    retained_kl = distillation_kl(teachers.retained(retained_batch), pair_logits(retained_logits, answer),
+                                  config.temperature)
+    return e2urec_loss(retained_ce, retained_kl, forget_kl, config.remember_weight)
+
+
+@register("e2urec")
+def unlearn_e2urec(original, forget_loaders, retained_loaders, answer: AnswerTokens, config: E2URecConfig) -> dict:
+    """Train a LoRA student on the frozen `original`; returns the peft student and phase timings.
+
+    forget_loaders / retained_loaders: (shuffled, in-order) pairs; batches carry a `row` index.
+    """
+    timings = {}
+    start = time.perf_counter()
+    for p in original.parameters():
+        p.requires_grad_(False)
+    augmented = build_augmented(original, forget_loaders[0], answer, config.augment)
+    timings["augment_seconds"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    student = add_lora(original, config.lora)
+    teachers = Teachers(student, augmented, answer, config.alpha)
+    if config.precompute_teachers:
+        teachers.precompute(forget_loaders[1], retained_loaders[1])
+    timings["teacher_seconds"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    student.train()
+    optimizer = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=config.learning_rate)
+    forget_batches, retained_batches = _cycle(forget_loaders[0]), _cycle(retained_loaders[0])
+    total = config.forget_warmup_steps + config.joint_steps
+    bar = tqdm(range(total), desc="e2urec")
+    for step in bar:
+        joint = step >= config.forget_warmup_steps
+        loss = student_loss(student, teachers, next(forget_batches), next(retained_batches) if joint else None,
+                            config, answer)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        bar.set_postfix(phase="joint" if joint else "forget", loss=f"{loss.item():.4f}")
+    student.eval()
+    timings["student_seconds"] = time.perf_counter() - start
+    return {"student": student, "timings": timings}

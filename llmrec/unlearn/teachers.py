@@ -1,0 +1,33 @@
+"""Frozen teachers are computed once: one no-grad pass stores their [yes, no] answer logits per sample.
+
+Distillation then costs one student forward/backward per step, and the stored logits stream from
+memory by sample index. Only the two answer columns are kept: they are what the recommender's
+score is made of, and a full-vocabulary table would not fit for real LLMs (vocab × samples).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from llmrec.llm.backbone import AnswerTokens
+from llmrec.llm.scoring import answer_logits
+
+
+def pair_logits(full_logits: torch.Tensor, answer: AnswerTokens) -> torch.Tensor:
+    """[batch, vocab] -> [batch, 2] logits of (yes, no)."""
+    return full_logits[:, [answer.yes_id, answer.no_id]]
+
+
+@torch.no_grad()
+def precompute_answer_logits(model, loader: DataLoader, answer: AnswerTokens, desc: str, device=None) -> torch.Tensor:
+    """[samples, 2] float32 logits in dataset order (the loader must not shuffle)."""
+    model.eval()
+    rows = []
+    for batch in tqdm(loader, desc=desc, leave=False):
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        if device is not None:
+            ids, mask = ids.to(device), mask.to(device)
+        rows.append(pair_logits(answer_logits(model, ids, mask), answer).float().cpu())
+    return torch.cat(rows) if rows else torch.empty(0, 2)

@@ -1,0 +1,126 @@
+import json
+
+import pytest
+import torch
+from peft import PeftModel
+from transformers import AutoModelForCausalLM
+
+import llmrec.unlearn.run as run_module
+from llmrec.config import PromptConfig, load_recipe
+from llmrec.data.samples import prepare_splits
+from llmrec.data.tokenize import tokenize
+from llmrec.llm.backbone import AnswerTokens, add_lora, load_model, load_tokenizer, read_model_card
+from llmrec.llm.train import train
+from llmrec.unlearn.e2urec import E2URecConfig, Teachers, build_augmented, student_loss
+from llmrec.unlearn.run import RowCollator, UnlearnRecipe, directory_hash, loaders, run_unlearning
+from tests.conftest import SMALL_OVERRIDES
+
+QUICK = ["e2urec.augment.steps=4", "e2urec.forget_warmup_steps=2", "e2urec.joint_steps=3", "e2urec.lora.r=4",
+         "e2urec.batch_size=8"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("original")
+    recipe = load_recipe(None, [f"output_dir={root / 'run'}", f"data.cache_dir={root / 'cache'}", *SMALL_OVERRIDES,
+                                "train.max_steps=20"])
+    train(recipe)
+    return recipe
+
+
+def unlearn_recipe(trained, out, *overrides) -> UnlearnRecipe:
+    data = [o for o in SMALL_OVERRIDES if o.startswith("data.")]
+    return load_recipe(None, [f"model={trained.output_dir}/model", f"output_dir={out}",
+                              f"data.cache_dir={trained.data.cache_dir}", *data, *QUICK, *overrides],
+                       cls=UnlearnRecipe)
+
+
+def test_unlearning_writes_a_loadable_adapter_and_a_manifest(trained, tmp_path):
+    model_dir = f"{trained.output_dir}/model"
+    before = directory_hash(model_dir)
+    manifest = run_unlearning(unlearn_recipe(trained, tmp_path / "out"))
+    assert directory_hash(model_dir) == before  # the original is never modified
+
+    out = tmp_path / "out"
+    assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
+    saved = json.load(open(out / "unlearning_manifest.json"))
+    assert saved == json.loads(json.dumps(manifest))
+    assert saved["method"] == "e2urec" and saved["original_model_sha256"] == before
+    splits = prepare_splits(trained.data, trained.forget)
+    assert saved["forgotten_user_ids"] == sorted(set(splits["forget"]["user_id"]))
+    assert saved["counts"]["forget_samples"] == len(splits["forget"])
+    assert 0 < saved["trainable_percent"] < 100
+    assert set(saved["timings"]) >= {"augment_seconds", "teacher_seconds", "student_seconds", "wall_seconds"}
+
+    base = AutoModelForCausalLM.from_pretrained(model_dir)
+    model = PeftModel.from_pretrained(base, out)
+    ids = torch.tensor([[5, 6, 7]])
+    with torch.no_grad():
+        adapted = model(input_ids=ids).logits
+        with model.disable_adapter():
+            plain = model(input_ids=ids).logits
+    assert not torch.allclose(adapted, plain)  # the adapter changes the recommender
+
+
+def test_precomputed_teachers_give_the_same_loss_as_per_step_teachers(trained):
+    model_dir = f"{trained.output_dir}/model"
+    card = read_model_card(model_dir)
+    answer, prompt = AnswerTokens(**card["answer"]), PromptConfig(**card["prompt"])
+    tokenizer = load_tokenizer(model_dir)
+    splits = prepare_splits(trained.data, trained.forget)
+    collator = RowCollator(tokenizer)
+    forget = loaders(tokenize(splits["forget"], tokenizer, prompt, 256), collator, 8, seed=0)
+    retained = loaders(tokenize(splits["retained"], tokenizer, prompt, 256), collator, 8, seed=1)
+    config = E2URecConfig()
+    config.augment.steps = 3
+
+    torch.manual_seed(0)
+    original = load_model(model_dir)
+    augmented = build_augmented(original, forget[0], answer, config.augment)
+    student = add_lora(original, config.lora)
+    for name, param in student.named_parameters():  # move the student away from θ₀ so every term is non-zero
+        if "lora_B" in name:
+            torch.nn.init.normal_(param, std=0.05)
+    student.eval()
+    per_step = Teachers(student, augmented, answer, config.alpha)
+    precomputed = Teachers(student, augmented, answer, config.alpha)
+    precomputed.precompute(forget[1], retained[1])
+
+    forget_batch, retained_batch = next(iter(forget[0])), next(iter(retained[0]))
+    for retained_or_none in (None, retained_batch):
+        a = student_loss(student, per_step, forget_batch, retained_or_none, config, answer)
+        b = student_loss(student, precomputed, forget_batch, retained_or_none, config, answer)
+        assert a.item() > 0
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_a_failed_run_leaves_earlier_outputs_untouched(trained, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    run_unlearning(unlearn_recipe(trained, out))
+    before = directory_hash(out)
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("killed mid-training")
+
+    monkeypatch.setattr(run_module, "get_method", lambda name: crash)
+    with pytest.raises(RuntimeError):
+        run_unlearning(unlearn_recipe(trained, out, "seed=3"))
+    assert directory_hash(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_cli_errors(trained, tmp_path, capsys):
+    from llmrec.cli import main
+
+    data = [o for o in SMALL_OVERRIDES if o.startswith("data.")]
+    common = [f"model={trained.output_dir}/model", f"output_dir={tmp_path / 'out'}",
+              f"data.cache_dir={trained.data.cache_dir}", *data]
+    assert main(["unlearn", *common, "method=sisa"]) == 2
+    assert "unknown unlearning method 'sisa'" in capsys.readouterr().err
+    empty = tmp_path / "nobody.txt"
+    empty.write_text("\n")
+    assert main(["unlearn", *common, f"forget.users={empty}"]) == 2
+    assert "the forget set is empty" in capsys.readouterr().err
+    assert main(["unlearn", *common[1:], f"model={tmp_path}"]) == 2
+    assert "not an llmrec model directory" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
