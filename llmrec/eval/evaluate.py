@@ -18,7 +18,7 @@ from llmrec.io import write_json, write_text
 from llmrec.llm.accel import make_accelerator
 from llmrec.llm.backbone import (
     AnswerTokens,
-    load_model,
+    load_recommender,
     load_tokenizer,
     read_model_card,
 )
@@ -55,7 +55,7 @@ def evaluate(recipe: Recipe, accelerator: Accelerator | None = None) -> dict[str
         raise LlmrecError(f"eval.splits: unknown split '{unknown[0]}' (choose from {', '.join(splits)})")
 
     tokenizer = load_tokenizer(str(model_dir))
-    model = accelerator.prepare(load_model(str(model_dir)))
+    model = accelerator.prepare(load_recommender(model_dir))
     collator = AnswerCollator(tokenizer)
     results = {}
     for name in recipe.eval.splits:

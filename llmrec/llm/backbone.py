@@ -143,3 +143,16 @@ def read_model_card(model_dir: Path) -> dict:
     if not path.is_file():
         raise LlmrecError(f"{model_dir}: not an llmrec model directory (no {MODEL_CARD}); train one with `llmrec train`")
     return json.loads(path.read_text())
+
+
+def load_recommender(model_dir: str | Path):
+    """A trained model dir, or an unlearning output (peft adapter) on top of the original it names."""
+    model_dir = Path(model_dir)
+    if (model_dir / "adapter_config.json").is_file():
+        from peft import PeftModel
+
+        original = read_model_card(model_dir).get("unlearned_from")
+        if not original:
+            raise LlmrecError(f"{model_dir}: adapter without 'unlearned_from' in {MODEL_CARD}")
+        return PeftModel.from_pretrained(load_model(original), model_dir).eval()
+    return load_model(str(model_dir))

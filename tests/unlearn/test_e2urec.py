@@ -124,3 +124,15 @@ def test_cli_errors(trained, tmp_path, capsys):
     assert main(["unlearn", *common[1:], f"model={tmp_path}"]) == 2
     assert "not an llmrec model directory" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_evaluate_scores_an_unlearning_output(trained, tmp_path):
+    from dataclasses import replace
+
+    from llmrec.eval.evaluate import evaluate
+
+    run_unlearning(unlearn_recipe(trained, tmp_path / "out"))
+    recipe = replace(trained, output_dir=str(tmp_path / "eval"),
+                     eval=replace(trained.eval, model_dir=str(tmp_path / "out"), splits=["forget"]))
+    results = evaluate(recipe)
+    assert results["forget"]["samples"] == len(prepare_splits(trained.data, trained.forget)["forget"])
