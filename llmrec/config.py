@@ -138,6 +138,9 @@ class EvalConfig:
     batch_size: int = option(64, "samples per device when scoring")
     splits: list[str] = option(["test", "valid", "forget"], "splits to report")
     model_dir: str | None = option(None, "model to evaluate; default output_dir/model")
+    reference_dir: str | None = option(None, "model retrained without the forget set; enables forgetting metrics")
+    original_dir: str | None = option(None, "original model for gap closure; default: the one an adapter names")
+    forgetting: bool = option(False, "require forgetting metrics (an error when reference_dir is not set)")
 
 
 @dataclass

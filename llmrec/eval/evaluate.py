@@ -13,6 +13,14 @@ from llmrec.config import PromptConfig, Recipe, to_dict
 from llmrec.data.samples import prepare_splits
 from llmrec.data.tokenize import AnswerCollator, tokenize
 from llmrec.errors import LlmrecError
+from llmrec.eval.forgetting import (
+    forget_gap_closure,
+    js_divergence,
+    l2_distance,
+    membership_inference_auc,
+    symmetric_kl,
+    true_label_confidence,
+)
 from llmrec.eval.metrics import markdown_table, utility_metrics
 from llmrec.io import write_json, write_text
 from llmrec.llm.accel import make_accelerator
@@ -42,30 +50,83 @@ def score_split(model, loader, accelerator: Accelerator, answer: AnswerTokens, d
     return labels, probs
 
 
-def evaluate(recipe: Recipe, accelerator: Accelerator | None = None) -> dict[str, dict[str, float]]:
-    accelerator = accelerator or make_accelerator(recipe.train.mixed_precision)
-    model_dir = Path(recipe.eval.model_dir or Path(recipe.output_dir) / "model")
+def score_model(model_dir: Path, names: list[str], splits, batch_size: int, accelerator: Accelerator) -> dict:
+    """{split: (labels, P(yes))} for one saved model, with the prompt and answer tokens it was trained with."""
     card = read_model_card(model_dir)
-    prompt = PromptConfig(**card["prompt"])
-    answer = AnswerTokens(**card["answer"])
-    with accelerator.main_process_first():
-        splits = prepare_splits(recipe.data, recipe.forget)
-    unknown = [s for s in recipe.eval.splits if s not in splits]
-    if unknown:
-        raise LlmrecError(f"eval.splits: unknown split '{unknown[0]}' (choose from {', '.join(splits)})")
-
+    prompt, answer = PromptConfig(**card["prompt"]), AnswerTokens(**card["answer"])
     tokenizer = load_tokenizer(str(model_dir))
     model = accelerator.prepare(load_recommender(model_dir))
     collator = AnswerCollator(tokenizer)
-    results = {}
-    for name in recipe.eval.splits:
+    scored = {}
+    for name in names:
         with accelerator.main_process_first():
             dataset = tokenize(splits[name], tokenizer, prompt, card["max_length"])
-        loader = accelerator.prepare(make_loader(dataset, collator, recipe.eval.batch_size))
-        labels, probs = score_split(model, loader, accelerator, answer, desc=name)
-        results[name] = utility_metrics(labels, probs)
+        loader = accelerator.prepare(make_loader(dataset, collator, batch_size))
+        scored[name] = score_split(model, loader, accelerator, answer, desc=f"{model_dir.name}:{name}")
+    return scored
 
+
+def forgetting_metrics(model: dict, reference: dict, original: dict, folds: int = 5) -> dict[str, float]:
+    """How far the model's forget-set answers moved from the original towards the reference retrain."""
+    labels, probs = model["forget"]
+    _, reference_probs = reference["forget"]
+    _, original_probs = original["forget"]
+    auc = {name: utility_metrics(*scored["forget"])["auc"] for name, scored in
+           (("model", model), ("reference", reference), ("original", original))}
+    confidence = {name: true_label_confidence(*scored["forget"]) for name, scored in
+                  (("model", model), ("reference", reference), ("original", original))}
+    metrics = {
+        "js_divergence": js_divergence(probs, reference_probs),
+        "symmetric_kl": symmetric_kl(probs, reference_probs),
+        "l2": l2_distance(probs, reference_probs),
+        "original_js_divergence": js_divergence(original_probs, reference_probs),
+        "forget_auc": auc["model"],
+        "reference_forget_auc": auc["reference"],
+        "original_forget_auc": auc["original"],
+        "forget_gap_closure_auc": forget_gap_closure(auc["original"], auc["model"], auc["reference"]),
+        "forget_gap_closure_confidence": forget_gap_closure(
+            confidence["original"], confidence["model"], confidence["reference"]
+        ),
+    }
+    for name, scored in (("model", model), ("reference", reference), ("original", original)):
+        key = "mia_auc" if name == "model" else f"{name}_mia_auc"
+        metrics[key] = membership_inference_auc(*scored["forget"], *scored["test"], folds=folds)
+    return metrics
+
+
+def evaluate(recipe: Recipe, accelerator: Accelerator | None = None) -> dict[str, dict[str, float]]:
+    """Utility per split; with eval.reference_dir also forgetting metrics on the forget set."""
+    accelerator = accelerator or make_accelerator(recipe.train.mixed_precision)
+    cfg = recipe.eval
+    model_dir = Path(cfg.model_dir or Path(recipe.output_dir) / "model")
+    card = read_model_card(model_dir)
+    if cfg.forgetting and not cfg.reference_dir:
+        raise LlmrecError(
+            "forgetting metrics need a reference: set eval.reference_dir to a model retrained on the retained "
+            "split (llmrec train RECIPE train.train_on=retained output_dir=...)"
+        )
+    with accelerator.main_process_first():
+        splits = prepare_splits(recipe.data, recipe.forget)
+    unknown = [s for s in cfg.splits if s not in splits]
+    if unknown:
+        raise LlmrecError(f"eval.splits: unknown split '{unknown[0]}' (choose from {', '.join(splits)})")
+
+    needed = list(dict.fromkeys([*cfg.splits, *(["forget", "test"] if cfg.reference_dir else [])]))
+    scored = score_model(model_dir, needed, splits, cfg.batch_size, accelerator)
+    results = {name: utility_metrics(*scored[name]) for name in cfg.splits}
     table = markdown_table(results)
+    if cfg.reference_dir:
+        reference = score_model(Path(cfg.reference_dir), ["forget", "test"], splits, cfg.batch_size, accelerator)
+        original_dir = cfg.original_dir or card.get("unlearned_from") or str(model_dir)
+        original = (
+            scored if Path(original_dir) == model_dir
+            else score_model(Path(original_dir), ["forget", "test"], splits, cfg.batch_size, accelerator)
+        )
+        results["forgetting"] = forgetting_metrics(scored, reference, original)
+        table += "\n\n| forgetting (forget set) | value |\n|---|---|\n" + "\n".join(
+            f"| {key} | {value:.4f} |" for key, value in results["forgetting"].items()
+        )
+
     if accelerator.is_main_process:
         out = Path(recipe.output_dir)
         write_json(out / "evaluation.json", {"model_dir": str(model_dir), "metrics": results, "recipe": to_dict(recipe)})

@@ -136,3 +136,34 @@ def test_evaluate_scores_an_unlearning_output(trained, tmp_path):
                      eval=replace(trained.eval, model_dir=str(tmp_path / "out"), splits=["forget"]))
     results = evaluate(recipe)
     assert results["forget"]["samples"] == len(prepare_splits(trained.data, trained.forget)["forget"])
+
+
+def test_forgetting_metrics_against_a_reference_retrain(trained, tmp_path):
+    import math
+    from dataclasses import replace
+
+    from llmrec.errors import LlmrecError
+    from llmrec.eval.evaluate import evaluate
+
+    reference = replace(trained, output_dir=str(tmp_path / "reference"),
+                        train=replace(trained.train, train_on="retained"))
+    train(reference)
+    with pytest.raises(LlmrecError, match="forgetting metrics need a reference"):
+        evaluate(replace(trained, eval=replace(trained.eval, forgetting=True)))
+
+    # the original against the reference: it has not moved, so its gap closure is exactly 0
+    original = evaluate(replace(trained, output_dir=str(tmp_path / "e0"), eval=replace(
+        trained.eval, splits=["test"], model_dir=f"{trained.output_dir}/model",
+        reference_dir=f"{reference.output_dir}/model", forgetting=True)))
+    forgetting = original["forgetting"]
+    assert forgetting["forget_gap_closure_auc"] == 0.0 and forgetting["forget_gap_closure_confidence"] == 0.0
+    assert forgetting["js_divergence"] == forgetting["original_js_divergence"] > 0
+    assert forgetting["symmetric_kl"] > forgetting["js_divergence"]
+    assert 0 <= forgetting["mia_auc"] <= 1 and forgetting["mia_auc"] == forgetting["original_mia_auc"]
+
+    run_unlearning(unlearn_recipe(trained, tmp_path / "unlearned"))
+    unlearned = evaluate(replace(trained, output_dir=str(tmp_path / "e1"), eval=replace(
+        trained.eval, splits=["test"], model_dir=str(tmp_path / "unlearned"),
+        reference_dir=f"{reference.output_dir}/model")))["forgetting"]
+    assert unlearned["original_forget_auc"] == forgetting["forget_auc"]  # the original is found from the adapter
+    assert math.isfinite(unlearned["forget_gap_closure_auc"]) and unlearned["l2"] > 0
