@@ -143,6 +143,7 @@ def unlearn_e2urec(original, forget_loaders, retained_loaders, answer: AnswerTok
     start = time.perf_counter()
     student = add_lora(original, config.lora)
     teachers = Teachers(student, augmented, answer, config.alpha)
+    del augmented  # Teachers holds it only as long as it is needed
     if config.precompute_teachers:
         teachers.precompute(forget_loaders[1], retained_loaders[1])
     timings["teacher_seconds"] = time.perf_counter() - start
