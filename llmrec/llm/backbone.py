@@ -156,3 +156,9 @@ def load_recommender(model_dir: str | Path):
             raise LlmrecError(f"{model_dir}: adapter without 'unlearned_from' in {MODEL_CARD}")
         return PeftModel.from_pretrained(load_model(original), model_dir).eval()
     return load_model(str(model_dir))
+
+
+def parameter_counts(model) -> tuple[int, int]:
+    """(trainable, total): the cost figure every training and unlearning run reports."""
+    total = sum(p.numel() for p in model.parameters())
+    return sum(p.numel() for p in model.parameters() if p.requires_grad), total

@@ -35,6 +35,7 @@ from llmrec.llm.backbone import (
     build_tiny_backbone,
     load_model,
     load_tokenizer,
+    parameter_counts,
     resolve_answer_tokens,
     write_model_card,
 )
@@ -154,8 +155,7 @@ def train(recipe: Recipe) -> dict:
     model = load_model(start_from)
     if recipe.model.finetune == "lora":
         model = add_lora(model, recipe.model.lora)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
+    trainable, total = parameter_counts(model)
     accelerator.print(f"parameters: {total:,} total, {trainable:,} trainable ({100 * trainable / total:.2f}%)")
 
     collator = AnswerCollator(tokenizer)

@@ -20,7 +20,14 @@ from llmrec.data.samples import prepare_splits
 from llmrec.data.tokenize import AnswerCollator, tokenize
 from llmrec.errors import LlmrecError
 from llmrec.io import atomic_dir, write_json
-from llmrec.llm.backbone import AnswerTokens, load_model, load_tokenizer, read_model_card, write_model_card
+from llmrec.llm.backbone import (
+    AnswerTokens,
+    load_model,
+    load_tokenizer,
+    parameter_counts,
+    read_model_card,
+    write_model_card,
+)
 from llmrec.unlearn.e2urec import E2URecConfig
 from llmrec.unlearn.registry import get_method
 
@@ -93,8 +100,7 @@ def run_unlearning(recipe: UnlearnRecipe) -> dict:
         raise LlmrecError(f"{model_dir} changed during unlearning; refusing to write outputs")
 
     student = result["student"]
-    trainable = sum(p.numel() for p in student.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in student.parameters())
+    trainable, total = parameter_counts(student)
     forget_users = sorted(set(splits["forget"]["user_id"]))
     forgotten = sorted(zip(splits["forget"]["user_id"], splits["forget"]["item_id"], splits["forget"]["timestamp"]))
     manifest = {
