@@ -7,12 +7,14 @@
    + (1 − λ)·KL to the forgetting teacher on forget, after a forget-only warm-up
    (the student starts equal to θ₀, so the remembering term alone gives no signal).
 Teachers' answer logits are computed once (teachers.py) unless `precompute_teachers: false`.
+Lengths are in passes over the forget set, so the cost scales with what is forgotten, not with the
+training set; the joint phase draws only as many retained samples as it consumes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
-import itertools
 import time
 from dataclasses import dataclass
 
@@ -23,6 +25,7 @@ from tqdm.auto import tqdm
 from llmrec.config import LoraSettings, option
 from llmrec.llm.backbone import AnswerTokens, add_lora
 from llmrec.llm.scoring import answer_logits, answer_loss
+from llmrec.unlearn.data import UnlearningData, steps_for
 from llmrec.unlearn.losses import distillation_kl, e2urec_loss, forgetting_teacher_logits
 from llmrec.unlearn.registry import register
 from llmrec.unlearn.teachers import pair_logits, precompute_answer_logits
@@ -31,7 +34,7 @@ from llmrec.unlearn.teachers import pair_logits, precompute_answer_logits
 @dataclass
 class AugmentConfig:
     finetune: str = option("full", "full | lora: how θ₀ is fine-tuned further on the forget set")
-    steps: int = option(100, "optimizer steps on forget batches")
+    epochs: float = option(1.0, "passes over the forget set")
     learning_rate: float = option(1e-3, "AdamW learning rate")
     lora: LoraSettings = option(LoraSettings(), "adapter shape when finetune=lora")
 
@@ -43,25 +46,18 @@ class E2URecConfig:
     temperature: float = option(1.0, "distillation temperature")
     augment: AugmentConfig = option(AugmentConfig(), "the over-remembering model")
     lora: LoraSettings = option(LoraSettings(), "the student's adapter (target_modules null: peft's default)")
-    forget_warmup_steps: int = option(50, "forget-only steps before the joint phase")
-    joint_steps: int = option(150, "steps with both the forgetting and the remembering terms")
+    warmup_epochs: float = option(1.0, "forget-only passes over the forget set before the joint phase")
+    joint_epochs: float = option(1.0, "passes over the forget set with a retained batch beside each forget batch")
     learning_rate: float = option(1e-3, "student AdamW learning rate")
     batch_size: int = option(32, "samples per forget batch and per retained batch")
     precompute_teachers: bool = option(True, "one no-grad teacher pass up front; false recomputes them every step")
 
 
-def _cycle(loader: DataLoader):
-    """Endless batches, reshuffled each pass (a finite forget set feeds many steps)."""
-    return itertools.chain.from_iterable(iter(loader) for _ in itertools.count())
-
-
-def finetune_on(model, loader: DataLoader, answer: AnswerTokens, steps: int, learning_rate: float, desc: str):
-    """A few plain answer-CE steps; used to build the over-remembering augmented model."""
+def finetune_on(model, loader: DataLoader, answer: AnswerTokens, learning_rate: float, desc: str):
+    """Plain answer-CE steps, one per batch; used to build the over-remembering augmented model."""
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=learning_rate)
-    batches = _cycle(loader)
-    for _ in tqdm(range(steps), desc=desc, leave=False):
-        batch = next(batches)
+    for batch in tqdm(loader, desc=desc, leave=False):
         loss = answer_loss(answer_logits(model, batch["input_ids"], batch["attention_mask"]), batch["labels"],
                            answer.yes_id, answer.no_id)
         loss.backward()
@@ -79,7 +75,7 @@ def build_augmented(original, forget_loader: DataLoader, answer: AnswerTokens, c
         augmented = add_lora(augmented, config.lora)
     elif config.finetune != "full":
         raise ValueError(f"augment.finetune must be 'full' or 'lora', got '{config.finetune}'")
-    return finetune_on(augmented, forget_loader, answer, config.steps, config.learning_rate, "augmenting")
+    return finetune_on(augmented, forget_loader, answer, config.learning_rate, "augmenting")
 
 
 class Teachers:
@@ -128,40 +124,48 @@ def student_loss(student, teachers: Teachers, forget_batch, retained_batch, conf
 
 
 @register("e2urec")
-def unlearn_e2urec(original, forget_loaders, retained_loaders, answer: AnswerTokens, config: E2URecConfig) -> dict:
-    """Train a LoRA student on the frozen `original`; returns the peft student and phase timings.
-
-    forget_loaders / retained_loaders: (shuffled, in-order) pairs; batches carry a `row` index.
-    """
+def unlearn_e2urec(original, data: UnlearningData, config: E2URecConfig, autocast=contextlib.nullcontext) -> dict:
+    """Train a LoRA student on the frozen `original`; returns the peft student and phase timings."""
+    batch_size, answer = config.batch_size, data.answer
+    warmup_steps = steps_for(config.warmup_epochs, len(data.forget), batch_size)
+    joint_steps = steps_for(config.joint_epochs, len(data.forget), batch_size)
     timings = {}
     start = time.perf_counter()
     for p in original.parameters():
         p.requires_grad_(False)
-    augmented = build_augmented(original, forget_loaders[0], answer, config.augment)
+    augment_steps = steps_for(config.augment.epochs, len(data.forget), batch_size)
+    with autocast():
+        augmented = build_augmented(original, data.batches(data.forget, batch_size, augment_steps, seed_offset=2),
+                                    answer, config.augment)
     timings["augment_seconds"] = time.perf_counter() - start
 
     start = time.perf_counter()
+    retained = data.retained_sample(joint_steps * batch_size)
     student = add_lora(original, config.lora)
     teachers = Teachers(student, augmented, answer, config.alpha)
     del augmented  # Teachers holds it only as long as it is needed
     if config.precompute_teachers:
-        teachers.precompute(forget_loaders[1], retained_loaders[1])
+        with autocast():
+            teachers.precompute(data.in_order(data.forget, 2 * batch_size), data.in_order(retained, 2 * batch_size))
     timings["teacher_seconds"] = time.perf_counter() - start
 
     start = time.perf_counter()
     student.train()
     optimizer = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=config.learning_rate)
-    forget_batches, retained_batches = _cycle(forget_loaders[0]), _cycle(retained_loaders[0])
-    total = config.forget_warmup_steps + config.joint_steps
-    bar = tqdm(range(total), desc="e2urec")
+    forget_batches = iter(data.batches(data.forget, batch_size, warmup_steps + joint_steps))
+    retained_batches = iter(data.batches(retained, batch_size, joint_steps, seed_offset=1))
+    bar = tqdm(range(warmup_steps + joint_steps), desc="e2urec")
     for step in bar:
-        joint = step >= config.forget_warmup_steps
-        loss = student_loss(student, teachers, next(forget_batches), next(retained_batches) if joint else None,
-                            config, answer)
+        joint = step >= warmup_steps
+        with autocast():
+            loss = student_loss(student, teachers, next(forget_batches), next(retained_batches) if joint else None,
+                                config, answer)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
         bar.set_postfix(phase="joint" if joint else "forget", loss=f"{loss.item():.4f}")
     student.eval()
     timings["student_seconds"] = time.perf_counter() - start
-    return {"student": student, "timings": timings}
+    return {"student": student, "timings": timings,
+            "steps": {"augment": augment_steps, "warmup": warmup_steps, "joint": joint_steps},
+            "retained_samples_used": len(retained)}

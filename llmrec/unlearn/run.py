@@ -13,13 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
 
 from llmrec.config import DataConfig, ForgetConfig, PromptConfig, option, to_dict, to_yaml
 from llmrec.data.samples import prepare_splits
-from llmrec.data.tokenize import AnswerCollator, tokenize
 from llmrec.errors import LlmrecError
 from llmrec.io import atomic_dir, write_json
+from llmrec.llm.accel import make_accelerator
 from llmrec.llm.backbone import (
     AnswerTokens,
     load_model,
@@ -28,6 +27,7 @@ from llmrec.llm.backbone import (
     read_model_card,
     write_model_card,
 )
+from llmrec.unlearn.data import UnlearningData
 from llmrec.unlearn.e2urec import E2URecConfig
 from llmrec.unlearn.registry import get_method
 
@@ -41,6 +41,7 @@ class UnlearnRecipe:
     forget: ForgetConfig = option(ForgetConfig(), "which training users to forget")
     e2urec: E2URecConfig = option(E2URecConfig(), "E2URec settings")
     seed: int = option(0, "shuffling and initialisation seed")
+    mixed_precision: str = option("auto", "auto | no | bf16 | fp16 (auto: bf16 where the hardware runs it fast)")
 
 
 def directory_hash(folder: Path) -> str:
@@ -52,49 +53,26 @@ def directory_hash(folder: Path) -> str:
     return digest.hexdigest()
 
 
-class RowCollator(AnswerCollator):
-    """Adds each sample's index so precomputed teacher logits can be looked up per batch."""
-
-    def __call__(self, features: list[dict]) -> dict:
-        batch = super().__call__(features)
-        batch["row"] = torch.tensor([f["row"] for f in features], dtype=torch.long)
-        return batch
-
-
-def loaders(dataset, collator, batch_size: int, seed: int) -> tuple[DataLoader, DataLoader]:
-    """(shuffled for training, in order for the teacher pass)."""
-    dataset = dataset.add_column("row", list(range(len(dataset))))
-    generator = torch.Generator().manual_seed(seed)
-    return (
-        DataLoader(dataset, batch_size=batch_size, shuffle=True, collate_fn=collator, generator=generator),
-        DataLoader(dataset, batch_size=batch_size * 2, shuffle=False, collate_fn=collator),
-    )
-
-
 def run_unlearning(recipe: UnlearnRecipe) -> dict:
     model_dir = Path(recipe.model)
     card = read_model_card(model_dir)
     runner = get_method(recipe.method)
+    accelerator = make_accelerator(recipe.mixed_precision)
+    if accelerator.num_processes > 1:
+        raise LlmrecError("unlearning runs in one process; launch it with `accelerate launch --num_processes 1`")
     splits = prepare_splits(recipe.data, recipe.forget)
     torch.manual_seed(recipe.seed)
     print(f"resolved config:\n{to_yaml(recipe)}")
 
     original_hash = directory_hash(model_dir)
+    started = time.perf_counter()
     tokenizer = load_tokenizer(str(model_dir))
     prompt, answer = PromptConfig(**card["prompt"]), AnswerTokens(**card["answer"])
-    collator = RowCollator(tokenizer)
-    config = recipe.e2urec
-    forget_set = tokenize(splits["forget"], tokenizer, prompt, card["max_length"])
-    retained_set = tokenize(splits["retained"], tokenizer, prompt, card["max_length"])
-
-    started = time.perf_counter()
-    result = runner(
-        load_model(str(model_dir)),
-        loaders(forget_set, collator, config.batch_size, recipe.seed),
-        loaders(retained_set, collator, config.batch_size, recipe.seed + 1),
-        answer,
-        config,
-    )
+    data = UnlearningData(splits, tokenizer, prompt, card["max_length"], answer, recipe.seed, accelerator.device)
+    original = load_model(str(model_dir)).to(accelerator.device)
+    print(f"device: {accelerator.device} | mixed precision: {accelerator.mixed_precision} | "
+          f"forget samples: {len(data.forget)} | retained pool: {len(splits['retained'])}")
+    result = runner(original, data, getattr(recipe, recipe.method), autocast=accelerator.autocast)
     wall = time.perf_counter() - started
     if directory_hash(model_dir) != original_hash:
         raise LlmrecError(f"{model_dir} changed during unlearning; refusing to write outputs")
@@ -113,6 +91,8 @@ def run_unlearning(recipe: UnlearnRecipe) -> dict:
         "counts": {"forget_users": len(forget_users), "forget_samples": len(splits["forget"]),
                    "retained_samples": len(splits["retained"])},
         "timings": {**result["timings"], "wall_seconds": wall},
+        "steps": result.get("steps", {}),
+        "retained_samples_used": result.get("retained_samples_used"),
         "trainable_parameters": trainable,
         "trainable_percent": 100.0 * trainable / total,
     }

@@ -21,13 +21,9 @@ def pair_logits(full_logits: torch.Tensor, answer: AnswerTokens) -> torch.Tensor
 
 
 @torch.no_grad()
-def precompute_answer_logits(model, loader: DataLoader, answer: AnswerTokens, desc: str, device=None) -> torch.Tensor:
-    """[samples, 2] float32 logits in dataset order (the loader must not shuffle)."""
+def precompute_answer_logits(model, loader: DataLoader, answer: AnswerTokens, desc: str) -> torch.Tensor:
+    """[samples, 2] float32 logits in dataset order (the loader must not shuffle), on the batches' device."""
     model.eval()
-    rows = []
-    for batch in tqdm(loader, desc=desc, leave=False):
-        ids, mask = batch["input_ids"], batch["attention_mask"]
-        if device is not None:
-            ids, mask = ids.to(device), mask.to(device)
-        rows.append(pair_logits(answer_logits(model, ids, mask), answer).float().cpu())
+    rows = [pair_logits(answer_logits(model, batch["input_ids"], batch["attention_mask"]), answer).float()
+            for batch in tqdm(loader, desc=desc, leave=False)]
     return torch.cat(rows) if rows else torch.empty(0, 2)

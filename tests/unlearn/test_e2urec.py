@@ -8,14 +8,14 @@ from transformers import AutoModelForCausalLM
 import llmrec.unlearn.run as run_module
 from llmrec.config import PromptConfig, load_recipe
 from llmrec.data.samples import prepare_splits
-from llmrec.data.tokenize import tokenize
 from llmrec.llm.backbone import AnswerTokens, add_lora, load_model, load_tokenizer, read_model_card
 from llmrec.llm.train import train
+from llmrec.unlearn.data import UnlearningData
 from llmrec.unlearn.e2urec import E2URecConfig, Teachers, build_augmented, student_loss
-from llmrec.unlearn.run import RowCollator, UnlearnRecipe, directory_hash, loaders, run_unlearning
+from llmrec.unlearn.run import UnlearnRecipe, directory_hash, run_unlearning
 from tests.conftest import SMALL_OVERRIDES
 
-QUICK = ["e2urec.augment.steps=4", "e2urec.forget_warmup_steps=2", "e2urec.joint_steps=3", "e2urec.lora.r=4",
+QUICK = ["e2urec.augment.epochs=0.2", "e2urec.warmup_epochs=0.1", "e2urec.joint_epochs=0.2", "e2urec.lora.r=4",
          "e2urec.batch_size=8"]
 
 
@@ -67,16 +67,13 @@ def test_precomputed_teachers_give_the_same_loss_as_per_step_teachers(trained):
     card = read_model_card(model_dir)
     answer, prompt = AnswerTokens(**card["answer"]), PromptConfig(**card["prompt"])
     tokenizer = load_tokenizer(model_dir)
-    splits = prepare_splits(trained.data, trained.forget)
-    collator = RowCollator(tokenizer)
-    forget = loaders(tokenize(splits["forget"], tokenizer, prompt, 256), collator, 8, seed=0)
-    retained = loaders(tokenize(splits["retained"], tokenizer, prompt, 256), collator, 8, seed=1)
+    data = UnlearningData(prepare_splits(trained.data, trained.forget), tokenizer, prompt, 256, answer, seed=0)
+    retained = data.retained_sample(40)
     config = E2URecConfig()
-    config.augment.steps = 3
 
     torch.manual_seed(0)
     original = load_model(model_dir)
-    augmented = build_augmented(original, forget[0], answer, config.augment)
+    augmented = build_augmented(original, data.batches(data.forget, 8, steps=3), answer, config.augment)
     student = add_lora(original, config.lora)
     for name, param in student.named_parameters():  # move the student away from θ₀ so every term is non-zero
         if "lora_B" in name:
@@ -84,9 +81,10 @@ def test_precomputed_teachers_give_the_same_loss_as_per_step_teachers(trained):
     student.eval()
     per_step = Teachers(student, augmented, answer, config.alpha)
     precomputed = Teachers(student, augmented, answer, config.alpha)
-    precomputed.precompute(forget[1], retained[1])
+    precomputed.precompute(data.in_order(data.forget, 16), data.in_order(retained, 16))
 
-    forget_batch, retained_batch = next(iter(forget[0])), next(iter(retained[0]))
+    forget_batch = next(iter(data.batches(data.forget, 8, steps=1)))
+    retained_batch = next(iter(data.batches(retained, 8, steps=1)))
     for retained_or_none in (None, retained_batch):
         a = student_loss(student, per_step, forget_batch, retained_or_none, config, answer)
         b = student_loss(student, precomputed, forget_batch, retained_or_none, config, answer)

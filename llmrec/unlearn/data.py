@@ -1,0 +1,77 @@
+"""What every unlearning method is handed: the forget samples, the retained pool, and seeded batch schedules.
+
+Unlearning must cost a fraction of retraining, so a method pays only for the retained samples it
+will actually look at: `retained_sample(n)` draws and tokenizes just those n rows, never the whole
+retained split. Batches come from explicit index schedules, so two passes that must agree (a
+precomputed teacher table and a per-step teacher) see exactly the same samples.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from datasets import Dataset, DatasetDict
+from torch.utils.data import DataLoader
+
+from llmrec.config import PromptConfig
+from llmrec.data.tokenize import AnswerCollator, tokenize
+from llmrec.llm.backbone import AnswerTokens
+
+
+class RowCollator(AnswerCollator):
+    """Left-pads, adds each sample's row index (for teacher-table lookups) and moves the batch to the device."""
+
+    def __init__(self, tokenizer, device: torch.device | str = "cpu"):
+        super().__init__(tokenizer)
+        self.device = torch.device(device)
+
+    def __call__(self, features: list[dict]) -> dict:
+        batch = super().__call__(features)
+        batch["row"] = torch.tensor([f["row"] for f in features], dtype=torch.long)
+        return {key: value.to(self.device) for key, value in batch.items()}
+
+
+def steps_for(epochs: float, rows: int, batch_size: int) -> int:
+    """Optimizer steps for `epochs` passes over `rows` samples (at least one step when epochs > 0)."""
+    return max(1, math.ceil(epochs * rows / batch_size)) if epochs > 0 else 0
+
+
+def batch_schedule(rows: int, batch_size: int, steps: int, seed: int) -> list[list[int]]:
+    """`steps` batches of row indices: back-to-back seeded permutations, so every row is seen once per pass."""
+    generator = torch.Generator().manual_seed(seed)
+    needed = steps * batch_size
+    order = torch.cat([torch.randperm(rows, generator=generator) for _ in range(math.ceil(needed / rows))])
+    return [order[i * batch_size:(i + 1) * batch_size].tolist() for i in range(steps)]
+
+
+def with_rows(dataset: Dataset) -> Dataset:
+    return dataset.add_column("row", list(range(len(dataset))))
+
+
+class UnlearningData:
+    """The forget set (tokenized, whole) and the retained pool (tokenized on demand, a sample at a time)."""
+
+    def __init__(self, splits: DatasetDict, tokenizer, prompt: PromptConfig, max_length: int,
+                 answer: AnswerTokens, seed: int, device: torch.device | str = "cpu"):
+        self.tokenizer, self.prompt, self.max_length = tokenizer, prompt, max_length
+        self.answer, self.seed = answer, seed
+        self.collator = RowCollator(tokenizer, device)
+        self.forget = with_rows(tokenize(splits["forget"], tokenizer, prompt, max_length))
+        self.retained_pool = splits["retained"]
+
+    def retained_sample(self, count: int) -> Dataset:
+        """`count` retained samples (all of them when count ≥ the pool), drawn with the run's seed."""
+        pool = self.retained_pool
+        if count < len(pool):
+            generator = torch.Generator().manual_seed(self.seed + 1)
+            pool = pool.select(sorted(torch.randperm(len(pool), generator=generator)[:count].tolist()))
+        return with_rows(tokenize(pool, self.tokenizer, self.prompt, self.max_length))
+
+    def batches(self, dataset: Dataset, batch_size: int, steps: int, seed_offset: int = 0) -> DataLoader:
+        """Exactly `steps` shuffled batches, cycling through the dataset as many times as that takes."""
+        schedule = batch_schedule(len(dataset), batch_size, steps, self.seed + seed_offset)
+        return DataLoader(dataset, batch_sampler=schedule, collate_fn=self.collator)
+
+    def in_order(self, dataset: Dataset, batch_size: int) -> DataLoader:
+        return DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=self.collator)

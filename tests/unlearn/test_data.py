@@ -1,0 +1,54 @@
+import pytest
+
+from llmrec.config import PromptConfig, load_recipe
+from llmrec.data.samples import prepare_splits
+from llmrec.llm.backbone import AnswerTokens
+from llmrec.unlearn.data import UnlearningData, batch_schedule, steps_for
+from tests.conftest import SMALL_OVERRIDES
+
+
+def test_a_schedule_sees_every_row_once_per_pass():
+    schedule = batch_schedule(rows=10, batch_size=4, steps=5, seed=0)
+    flat = [row for batch in schedule for row in batch]
+    assert [len(batch) for batch in schedule] == [4] * 5
+    assert sorted(flat[:10]) == list(range(10)) and sorted(flat[10:20]) == list(range(10))
+    assert batch_schedule(10, 4, 5, seed=0) == schedule != batch_schedule(10, 4, 5, seed=1)
+
+
+@pytest.mark.parametrize("epochs, expected", [(1.0, 3), (0.5, 2), (0.01, 1), (0, 0), (2, 5)])
+def test_steps_for_counts_passes_over_the_rows(epochs, expected):
+    assert steps_for(epochs, rows=10, batch_size=4) == expected
+
+
+class CharTokenizer:
+    """Just enough tokenizer for tokenize() and the collator: one id per character."""
+
+    padding_side, pad_token_id = "left", 0
+
+    def __call__(self, texts, **kwargs):
+        return {"input_ids": [[ord(c) % 90 + 1 for c in text[:kwargs.get("max_length", 64)]] for text in texts]}
+
+    def pad(self, features, return_tensors):
+        import torch
+
+        ids = features["input_ids"]
+        width = max(len(i) for i in ids)
+        return {"input_ids": torch.tensor([[0] * (width - len(i)) + i for i in ids]),
+                "attention_mask": torch.tensor([[0] * (width - len(i)) + [1] * len(i) for i in ids])}
+
+
+def test_only_the_retained_samples_a_method_uses_are_drawn(tmp_path):
+    recipe = load_recipe(None, [f"data.cache_dir={tmp_path}", *SMALL_OVERRIDES])
+    splits = prepare_splits(recipe.data, recipe.forget)
+    data = UnlearningData(splits, CharTokenizer(), PromptConfig(), 64, AnswerTokens(1, 2, "Yes", "No"), seed=0)
+    assert len(data.forget) == len(splits["forget"]) and data.forget["row"] == list(range(len(data.forget)))
+
+    sample = data.retained_sample(7)
+    assert len(sample) == 7 and sample["row"] == list(range(7))
+    pool = set(zip(splits["retained"]["user_id"], splits["retained"]["item_id"]))
+    assert set(zip(sample["user_id"], sample["item_id"])) <= pool
+    assert data.retained_sample(7)["item_id"] == sample["item_id"]  # seeded
+    assert len(data.retained_sample(10**6)) == len(splits["retained"])
+
+    batch = next(iter(data.batches(sample, batch_size=3, steps=1)))
+    assert batch["input_ids"].shape[0] == 3 and set(batch["row"].tolist()) <= set(range(7))
