@@ -140,6 +140,9 @@ class EvalConfig:
     model_dir: str | None = option(None, "model to evaluate; default output_dir/model")
     reference_dir: str | None = option(None, "model retrained without the forget set; enables forgetting metrics")
     original_dir: str | None = option(None, "original model for gap closure; default: the one an adapter names")
+    floor_reference_dir: str | None = option(
+        None, "a second retrain (another seed): its distance to the reference is the noise floor of every distance"
+    )
     forgetting: bool = option(False, "require forgetting metrics (an error when reference_dir is not set)")
 
 

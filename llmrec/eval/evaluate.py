@@ -66,8 +66,13 @@ def score_model(model_dir: Path, names: list[str], splits, batch_size: int, acce
     return scored
 
 
-def forgetting_metrics(model: dict, reference: dict, original: dict, folds: int = 5) -> dict[str, float]:
-    """How far the model's forget-set answers moved from the original towards the reference retrain."""
+def forgetting_metrics(model: dict, reference: dict, original: dict, floor: dict | None = None,
+                       folds: int = 5) -> dict[str, float]:
+    """How far the model's forget-set answers moved from the original towards the reference retrain.
+
+    `floor` is a second-seed retrain: retraining is itself noisy, so a method is judged against how
+    far two retrains sit apart (floor_*), not against zero.
+    """
     labels, probs = model["forget"]
     _, reference_probs = reference["forget"]
     _, original_probs = original["forget"]
@@ -91,6 +96,12 @@ def forgetting_metrics(model: dict, reference: dict, original: dict, folds: int 
     for name, scored in (("model", model), ("reference", reference), ("original", original)):
         key = "mia_auc" if name == "model" else f"{name}_mia_auc"
         metrics[key] = membership_inference_auc(*scored["forget"], *scored["test"], folds=folds)
+    if floor is not None:
+        _, floor_probs = floor["forget"]
+        metrics["floor_js_divergence"] = js_divergence(floor_probs, reference_probs)
+        metrics["floor_symmetric_kl"] = symmetric_kl(floor_probs, reference_probs)
+        metrics["floor_l2"] = l2_distance(floor_probs, reference_probs)
+        metrics["floor_forget_auc"] = utility_metrics(*floor["forget"])["auc"]
     return metrics
 
 
@@ -98,6 +109,8 @@ def evaluate(recipe: Recipe, accelerator: Accelerator | None = None) -> dict[str
     """Utility per split; with eval.reference_dir also forgetting metrics on the forget set."""
     accelerator = accelerator or make_accelerator(recipe.train.mixed_precision)
     cfg = recipe.eval
+    if cfg.floor_reference_dir and not cfg.reference_dir:
+        raise LlmrecError("eval.floor_reference_dir is a second retrain to compare with eval.reference_dir; set both")
     model_dir = Path(cfg.model_dir or Path(recipe.output_dir) / "model")
     card = read_model_card(model_dir)
     if cfg.forgetting and not cfg.reference_dir:
@@ -117,12 +130,16 @@ def evaluate(recipe: Recipe, accelerator: Accelerator | None = None) -> dict[str
     table = markdown_table(results)
     if cfg.reference_dir:
         reference = score_model(Path(cfg.reference_dir), ["forget", "test"], splits, cfg.batch_size, accelerator)
-        original_dir = cfg.original_dir or card.get("unlearned_from") or str(model_dir)
+        original_dir = cfg.original_dir or card.get("unlearned_from") or card.get("merged_from") or str(model_dir)
         original = (
             scored if Path(original_dir) == model_dir
             else score_model(Path(original_dir), ["forget", "test"], splits, cfg.batch_size, accelerator)
         )
-        results["forgetting"] = forgetting_metrics(scored, reference, original)
+        floor = (
+            score_model(Path(cfg.floor_reference_dir), ["forget"], splits, cfg.batch_size, accelerator)
+            if cfg.floor_reference_dir else None
+        )
+        results["forgetting"] = forgetting_metrics(scored, reference, original, floor)
         table += "\n\n| forgetting (forget set) | value |\n|---|---|\n" + "\n".join(
             f"| {key} | {value:.4f} |" for key, value in results["forgetting"].items()
         )

@@ -7,6 +7,7 @@ the original with `PeftModel.from_pretrained`, its tokenizer and llmrec_model.js
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import time
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ class UnlearnRecipe:
     forget: ForgetConfig = option(ForgetConfig(), "which training users to forget")
     e2urec: E2URecConfig = option(E2URecConfig(), "E2URec settings")
     seed: int = option(0, "shuffling and initialisation seed")
+    merge: bool = option(False, "also write merged/: the original with the adapter folded in, a plain HF model")
     mixed_precision: str = option("auto", "auto | no | bf16 | fp16 (auto: bf16 where the hardware runs it fast)")
 
 
@@ -102,5 +104,9 @@ def run_unlearning(recipe: UnlearnRecipe) -> dict:
         write_model_card(tmp, {**card, "unlearned_from": str(model_dir)})
         (tmp / "config.yaml").write_text(to_yaml(recipe))
         write_json(tmp / "unlearning_manifest.json", manifest)
+        if recipe.merge:  # a copy: the adapter above was saved from the live student
+            copy.deepcopy(student).merge_and_unload().save_pretrained(tmp / "merged")
+            tokenizer.save_pretrained(tmp / "merged")
+            write_model_card(tmp / "merged", {**card, "merged_from": str(model_dir)})
     print(f"unlearned {len(forget_users)} users in {wall:.1f}s; adapter + manifest in {recipe.output_dir}")
     return manifest

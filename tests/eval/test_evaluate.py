@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 
 from llmrec.errors import LlmrecError
@@ -49,3 +50,29 @@ def test_two_processes_gather_exactly_the_single_process_metrics(recipe_factory,
         assert double[split]["samples"] == single[split]["samples"]
         assert double[split]["auc"] == pytest.approx(single[split]["auc"], abs=1e-6)
         assert double[split]["log_loss"] == pytest.approx(single[split]["log_loss"], abs=1e-6)
+
+
+def _scored(probs, labels):
+    return {"forget": (labels, probs), "test": (labels[::-1], probs[::-1])}
+
+
+def test_forgetting_metrics_measure_a_second_retrain_as_the_floor():
+    from llmrec.eval.evaluate import forgetting_metrics
+
+    rng = np.random.default_rng(0)
+    labels = list(rng.integers(0, 2, 200))
+    reference = list(rng.uniform(0.1, 0.9, 200))
+    floor = [p + 0.05 for p in reference]
+    original = [0.9 if y else 0.1 for y in labels]  # remembers every label
+    metrics = forgetting_metrics(_scored(reference, labels), _scored(reference, labels), _scored(original, labels),
+                                 _scored(floor, labels))
+    assert metrics["js_divergence"] == 0 < metrics["floor_js_divergence"] < metrics["original_js_divergence"]
+    assert metrics["forget_gap_closure_auc"] == pytest.approx(1.0)
+    assert metrics["floor_l2"] == pytest.approx(np.sqrt(2) * 0.05)
+    assert "floor_js_divergence" not in forgetting_metrics(*(_scored(reference, labels),) * 3)
+
+
+def test_a_floor_without_a_reference_is_refused(recipe_factory, tmp_path):
+    recipe = recipe_factory(f"eval.floor_reference_dir={tmp_path}")
+    with pytest.raises(LlmrecError, match="set both"):
+        evaluate(recipe)

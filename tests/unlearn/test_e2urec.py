@@ -38,7 +38,7 @@ def unlearn_recipe(trained, out, *overrides) -> UnlearnRecipe:
 def test_unlearning_writes_a_loadable_adapter_and_a_manifest(trained, tmp_path):
     model_dir = f"{trained.output_dir}/model"
     before = directory_hash(model_dir)
-    manifest = run_unlearning(unlearn_recipe(trained, tmp_path / "out"))
+    manifest = run_unlearning(unlearn_recipe(trained, tmp_path / "out", "merge=true"))
     assert directory_hash(model_dir) == before  # the original is never modified
 
     out = tmp_path / "out"
@@ -60,6 +60,9 @@ def test_unlearning_writes_a_loadable_adapter_and_a_manifest(trained, tmp_path):
         with model.disable_adapter():
             plain = model(input_ids=ids).logits
     assert not torch.allclose(adapted, plain)  # the adapter changes the recommender
+    with torch.no_grad():  # merge=true: the same recommender as a plain transformers model
+        merged = AutoModelForCausalLM.from_pretrained(out / "merged")(input_ids=ids).logits
+    torch.testing.assert_close(merged, adapted, rtol=1e-4, atol=1e-4)
 
 
 def test_precomputed_teachers_give_the_same_loss_as_per_step_teachers(trained):
