@@ -39,6 +39,8 @@ def steps_for(epochs: float, rows: int, batch_size: int) -> int:
 
 def batch_schedule(rows: int, batch_size: int, steps: int, seed: int) -> list[list[int]]:
     """`steps` batches of row indices: back-to-back seeded permutations, so every row is seen once per pass."""
+    if steps == 0:
+        return []
     generator = torch.Generator().manual_seed(seed)
     needed = steps * batch_size
     order = torch.cat([torch.randperm(rows, generator=generator) for _ in range(math.ceil(needed / rows))])

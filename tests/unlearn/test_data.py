@@ -13,6 +13,7 @@ def test_a_schedule_sees_every_row_once_per_pass():
     assert [len(batch) for batch in schedule] == [4] * 5
     assert sorted(flat[:10]) == list(range(10)) and sorted(flat[10:20]) == list(range(10))
     assert batch_schedule(10, 4, 5, seed=0) == schedule != batch_schedule(10, 4, 5, seed=1)
+    assert batch_schedule(0, 4, steps=0, seed=0) == []  # a phase turned off (joint_epochs: 0)
 
 
 @pytest.mark.parametrize("epochs, expected", [(1.0, 3), (0.5, 2), (0.01, 1), (0, 0), (2, 5)])
