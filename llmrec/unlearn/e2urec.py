@@ -47,8 +47,8 @@ class E2URecConfig:
     augment: AugmentConfig = option(AugmentConfig(), "the over-remembering model")
     lora: LoraSettings = option(LoraSettings(), "the student's adapter (target_modules null: peft's default)")
     warmup_epochs: float = option(1.0, "forget-only passes over the forget set before the joint phase")
-    joint_epochs: float = option(1.0, "passes over the forget set with a retained batch beside each forget batch")
-    learning_rate: float = option(1e-3, "student AdamW learning rate")
+    joint_epochs: float = option(2.0, "passes over the forget set with a retained batch beside each forget batch")
+    learning_rate: float = option(1e-2, "student AdamW learning rate")
     batch_size: int = option(32, "samples per forget batch and per retained batch")
     precompute_teachers: bool = option(True, "one no-grad teacher pass up front; false recomputes them every step")
 
