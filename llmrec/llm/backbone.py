@@ -6,6 +6,7 @@ it would load a hub model, and nothing is downloaded.
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 from collections.abc import Iterable
@@ -156,6 +157,11 @@ def load_recommender(model_dir: str | Path):
             raise LlmrecError(f"{model_dir}: adapter without 'unlearned_from' in {MODEL_CARD}")
         return PeftModel.from_pretrained(load_model(original), model_dir).eval()
     return load_model(str(model_dir))
+
+
+def merged_copy(peft_model):
+    """The adapter folded into a copy: the live peft model keeps training or saving its adapter."""
+    return copy.deepcopy(peft_model).merge_and_unload()
 
 
 def parameter_counts(model) -> tuple[int, int]:

@@ -8,7 +8,6 @@ Outputs in `output_dir`: `config.yaml` (resolved recipe), `model/` (best epoch b
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import time
@@ -35,6 +34,7 @@ from llmrec.llm.backbone import (
     build_tiny_backbone,
     load_model,
     load_tokenizer,
+    merged_copy,
     parameter_counts,
     resolve_answer_tokens,
     write_model_card,
@@ -99,17 +99,12 @@ def save_model(accelerator: Accelerator, model, tokenizer, card: dict, target: P
     if accelerator.is_main_process:
         unwrapped = accelerator.unwrap_model(model)
         if hasattr(unwrapped, "merge_and_unload"):
-            unwrapped = _merged_copy(unwrapped)
+            unwrapped = merged_copy(unwrapped)
         with atomic_dir(target) as tmp:
             unwrapped.save_pretrained(tmp, safe_serialization=True)
             tokenizer.save_pretrained(tmp)
             write_model_card(tmp, card)
     accelerator.wait_for_everyone()
-
-
-def _merged_copy(peft_model):
-    """Merge into a copy: the live model keeps its adapter for the epochs still to come."""
-    return copy.deepcopy(peft_model).merge_and_unload()
 
 
 def train(recipe: Recipe) -> dict:

@@ -7,7 +7,6 @@ the original with `PeftModel.from_pretrained`, its tokenizer and llmrec_model.js
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import time
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from llmrec.llm.backbone import (
     AnswerTokens,
     load_model,
     load_tokenizer,
+    merged_copy,
     parameter_counts,
     read_model_card,
     write_model_card,
@@ -104,8 +104,8 @@ def run_unlearning(recipe: UnlearnRecipe) -> dict:
         write_model_card(tmp, {**card, "unlearned_from": str(model_dir)})
         (tmp / "config.yaml").write_text(to_yaml(recipe))
         write_json(tmp / "unlearning_manifest.json", manifest)
-        if recipe.merge:  # a copy: the adapter above was saved from the live student
-            copy.deepcopy(student).merge_and_unload().save_pretrained(tmp / "merged")
+        if recipe.merge:
+            merged_copy(student).save_pretrained(tmp / "merged")
             tokenizer.save_pretrained(tmp / "merged")
             write_model_card(tmp / "merged", {**card, "merged_from": str(model_dir)})
     print(f"unlearned {len(forget_users)} users in {wall:.1f}s; adapter + manifest in {recipe.output_dir}")
