@@ -11,7 +11,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -32,6 +32,9 @@ _YamlLoader.add_implicit_resolver(_BOOL_TAG, re.compile(r"^(?:true|True|TRUE|fal
 
 def parse_yaml(text: str):
     return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+MixedPrecision = Literal["auto", "no", "bf16", "fp16"]
 
 
 def option(default: Any = dataclasses.MISSING, help: str = "", **kwargs) -> Any:  # noqa: A002
@@ -56,7 +59,9 @@ class SyntheticConfig:
 
 @dataclass
 class DataConfig:
-    format: str = option("synthetic", "synthetic | auto | ml-100k | ml-1m | csv")
+    format: Literal["synthetic", "auto", "ml-100k", "ml-1m", "csv"] = option(
+        "synthetic", "synthetic | auto | ml-100k | ml-1m | csv"
+    )
     path: str | None = option(None, "folder or file of the input data (not used by 'synthetic')")
     synthetic: SyntheticConfig = option(SyntheticConfig(), "settings of the embedded generator")
     like_threshold: float = option(3.0, "label is 1 when rating > like_threshold")
@@ -112,7 +117,7 @@ class TinyBackboneConfig:
 class ModelConfig:
     name_or_path: str = option("tiny", "'tiny' builds a local Llama + tokenizer; else a local path or hub id")
     tiny: TinyBackboneConfig = option(TinyBackboneConfig(), "shape of the tiny default backbone")
-    finetune: str = option("full", "full | lora")
+    finetune: Literal["full", "lora"] = option("full", "full | lora")
     lora: LoraSettings = option(LoraSettings(), "adapter shape when finetune=lora")
     max_length: int = option(512, "prompts longer than this are cut from the left (history first)")
 
@@ -126,7 +131,7 @@ class TrainConfig:
     learning_rate: float = option(2e-3, "peak AdamW learning rate")
     weight_decay: float = option(0.0, "AdamW weight decay")
     warmup_ratio: float = option(0.05, "fraction of steps with linear warm-up, then linear decay")
-    mixed_precision: str = option("auto", "auto | no | bf16 | fp16; auto = bf16 where the device supports it")
+    mixed_precision: MixedPrecision = option("auto", "auto | no | bf16 | fp16; auto = bf16 where the device supports it")
     train_on: str = option("train", "split to train on: train | retained | forget")
     checkpoint_every: int = option(200, "optimizer steps between resumable checkpoints (0: epoch ends only)")
     resume: bool = option(True, "continue from output_dir/checkpoints/last when it exists")
@@ -164,6 +169,11 @@ def _type_name(tp: Any) -> str:
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Check (and gently convert) one value against its annotation."""
     origin = typing.get_origin(tp)
+    if origin is typing.Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            raise ConfigError(f"{key}: expected one of {' | '.join(map(str, choices))}, got {value!r}")
+        return value
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
         if value is None and type(None) in args:

@@ -52,6 +52,13 @@ def test_bad_data_file_stops_training_before_anything_is_written(capsys, tmp_pat
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
 
 
+def test_unknown_choice_in_an_unlearning_recipe(capsys, tmp_path):
+    code, _, err = run(capsys, "unlearn", "recipes/unlearn/e2urec.yaml", "e2urec.augment.finetune=half",
+                       f"output_dir={tmp_path / 'out'}")
+    assert_one_line_error(code, err, "e2urec.augment.finetune: expected one of full | lora, got 'half'")
+    assert not (tmp_path / "out").exists()
+
+
 def test_missing_data_folder(capsys, tmp_path):
     code, _, err = run(capsys, "data", "recipes/train/ml100k.yaml", f"data.path={tmp_path / 'nowhere'}",
                        f"data.cache_dir={tmp_path / 'cache'}")

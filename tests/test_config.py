@@ -31,6 +31,9 @@ def test_defaults_round_trip_through_yaml(tmp_path):
         ("train.learning_rate=fast", "train.learning_rate: expected float"),
         ("data.split=0.5", "data.split: expected a list"),
         ("train.epochs", "not of the form key=value"),
+        ("data.format=xml", "data.format: expected one of synthetic | auto | ml-100k | ml-1m | csv, got 'xml'"),
+        ("train.mixed_precision=fp8", "train.mixed_precision: expected one of auto | no | bf16 | fp16, got 'fp8'"),
+        ("model.finetune=half", "model.finetune: expected one of full | lora, got 'half'"),
     ],
 )
 def test_bad_keys_and_values_are_named(override, message):

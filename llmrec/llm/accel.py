@@ -14,7 +14,7 @@ from llmrec.errors import LlmrecError
 def resolve_mixed_precision(setting: str) -> str:
     """'auto' means bf16 wherever it is fast: CUDA with bf16 support, or a CPU with AVX512-BF16/AMX."""
     if setting not in ("auto", "no", "bf16", "fp16"):
-        raise LlmrecError(f"train.mixed_precision must be auto, no, bf16 or fp16, got '{setting}'")
+        raise LlmrecError(f"mixed_precision must be auto, no, bf16 or fp16, got '{setting}'")
     if setting != "auto":
         return setting
     if torch.cuda.is_available():

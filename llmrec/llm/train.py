@@ -124,8 +124,6 @@ def train(recipe: Recipe) -> dict:
         splits = prepare_splits(recipe.data, recipe.forget)
     if cfg.train_on not in splits:
         raise LlmrecError(f"train.train_on must be one of {list(splits)}, got '{cfg.train_on}'")
-    if recipe.model.finetune not in ("full", "lora"):
-        raise LlmrecError(f"model.finetune must be 'full' or 'lora', got '{recipe.model.finetune}'")
     checkpoints = output_dir / "checkpoints"
     last = checkpoints / "last"
     resuming = cfg.resume and (last / "trainer_state.json").is_file()

@@ -17,6 +17,7 @@ import contextlib
 import copy
 import time
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch.utils.data import DataLoader
@@ -33,7 +34,7 @@ from llmrec.unlearn.teachers import pair_logits, precompute_answer_logits
 
 @dataclass
 class AugmentConfig:
-    finetune: str = option("full", "full | lora: how θ₀ is fine-tuned further on the forget set")
+    finetune: Literal["full", "lora"] = option("full", "full | lora: how θ₀ is fine-tuned further on the forget set")
     epochs: float = option(1.0, "passes over the forget set")
     learning_rate: float = option(1e-3, "AdamW learning rate")
     lora: LoraSettings = option(LoraSettings(), "adapter shape when finetune=lora")
@@ -73,8 +74,6 @@ def build_augmented(original, forget_loader: DataLoader, answer: AnswerTokens, c
         p.requires_grad_(config.finetune == "full")
     if config.finetune == "lora":
         augmented = add_lora(augmented, config.lora)
-    elif config.finetune != "full":
-        raise ValueError(f"augment.finetune must be 'full' or 'lora', got '{config.finetune}'")
     return finetune_on(augmented, forget_loader, answer, config.learning_rate, "augmenting")
 
 

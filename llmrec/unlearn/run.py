@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from llmrec.config import DataConfig, ForgetConfig, PromptConfig, option, to_dict, to_yaml
+from llmrec.config import DataConfig, ForgetConfig, MixedPrecision, PromptConfig, option, to_dict, to_yaml
 from llmrec.data.samples import prepare_splits
 from llmrec.errors import LlmrecError
 from llmrec.io import atomic_dir, write_json
@@ -43,7 +43,7 @@ class UnlearnRecipe:
     e2urec: E2URecConfig = option(E2URecConfig(), "E2URec settings")
     seed: int = option(0, "shuffling and initialisation seed")
     merge: bool = option(False, "also write merged/: the original with the adapter folded in, a plain HF model")
-    mixed_precision: str = option("auto", "auto | no | bf16 | fp16 (auto: bf16 where the hardware runs it fast)")
+    mixed_precision: MixedPrecision = option("auto", "auto | no | bf16 | fp16 (auto: bf16 where the hardware runs it fast)")
 
 
 def directory_hash(folder: Path) -> str:

@@ -94,7 +94,7 @@ def test_mixed_precision_setting():
 
     assert resolve_mixed_precision("no") == "no" and resolve_mixed_precision("bf16") == "bf16"
     assert resolve_mixed_precision("auto") in ("no", "bf16")
-    with pytest.raises(LlmrecError, match="train.mixed_precision must be auto, no, bf16 or fp16, got 'fp8'"):
+    with pytest.raises(LlmrecError, match="mixed_precision must be auto, no, bf16 or fp16, got 'fp8'"):
         resolve_mixed_precision("fp8")
 
 
