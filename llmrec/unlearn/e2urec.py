@@ -22,6 +22,7 @@ from typing import Literal
 import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
+from transformers import get_scheduler
 
 from llmrec.config import LoraSettings, option
 from llmrec.llm.backbone import AnswerTokens, add_lora
@@ -35,21 +36,24 @@ from llmrec.unlearn.teachers import pair_logits, precompute_answer_logits
 @dataclass
 class AugmentConfig:
     finetune: Literal["full", "lora"] = option("full", "full | lora: how θ₀ is fine-tuned further on the forget set")
-    epochs: float = option(1.0, "passes over the forget set")
-    learning_rate: float = option(1e-3, "AdamW learning rate")
+    epochs: float = option(4.0, "passes over the forget set")
+    learning_rate: float = option(3e-3, "AdamW learning rate")
     lora: LoraSettings = option(LoraSettings(), "adapter shape when finetune=lora")
 
 
 @dataclass
 class E2URecConfig:
-    alpha: float = option(2.0, "α: how hard the forgetting teacher pushes below θ₀ where aug rose above it")
+    alpha: float = option(10.0, "α: how hard the forgetting teacher pushes below θ₀ where aug rose above it")
     remember_weight: float = option(0.6, "λ: weight of the remembering terms against the forgetting term")
     temperature: float = option(1.0, "distillation temperature")
     augment: AugmentConfig = option(AugmentConfig(), "the over-remembering model")
     lora: LoraSettings = option(LoraSettings(), "the student's adapter (target_modules null: peft's default)")
-    warmup_epochs: float = option(1.0, "forget-only passes over the forget set before the joint phase")
+    warmup_epochs: float = option(2.0, "forget-only passes over the forget set before the joint phase")
     joint_epochs: float = option(2.0, "passes over the forget set with a retained batch beside each forget batch")
     learning_rate: float = option(1e-2, "student AdamW learning rate")
+    lr_scheduler: Literal["constant", "linear"] = option(
+        "constant", "constant | linear (decay to 0 over warm-up + joint steps; on the tiny default it barely forgets)"
+    )
     batch_size: int = option(32, "samples per forget batch and per retained batch")
     precompute_teachers: bool = option(True, "one no-grad teacher pass up front; false recomputes them every step")
 
@@ -151,6 +155,8 @@ def unlearn_e2urec(original, data: UnlearningData, config: E2URecConfig, autocas
     start = time.perf_counter()
     student.train()
     optimizer = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=config.learning_rate)
+    scheduler = get_scheduler(config.lr_scheduler, optimizer, num_warmup_steps=0,
+                              num_training_steps=warmup_steps + joint_steps)
     forget_batches = iter(data.batches(data.forget, batch_size, warmup_steps + joint_steps))
     retained_batches = iter(data.batches(retained, batch_size, joint_steps, seed_offset=1))
     bar = tqdm(range(warmup_steps + joint_steps), desc="e2urec")
@@ -161,6 +167,7 @@ def unlearn_e2urec(original, data: UnlearningData, config: E2URecConfig, autocas
                                 config, answer)
         loss.backward()
         optimizer.step()
+        scheduler.step()
         optimizer.zero_grad()
         bar.set_postfix(phase="joint" if joint else "forget", loss=f"{loss.item():.4f}")
     student.eval()

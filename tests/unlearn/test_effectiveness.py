@@ -17,7 +17,6 @@ from tests.conftest import REPO
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 3 open: the tiny LoRA student closes ~0.3-0.4 of the gap so far")
 def test_e2urec_closes_the_forget_gap_on_the_default_data(tmp_path):
     common = [f"data.cache_dir={tmp_path / 'cache'}", "train.epochs=10", "train.checkpoint_every=0"]
     original = load_recipe(REPO / "recipes/train/default.yaml", [f"output_dir={tmp_path / 'original'}", *common])
