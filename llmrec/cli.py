@@ -13,6 +13,7 @@ VERBS = {
     "train": "instruction-tune the recommender (best model by valid AUC to output_dir/model)",
     "evaluate": "AUC / accuracy / log-loss of output_dir/model (or eval.model_dir) per split",
     "unlearn": "forget users: a LoRA adapter on the frozen original + unlearning_manifest.json",
+    "benchmark": "original, retrains and every unlearning method side by side: results.json/.md/.png",
 }
 
 
@@ -33,6 +34,8 @@ def _run(args) -> int:
     recipe_class = Recipe
     if args.verb == "unlearn":
         from llmrec.unlearn.run import UnlearnRecipe as recipe_class
+    elif args.verb == "benchmark":
+        from llmrec.bench.run import BenchRecipe as recipe_class
     if args.help_config:
         for key, default, help_text in describe(recipe_class):
             print(f"{key:38} {default:30} {help_text}")
@@ -61,6 +64,10 @@ def _run(args) -> int:
         from llmrec.unlearn.run import run_unlearning
 
         run_unlearning(recipe)
+    elif args.verb == "benchmark":
+        from llmrec.bench.run import run_benchmark
+
+        run_benchmark(recipe)
     return 0
 
 

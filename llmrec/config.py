@@ -76,6 +76,9 @@ class ForgetConfig:
     fraction: float = option(0.2, "fraction of training users to forget (ignored when users is set)")
     users: str | None = option(None, "file of user ids to forget, one per line")
     seed: int = option(0, "seed for choosing the forget users")
+    already_forgotten: str | None = option(
+        None, "file of user ids erased by earlier requests: kept out of the retained split (sequential requests)"
+    )
 
 
 @dataclass

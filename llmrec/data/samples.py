@@ -25,18 +25,27 @@ SPLITS = ("train", "valid", "test", "forget", "retained")
 FORMAT_VERSION = 1  # bump when the sample layout changes, so old caches are not reused
 
 
+def input_fingerprint(config: DataConfig) -> str:
+    """A digest of exactly what the configured source reads: the input files' bytes, or the generator settings."""
+    if config.format == "synthetic":
+        return _digest(dataclasses.asdict(config.synthetic))
+    if not config.path:
+        raise LlmrecError(f"data.path is required for data.format={config.format}")
+    return _hash_inputs(Path(config.path))
+
+
 def load_interactions(config: DataConfig) -> tuple[Interactions, str]:
-    """Read the configured source; also return a fingerprint of exactly what was read."""
+    """Read the configured source; also return its input fingerprint."""
     if config.format == "synthetic":
         from llmrec.data.synthetic import generate_synthetic
 
-        return generate_synthetic(config.synthetic), _digest(dataclasses.asdict(config.synthetic))
+        return generate_synthetic(config.synthetic), input_fingerprint(config)
     from llmrec.data.readers import read_interactions
 
     if not config.path:
         raise LlmrecError(f"data.path is required for data.format={config.format}")
-    interactions = read_interactions(config.path, config.format)
-    return interactions, _hash_inputs(Path(config.path))
+    interactions = read_interactions(config.path, config.format)  # a missing or malformed input fails here
+    return interactions, input_fingerprint(config)
 
 
 def _digest(obj) -> str:
@@ -102,21 +111,26 @@ def time_split(samples: pd.DataFrame, fractions: list[float]) -> dict[str, pd.Da
     }
 
 
+def read_user_file(path: str | Path, train_users: list[str], what: str) -> list[str]:
+    """Sorted unique ids from a one-per-line file; every id must be a training user."""
+    path = Path(path)
+    if not path.is_file():
+        raise LlmrecError(f"{path}: no such {what} file")
+    known = set(train_users)
+    lines = path.read_text().splitlines()
+    for line_no, user in enumerate(lines, start=1):
+        if user.strip() and user.strip() not in known:
+            raise LlmrecError(f"{path}:{line_no}: unknown user id '{user.strip()}' (not a training user)")
+    return sorted({line.strip() for line in lines if line.strip()})
+
+
 def choose_forget_users(train: pd.DataFrame, config: ForgetConfig) -> list[str]:
     """A seeded fraction of training users, or the ids listed in `config.users`."""
     train_users = sorted(train["user_id"].unique())
     if config.users:
-        path = Path(config.users)
-        if not path.is_file():
-            raise LlmrecError(f"{path}: no such forget-users file")
-        wanted = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-        if not wanted:
-            raise LlmrecError(f"{path}: the forget set is empty (no user ids in the file)")
-        known = set(train_users)
-        for line_no, user in enumerate(path.read_text().splitlines(), start=1):
-            if user.strip() and user.strip() not in known:
-                raise LlmrecError(f"{path}:{line_no}: unknown user id '{user.strip()}' (not a training user)")
-        chosen = sorted(set(wanted))
+        chosen = read_user_file(config.users, train_users, "forget-users")
+        if not chosen:
+            raise LlmrecError(f"{config.users}: the forget set is empty (no user ids in the file)")
     else:
         if not 0 < config.fraction < 1:
             raise LlmrecError(f"forget.fraction must be between 0 and 1 (exclusive), got {config.fraction}")
@@ -136,9 +150,12 @@ def prepare_splits(data: DataConfig, forget: ForgetConfig) -> DatasetDict:
     """Build (or load from cache) train/valid/test/forget/retained as HF datasets."""
     interactions, input_hash = load_interactions(data)
     forget_key = dataclasses.asdict(forget)
-    if forget.users:
-        path = Path(forget.users)
-        forget_key["users"] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else str(path)
+    if forget_key["already_forgotten"] is None:
+        del forget_key["already_forgotten"]  # keeps the fingerprints of caches built before the option existed
+    for key in ("users", "already_forgotten"):  # a user file is keyed by its content, not its name
+        if forget_key.get(key):
+            path = Path(forget_key[key])
+            forget_key[key] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else str(path)
     data_key = {k: v for k, v in dataclasses.asdict(data).items() if k not in ("cache_dir", "path")}
     fingerprint = _digest({"v": FORMAT_VERSION, "input": input_hash, "data": data_key, "forget": forget_key})
     cache = Path(data.cache_dir).expanduser() / f"samples-{interactions.name}-{fingerprint}"
@@ -147,9 +164,14 @@ def prepare_splits(data: DataConfig, forget: ForgetConfig) -> DatasetDict:
 
     splits = time_split(build_samples(interactions, data), data.split)
     forget_users = set(choose_forget_users(splits["train"], forget))
-    in_forget = splits["train"]["user_id"].isin(forget_users)
-    splits["forget"] = splits["train"][in_forget]
-    splits["retained"] = splits["train"][~in_forget]
+    erased = set(forget_users)
+    if forget.already_forgotten:
+        erased |= set(read_user_file(forget.already_forgotten, sorted(splits["train"]["user_id"].unique()),
+                                     "already-forgotten users"))
+    if erased >= set(splits["train"]["user_id"]):
+        raise LlmrecError("the forget set and the users already forgotten cover the whole training set")
+    splits["forget"] = splits["train"][splits["train"]["user_id"].isin(forget_users)]
+    splits["retained"] = splits["train"][~splits["train"]["user_id"].isin(erased)]
     dataset = DatasetDict({name: Dataset.from_pandas(df, preserve_index=False) for name, df in splits.items()})
 
     tmp = cache.with_name(cache.name + ".tmp")

@@ -21,13 +21,12 @@ from typing import Literal
 
 import torch
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
-from transformers import get_scheduler
 
 from llmrec.config import LoraSettings, option
 from llmrec.llm.backbone import AnswerTokens, add_lora
 from llmrec.llm.scoring import answer_logits, answer_loss
 from llmrec.unlearn.data import UnlearningData, steps_for
+from llmrec.unlearn.loop import batch_ce, make_trainable, optimize
 from llmrec.unlearn.losses import distillation_kl, e2urec_loss, forgetting_teacher_logits
 from llmrec.unlearn.registry import register
 from llmrec.unlearn.teachers import pair_logits, precompute_answer_logits
@@ -58,27 +57,14 @@ class E2URecConfig:
     precompute_teachers: bool = option(True, "one no-grad teacher pass up front; false recomputes them every step")
 
 
-def finetune_on(model, loader: DataLoader, answer: AnswerTokens, learning_rate: float, desc: str):
-    """Plain answer-CE steps, one per batch; used to build the over-remembering augmented model."""
-    model.train()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=learning_rate)
-    for batch in tqdm(loader, desc=desc, leave=False):
-        loss = answer_loss(answer_logits(model, batch["input_ids"], batch["attention_mask"]), batch["labels"],
-                           answer.yes_id, answer.no_id)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-    model.eval()
-    return model
-
-
-def build_augmented(original, forget_loader: DataLoader, answer: AnswerTokens, config: AugmentConfig):
-    augmented = copy.deepcopy(original)
-    for p in augmented.parameters():
-        p.requires_grad_(config.finetune == "full")
-    if config.finetune == "lora":
-        augmented = add_lora(augmented, config.lora)
-    return finetune_on(augmented, forget_loader, answer, config.learning_rate, "augmenting")
+def build_augmented(original, forget_loader: DataLoader, answer: AnswerTokens, config: AugmentConfig,
+                    autocast=contextlib.nullcontext):
+    """A copy of θ₀ trained further on the forget set with plain answer CE: it over-remembers it."""
+    augmented = make_trainable(copy.deepcopy(original), config.finetune, config.lora)
+    batches = iter(forget_loader)
+    optimize(augmented, len(forget_loader), lambda step: batch_ce(augmented, next(batches), answer),
+             config.learning_rate, autocast=autocast, desc="augmenting")
+    return augmented
 
 
 class Teachers:
@@ -137,9 +123,8 @@ def unlearn_e2urec(original, data: UnlearningData, config: E2URecConfig, autocas
     for p in original.parameters():
         p.requires_grad_(False)
     augment_steps = steps_for(config.augment.epochs, len(data.forget), batch_size)
-    with autocast():
-        augmented = build_augmented(original, data.batches(data.forget, batch_size, augment_steps, seed_offset=2),
-                                    answer, config.augment)
+    augmented = build_augmented(original, data.batches(data.forget, batch_size, augment_steps, seed_offset=2),
+                                answer, config.augment, autocast)
     timings["augment_seconds"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -152,26 +137,15 @@ def unlearn_e2urec(original, data: UnlearningData, config: E2URecConfig, autocas
             teachers.precompute(data.in_order(data.forget, 2 * batch_size), data.in_order(retained, 2 * batch_size))
     timings["teacher_seconds"] = time.perf_counter() - start
 
-    start = time.perf_counter()
-    student.train()
-    optimizer = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=config.learning_rate)
-    scheduler = get_scheduler(config.lr_scheduler, optimizer, num_warmup_steps=0,
-                              num_training_steps=warmup_steps + joint_steps)
     forget_batches = iter(data.batches(data.forget, batch_size, warmup_steps + joint_steps))
     retained_batches = iter(data.batches(retained, batch_size, joint_steps, seed_offset=1))
-    bar = tqdm(range(warmup_steps + joint_steps), desc="e2urec")
-    for step in bar:
-        joint = step >= warmup_steps
-        with autocast():
-            loss = student_loss(student, teachers, next(forget_batches), next(retained_batches) if joint else None,
-                                config, answer)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad()
-        bar.set_postfix(phase="joint" if joint else "forget", loss=f"{loss.item():.4f}")
-    student.eval()
-    timings["student_seconds"] = time.perf_counter() - start
+
+    def step_loss(step):
+        retained_batch = next(retained_batches) if step >= warmup_steps else None  # forget-only warm-up first
+        return student_loss(student, teachers, next(forget_batches), retained_batch, config, answer)
+
+    timings["student_seconds"] = optimize(student, warmup_steps + joint_steps, step_loss, config.learning_rate,
+                                          config.lr_scheduler, autocast, desc="e2urec")
     return {"student": student, "timings": timings,
             "steps": {"augment": augment_steps, "warmup": warmup_steps, "joint": joint_steps},
             "retained_samples_used": len(retained)}

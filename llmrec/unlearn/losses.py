@@ -32,3 +32,18 @@ def e2urec_loss(
     if not 0.0 <= remember_weight <= 1.0:
         raise ValueError(f"remember_weight (λ) must be in [0, 1], got {remember_weight}")
     return remember_weight * (retained_ce + retained_kl) + (1.0 - remember_weight) * forget_kl
+
+
+def neggrad_loss(retained_ce: torch.Tensor, forget_ce: torch.Tensor, ascent_weight: float = 1.0) -> torch.Tensor:
+    """Descent on retained answers, ascent on forgotten ones: CE_retained − w·CE_forget."""
+    return retained_ce - ascent_weight * forget_ce
+
+
+def flipped(labels: torch.Tensor) -> torch.Tensor:
+    """Bad-T's targets on the forget set: every Yes becomes No and every No becomes Yes."""
+    return 1 - labels
+
+
+def bad_teacher_loss(competent_kl: torch.Tensor, incompetent_kl: torch.Tensor) -> torch.Tensor:
+    """KL to the teacher each sample is assigned to, over a batch holding as many retained as forget samples."""
+    return 0.5 * (competent_kl + incompetent_kl)

@@ -19,8 +19,14 @@ def register(name: str) -> Callable[[Callable], Callable]:
     return decorate
 
 
+METHOD_MODULES = ("e2urec", "finetune", "neggrad", "bad_t", "bad_teacher")
+
+
 def get_method(name: str) -> Callable:
-    import llmrec.unlearn.e2urec  # noqa: F401  (registers itself)
+    import importlib
+
+    for module in METHOD_MODULES:  # each registers itself on import
+        importlib.import_module(f"llmrec.unlearn.{module}")
 
     if name not in METHODS:
         raise ConfigError(f"unknown unlearning method '{name}' (known: {', '.join(sorted(METHODS))})")

@@ -1,7 +1,8 @@
 """`llmrec unlearn RECIPE`: the same artefacts for every method.
 
 output_dir/ = a peft adapter (adapter_config.json, adapter_model.safetensors) that loads on top of
-the original with `PeftModel.from_pretrained`, its tokenizer and llmrec_model.json, the resolved
+the original with `PeftModel.from_pretrained` (or, for a method run with `finetune: full`, a whole
+`save_pretrained` model), its tokenizer and llmrec_model.json naming the original, the resolved
 `config.yaml` and `unlearning_manifest.json`. The directory appears only when the run succeeded.
 """
 
@@ -28,8 +29,12 @@ from llmrec.llm.backbone import (
     read_model_card,
     write_model_card,
 )
+from llmrec.unlearn.bad_t import BadTConfig
+from llmrec.unlearn.bad_teacher import BadTeacherConfig
 from llmrec.unlearn.data import UnlearningData
 from llmrec.unlearn.e2urec import E2URecConfig
+from llmrec.unlearn.finetune import FinetuneConfig
+from llmrec.unlearn.neggrad import NegGradConfig
 from llmrec.unlearn.registry import get_method
 
 
@@ -41,8 +46,14 @@ class UnlearnRecipe:
     data: DataConfig = option(DataConfig(), "the data the original was trained on")
     forget: ForgetConfig = option(ForgetConfig(), "which training users to forget")
     e2urec: E2URecConfig = option(E2URecConfig(), "E2URec settings")
+    finetune: FinetuneConfig = option(FinetuneConfig(), "fine-tune on retained data settings")
+    neggrad: NegGradConfig = option(NegGradConfig(), "NegGrad settings")
+    bad_t: BadTConfig = option(BadTConfig(), "Bad-T (flipped forget labels) settings")
+    bad_teacher: BadTeacherConfig = option(BadTeacherConfig(), "Bad Teacher (random teacher on forget) settings")
     seed: int = option(0, "shuffling and initialisation seed")
-    merge: bool = option(False, "also write merged/: the original with the adapter folded in, a plain HF model")
+    merge: bool = option(
+        False, "also write merged/: the original with the adapter folded in, a plain HF model (adapter outputs only)"
+    )
     mixed_precision: MixedPrecision = option("auto", "auto | no | bf16 | fp16 (auto: bf16 where the hardware runs it fast)")
 
 
@@ -104,7 +115,7 @@ def run_unlearning(recipe: UnlearnRecipe) -> dict:
         write_model_card(tmp, {**card, "unlearned_from": str(model_dir)})
         (tmp / "config.yaml").write_text(to_yaml(recipe))
         write_json(tmp / "unlearning_manifest.json", manifest)
-        if recipe.merge:
+        if recipe.merge and hasattr(student, "merge_and_unload"):
             merged_copy(student).save_pretrained(tmp / "merged")
             tokenizer.save_pretrained(tmp / "merged")
             write_model_card(tmp / "merged", {**card, "merged_from": str(model_dir)})

@@ -121,6 +121,23 @@ def test_prepare_splits_partitions_train_and_caches(tmp_path, recipe_factory):
     assert len(list((tmp_path / "cache").iterdir())) == 2  # a different config, a different fingerprint
 
 
+def test_users_forgotten_by_earlier_requests_stay_out_of_the_retained_split(tmp_path, recipe_factory):
+    recipe = recipe_factory()
+    train_users = sorted(set(prepare_splits(recipe.data, recipe.forget)["train"]["user_id"]))
+    (tmp_path / "now.txt").write_text(f"{train_users[0]}\n")
+    (tmp_path / "before.txt").write_text(f"{train_users[1]}\n{train_users[2]}\n")
+    now = recipe_factory(f"forget.users={tmp_path / 'now.txt'}", f"forget.already_forgotten={tmp_path / 'before.txt'}")
+    splits = prepare_splits(now.data, now.forget)
+    assert set(splits["forget"]["user_id"]) == {train_users[0]}
+    assert set(splits["retained"]["user_id"]) == set(train_users[3:])
+    (tmp_path / "before.txt").write_text("nobody\n")
+    with pytest.raises(LlmrecError, match="before.txt:1: unknown user id 'nobody'"):
+        prepare_splits(now.data, now.forget)
+    (tmp_path / "before.txt").write_text("\n".join(train_users[1:]) + "\n")
+    with pytest.raises(LlmrecError, match="cover the whole training set"):
+        prepare_splits(now.data, now.forget)
+
+
 @pytest.mark.slow
 def test_ml100k_split_sizes(tmp_path):
     from tests.conftest import ML100K

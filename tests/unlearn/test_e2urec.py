@@ -6,33 +6,15 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
 import llmrec.unlearn.run as run_module
-from llmrec.config import PromptConfig, load_recipe
+from llmrec.config import PromptConfig
 from llmrec.data.samples import prepare_splits
 from llmrec.llm.backbone import AnswerTokens, add_lora, load_model, load_tokenizer, read_model_card
 from llmrec.llm.train import train
 from llmrec.unlearn.data import UnlearningData
 from llmrec.unlearn.e2urec import E2URecConfig, Teachers, build_augmented, student_loss
-from llmrec.unlearn.run import UnlearnRecipe, directory_hash, run_unlearning
+from llmrec.unlearn.run import directory_hash, run_unlearning
 from tests.conftest import SMALL_OVERRIDES
-
-QUICK = ["e2urec.augment.epochs=0.2", "e2urec.warmup_epochs=0.1", "e2urec.joint_epochs=0.2", "e2urec.lora.r=4",
-         "e2urec.batch_size=8"]
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("original")
-    recipe = load_recipe(None, [f"output_dir={root / 'run'}", f"data.cache_dir={root / 'cache'}", *SMALL_OVERRIDES,
-                                "train.max_steps=20"])
-    train(recipe)
-    return recipe
-
-
-def unlearn_recipe(trained, out, *overrides) -> UnlearnRecipe:
-    data = [o for o in SMALL_OVERRIDES if o.startswith("data.")]
-    return load_recipe(None, [f"model={trained.output_dir}/model", f"output_dir={out}",
-                              f"data.cache_dir={trained.data.cache_dir}", *data, *QUICK, *overrides],
-                       cls=UnlearnRecipe)
+from tests.unlearn.conftest import unlearn_recipe
 
 
 def test_unlearning_writes_a_loadable_adapter_and_a_manifest(trained, tmp_path):

@@ -3,7 +3,14 @@ import math
 import pytest
 import torch
 
-from llmrec.unlearn.losses import distillation_kl, e2urec_loss, forgetting_teacher_logits
+from llmrec.unlearn.losses import (
+    bad_teacher_loss,
+    distillation_kl,
+    e2urec_loss,
+    flipped,
+    forgetting_teacher_logits,
+    neggrad_loss,
+)
 
 
 def test_forgetting_teacher_only_lowers_what_augmentation_raised():
@@ -73,3 +80,20 @@ def test_e2urec_loss_weights_remembering_against_forgetting():
     assert e2urec_loss(ce, kl_r, kl_f, 0.0).item() == pytest.approx(2.0)
     with pytest.raises(ValueError, match="λ"):
         e2urec_loss(ce, kl_r, kl_f, 1.5)
+
+
+def test_neggrad_descends_on_retained_and_ascends_on_forget():
+    retained_ce = torch.tensor(0.5, requires_grad=True)
+    forget_ce = torch.tensor(0.25, requires_grad=True)
+    loss = neggrad_loss(retained_ce, forget_ce, ascent_weight=2.0)
+    assert loss.item() == pytest.approx(0.0)
+    loss.backward()
+    assert retained_ce.grad.item() == 1.0 and forget_ce.grad.item() == -2.0
+
+
+def test_flipped_swaps_yes_and_no():
+    assert flipped(torch.tensor([1, 0, 0, 1])).tolist() == [0, 1, 1, 0]
+
+
+def test_bad_teacher_loss_is_the_mixed_batch_mean():
+    assert bad_teacher_loss(torch.tensor(0.2), torch.tensor(0.6)).item() == pytest.approx(0.4)

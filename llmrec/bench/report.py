@@ -1,0 +1,113 @@
+"""The benchmark as a person reads it: a Markdown table with the best method per column in bold, and one plot."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+REFERENCE_ROWS = ("original", "retrain", "retrain (seed 2)")  # what the methods are judged against
+
+# (header, value of a record, how "best" is chosen among the methods, number format)
+COLUMNS = [
+    ("test AUC", lambda r: r["test"]["auc"], "max", ".4f"),
+    ("forget AUC", lambda r: r["forget"]["auc"], "nearest_reference_forget_auc", ".4f"),
+    ("closure (AUC)", lambda r: r["forgetting"]["forget_gap_closure_auc"], "nearest_one", ".2f"),
+    ("JSD to retrain", lambda r: r["forgetting"]["js_divergence"], "min", ".3g"),
+    ("L2 to retrain", lambda r: r["forgetting"]["l2"], "min", ".3g"),
+    ("MIA AUC", lambda r: r["forgetting"]["mia_auc"], "nearest_reference_mia", ".3f"),
+    ("wall s", lambda r: r["wall_seconds"], "min", ".1f"),
+    ("× retrain", lambda r: r["wall_vs_retrain"], "min", ".3f"),
+    ("trainable %", lambda r: r["trainable_percent"], "min", ".3g"),
+    ("peak MB", lambda r: r["peak_memory_mb"], "min", ".0f"),
+]
+
+
+def _distance_rule(rule: str, records: list[dict]):
+    reference = next(r for r in records if r["method"] == "retrain")
+    target = {"nearest_one": 1.0,
+              "nearest_reference_forget_auc": reference["forget"]["auc"],
+              "nearest_reference_mia": reference["forgetting"]["mia_auc"]}[rule]
+    return lambda value: abs(value - target)
+
+
+def best_methods(records: list[dict]) -> dict[str, set[str]]:
+    """Per column header, the method(s) with the best value among the unlearning methods."""
+    methods = [r for r in records if r["method"] not in REFERENCE_ROWS]
+    best = {}
+    for header, value, rule, _ in COLUMNS:
+        values = {r["method"]: value(r) for r in methods}
+        values = {m: v for m, v in values.items() if v is not None and not math.isnan(v)}
+        if not values:
+            best[header] = set()
+            continue
+        score = {"max": lambda v: -v, "min": lambda v: v}.get(rule) or _distance_rule(rule, records)
+        top = min(score(v) for v in values.values())
+        best[header] = {m for m, v in values.items() if math.isclose(score(v), top, rel_tol=1e-9, abs_tol=1e-12)}
+    return best
+
+
+def _cell(value, spec: str, bold: bool) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    text = format(value, spec)
+    return f"**{text}**" if bold else text
+
+
+def markdown_report(records: list[dict], requests: int = 1) -> str:
+    best = best_methods(records)
+    lines = ["| method | " + " | ".join(column[0] for column in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+    for record in records:
+        name = record["method"]
+        cells = [_cell(value(record), spec, name in best[header]) for header, value, _, spec in COLUMNS]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    floor = records[0]["forgetting"].get("floor_js_divergence")
+    notes = [
+        "",
+        "Bold: best among the unlearning methods (forget AUC and MIA AUC: nearest the retrain's; closure: nearest 1).",
+        *([f"Noise floor: JSD between two retrains with different seeds = {floor:.3g}."] if floor is not None else []),
+        "Forgetting columns are on the forget set, against `retrain` (trained from scratch without the forgotten "
+        "users); closure = (forget AUC of original − method) / (original − retrain).",
+    ]
+    if requests > 1:
+        notes.append(f"Methods ran as {requests} successive deletion requests, each on the previous output; wall "
+                     "time is their sum. `retrain` is one retrain without all of them.")
+        notes += ["", "After each request (forget AUC on every user erased so far):", "",
+                  "| method | request | users erased | test AUC | forget AUC so far | wall s |", "|---|---|---|---|---|---|"]
+        for record in records:
+            erased = 0
+            for step in record.get("requests") or []:
+                erased += step["counts"]["forget_users"]
+                notes.append(f"| {record['method']} | {step['request']} | {erased} | {step['test_auc']:.4f} | "
+                             f"{step['forgotten_so_far_auc']:.4f} | {step['wall_seconds']:.0f} |")
+    return "\n".join(lines + notes) + "\n"
+
+
+def plot_report(records: list[dict], path: Path) -> None:
+    """Forgetting (JSD to the retrain, left is better) against utility (test AUC, up is better); area ∝ wall time."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5), dpi=120)
+    largest = max(r["wall_seconds"] for r in records) or 1.0
+    for record in records:
+        x, y = record["forgetting"]["js_divergence"], record["test"]["auc"]
+        reference = record["method"] in REFERENCE_ROWS
+        ax.scatter([x], [y], s=40 + 600 * record["wall_seconds"] / largest, alpha=0.6,
+                   marker="s" if reference else "o", color="grey" if reference else None)
+        wall = record["wall_seconds"]
+        ax.annotate(f"{record['method']} ({wall:.1f}s)" if wall < 10 else f"{record['method']} ({wall:.0f}s)", (x, y), textcoords="offset points",
+                    xytext=(6, 6), fontsize=8)
+    floor = records[0]["forgetting"].get("floor_js_divergence")
+    if floor is not None:
+        ax.axvline(floor, linestyle="--", color="grey", linewidth=1, label="retrain vs retrain (noise floor)")
+    retrain = next(r for r in records if r["method"] == "retrain")
+    ax.axhline(retrain["test"]["auc"], linestyle=":", color="grey", linewidth=1, label="retrain test AUC")
+    ax.set_xlabel("JSD to the retrained model on the forget set (lower = forgot more like retraining)")
+    ax.set_ylabel("test AUC (higher = more useful)")
+    ax.set_title("Unlearning: forgetting vs utility (marker area ∝ wall time)")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,229 @@
+"""`llmrec benchmark RECIPE`: every unlearning method on the same data, forget set and machine, side by side.
+
+Stages: train the original → retrain a reference on the retained data → retrain it again with
+another seed (the noise floor) → run every listed method → score all of them with the same metrics.
+Trained models are reused only when their fingerprint (data bytes + every setting that shapes them)
+matches; otherwise they are trained again, and the log says why. Outputs in output_dir:
+`results.json`, `results.md`, `results.png`, `config.yaml`, and each model under its own name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import shutil
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from llmrec.bench.memory import PeakMemory
+from llmrec.bench.report import markdown_report, plot_report
+from llmrec.config import Recipe, option, to_dict, to_yaml
+from llmrec.data.samples import input_fingerprint, prepare_splits
+from llmrec.errors import ConfigError
+from llmrec.eval.evaluate import forgetting_metrics, score_model
+from llmrec.eval.metrics import utility_metrics
+from llmrec.io import write_json, write_text
+from llmrec.llm.accel import make_accelerator
+from llmrec.llm.train import train
+from llmrec.unlearn.bad_t import BadTConfig
+from llmrec.unlearn.bad_teacher import BadTeacherConfig
+from llmrec.unlearn.e2urec import E2URecConfig
+from llmrec.unlearn.finetune import FinetuneConfig
+from llmrec.unlearn.neggrad import NegGradConfig
+from llmrec.unlearn.registry import get_method
+from llmrec.unlearn.run import UnlearnRecipe, run_unlearning
+
+RETRAIN = "retrain"  # the reference itself: trained from scratch on the retained data
+
+
+@dataclass
+class BenchRecipe(Recipe):
+    """A training recipe (for the original and the retrains) plus the methods to compare and their settings."""
+
+    output_dir: str = option("runs/bench", "where every model, results.json/.md/.png and config.yaml go")
+    methods: list[str] = option(
+        [RETRAIN, "finetune", "neggrad", "bad_t", "bad_teacher", "e2urec"], "methods to compare, in table order"
+    )
+    requests: int = option(1, "split the forget set into this many successive deletion requests")
+    seed: int = option(0, "seed of every unlearning run")
+    e2urec: E2URecConfig = option(E2URecConfig(), "E2URec settings")
+    finetune: FinetuneConfig = option(FinetuneConfig(), "fine-tune on retained data settings")
+    neggrad: NegGradConfig = option(NegGradConfig(), "NegGrad settings")
+    bad_t: BadTConfig = option(BadTConfig(), "Bad-T settings")
+    bad_teacher: BadTeacherConfig = option(BadTeacherConfig(), "Bad Teacher settings")
+
+
+def base_recipe(bench: BenchRecipe, output_dir: Path, **train_changes) -> Recipe:
+    """The training recipe inside the benchmark, writing to `output_dir`."""
+    return Recipe(output_dir=str(output_dir), data=bench.data, forget=bench.forget, prompt=bench.prompt,
+                  model=bench.model, train=replace(bench.train, checkpoint_every=0, **train_changes), eval=bench.eval)
+
+
+def fingerprint(recipe: Recipe) -> str:
+    """Everything that shapes a trained model: the input bytes and the data/forget/prompt/model/train settings."""
+    settings = {key: value for key, value in to_dict(recipe).items() if key in ("data", "forget", "prompt", "model",
+                                                                                 "train")}
+    for key in ("path", "cache_dir"):
+        settings["data"].pop(key)
+    settings["train"].pop("resume")
+    payload = json.dumps({"input": input_fingerprint(recipe.data), "settings": settings}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def ensure_trained(recipe: Recipe, label: str) -> dict:
+    """Train `recipe` unless its output holds a finished run with the same fingerprint; returns its cost record."""
+    out = Path(recipe.output_dir)
+    wanted = fingerprint(recipe)
+    record_path = out / "bench_record.json"
+    if record_path.is_file():
+        record = json.loads(record_path.read_text())
+        if record["fingerprint"] == wanted and (out / "model" / "config.json").is_file():
+            print(f"[{label}] reusing {out} (fingerprint {wanted} matches; trained in {record['wall_seconds']:.0f}s)")
+            return record
+        print(f"[{label}] {out} was trained with other settings (fingerprint {record['fingerprint']} ≠ {wanted}); "
+              "training again")
+    shutil.rmtree(out, ignore_errors=True)
+    print(f"[{label}] training {out}")
+    with PeakMemory() as memory:
+        started = time.perf_counter()
+        train(replace(recipe, train=replace(recipe.train, resume=False)))
+        wall = time.perf_counter() - started
+    trainable = json.loads((out / "train_metrics.json").read_text())
+    record = {"fingerprint": wanted, "wall_seconds": wall, "peak_memory_mb": memory.peak_mb,
+              "trainable_percent": 100.0 * trainable["trainable_parameters"] / trainable["parameters"]}
+    write_json(record_path, record)
+    return record
+
+
+@dataclass
+class Request:
+    users: Path  # ids erased by this request
+    before: Path | None  # ids erased by earlier requests (kept out of the retained data)
+    through: Path  # ids erased by this and all earlier requests
+
+
+def request_files(bench: BenchRecipe, forget_users: list[str], folder: Path) -> list[Request]:
+    """`requests` seeded, near-equal chunks of the forget set, as the user files each request needs."""
+    order = torch.randperm(len(forget_users), generator=torch.Generator().manual_seed(bench.seed)).tolist()
+    chunks = [sorted(forget_users[i] for i in order[k::bench.requests]) for k in range(bench.requests)]
+
+    def write(name: str, users: list[str]) -> Path:
+        write_text(folder / name, "\n".join(sorted(users)) + "\n")
+        return folder / name
+
+    return [Request(users=write(f"request-{k}.txt", chunk),
+                    before=write(f"forgotten-before-{k}.txt", sum(chunks[:k - 1], [])) if k > 1 else None,
+                    through=write(f"forgotten-through-{k}.txt", sum(chunks[:k], [])))
+            for k, chunk in enumerate(chunks, start=1)]
+
+
+def run_method(bench: BenchRecipe, method: str, original_dir: Path, requests: list[Request], folder: Path,
+               accelerator) -> tuple[Path, dict, list[dict]]:
+    """Apply `method` once per request, each on the previous request's output; returns the final model dir.
+
+    With several requests, each one is scored right after it ran: test AUC (utility must not collapse) and
+    forget AUC on everything erased so far (forgetting must hold as requests accumulate).
+    """
+    model_dir, wall, peak, history = original_dir, 0.0, 0.0, []
+    sequential = len(requests) > 1
+    for k, request in enumerate(requests, start=1):
+        out = folder / (f"request-{k}" if sequential else "model")
+        forget = replace(bench.forget, users=str(request.users),
+                         already_forgotten=str(request.before) if request.before else None) if sequential \
+            else bench.forget
+        recipe = UnlearnRecipe(model=str(model_dir), output_dir=str(out), method=method, data=bench.data,
+                               forget=forget, seed=bench.seed, merge=sequential,
+                               mixed_precision=bench.train.mixed_precision, **{method: getattr(bench, method)})
+        with PeakMemory() as memory:
+            started = time.perf_counter()
+            manifest = run_unlearning(recipe)
+            wall += time.perf_counter() - started
+        peak = max(peak, memory.peak_mb or 0.0)
+        model_dir = out / "merged" if (out / "merged").is_dir() else out
+        step = {"request": k, "counts": manifest["counts"], "wall_seconds": manifest["timings"]["wall_seconds"]}
+        if sequential:
+            splits = prepare_splits(bench.data, replace(bench.forget, users=str(request.through)))
+            scored = score_model(model_dir, ["test", "forget"], splits, bench.eval.batch_size, accelerator)
+            step["test_auc"] = utility_metrics(*scored["test"])["auc"]
+            step["forgotten_so_far_auc"] = utility_metrics(*scored["forget"])["auc"]
+            print(f"[{method}] request {k}/{len(requests)}: test AUC {step['test_auc']:.4f}, forget AUC on the "
+                  f"{manifest['counts']['forget_users']}+earlier users {step['forgotten_so_far_auc']:.4f}")
+        history.append(step)
+    cost = {"wall_seconds": wall, "peak_memory_mb": peak or None, "trainable_percent": manifest["trainable_percent"]}
+    return model_dir, cost, history
+
+
+def check_methods(bench: BenchRecipe) -> None:
+    if not bench.methods:
+        raise ConfigError("methods: list at least one method")
+    for method in bench.methods:
+        if method != RETRAIN:
+            get_method(method)  # unknown names fail here, before any training
+    if bench.requests < 1:
+        raise ConfigError(f"requests must be at least 1, got {bench.requests}")
+
+
+def machine_info(accelerator) -> dict:
+    return {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
+            "device": str(accelerator.device), "mixed_precision": accelerator.mixed_precision,
+            "threads": torch.get_num_threads(),
+            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+
+
+def run_benchmark(bench: BenchRecipe) -> list[dict]:
+    check_methods(bench)
+    out = Path(bench.output_dir)
+    splits = prepare_splits(bench.data, bench.forget)  # bad data or forget settings stop here
+    write_text(out / "config.yaml", to_yaml(bench))
+    print(f"resolved config in {out / 'config.yaml'}")
+
+    original = base_recipe(bench, out / "original")
+    reference = base_recipe(bench, out / RETRAIN, train_on="retained")
+    floor_model = replace(bench.model, tiny=replace(bench.model.tiny, seed=bench.model.tiny.seed + 1))
+    floor = replace(base_recipe(bench, out / f"{RETRAIN}-seed2", train_on="retained", seed=bench.train.seed + 1),
+                    model=floor_model)
+    costs = {"original": ensure_trained(original, "original"), RETRAIN: ensure_trained(reference, "reference"),
+             f"{RETRAIN} (seed 2)": ensure_trained(floor, "floor")}
+
+    model_dirs = {"original": out / "original" / "model", RETRAIN: out / RETRAIN / "model",
+                  f"{RETRAIN} (seed 2)": out / f"{RETRAIN}-seed2" / "model"}
+    accelerator = make_accelerator(bench.train.mixed_precision)
+    requests = request_files(bench, sorted(set(splits["forget"]["user_id"])), out / "requests")
+    history = {}
+    for method in bench.methods:
+        if method == RETRAIN:
+            continue
+        print(f"[{method}] unlearning {len(splits['forget'])} samples in {bench.requests} request(s)")
+        model_dirs[method], costs[method], history[method] = run_method(
+            bench, method, model_dirs["original"], requests, out / "methods" / method, accelerator)
+
+    scored = {name: score_model(Path(path), ["test", "forget"], splits, bench.eval.batch_size, accelerator)
+              for name, path in model_dirs.items()}
+    rows = ["original", RETRAIN, f"{RETRAIN} (seed 2)", *[m for m in bench.methods if m != RETRAIN]]
+    retrain_wall = costs[RETRAIN]["wall_seconds"]
+    records = []
+    for name in rows:
+        forgetting = forgetting_metrics(scored[name], scored[RETRAIN], scored["original"],
+                                        scored[f"{RETRAIN} (seed 2)"])
+        records.append({
+            "method": name,
+            "test": utility_metrics(*scored[name]["test"]),
+            "forget": utility_metrics(*scored[name]["forget"]),
+            "forgetting": forgetting,
+            **costs[name],
+            "wall_vs_retrain": costs[name]["wall_seconds"] / retrain_wall,
+            "model_dir": str(model_dirs[name]),
+            "requests": history.get(name, []),
+        })
+    payload = {"records": records, "recipe": to_dict(bench), "machine": machine_info(accelerator)}
+    write_json(out / "results.json", payload)
+    table = markdown_report(records, requests=bench.requests)
+    write_text(out / "results.md", table)
+    plot_report(records, out / "results.png")
+    print(table)
+    print(f"written: {out / 'results.json'}, {out / 'results.md'}, {out / 'results.png'}")
+    return records

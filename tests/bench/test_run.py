@@ -1,0 +1,90 @@
+import json
+
+import pytest
+
+from llmrec.bench.run import BenchRecipe, base_recipe, fingerprint, run_benchmark
+from llmrec.config import load_recipe
+from llmrec.errors import ConfigError
+from tests.conftest import SMALL_OVERRIDES
+
+METHODS = ["finetune", "neggrad", "bad_t", "bad_teacher", "e2urec"]
+QUICK = [f"{m}.epochs=0.3" for m in METHODS[:4]] + [f"{m}.batch_size=8" for m in METHODS] + [
+    "e2urec.augment.epochs=0.3", "e2urec.warmup_epochs=0.2", "e2urec.joint_epochs=0.2", "e2urec.lora.r=4"]
+
+
+def bench_recipe(tmp_path, *overrides) -> BenchRecipe:
+    return load_recipe(None, [f"output_dir={tmp_path / 'bench'}", f"data.cache_dir={tmp_path / 'cache'}",
+                              *SMALL_OVERRIDES, "train.max_steps=15", *QUICK, *overrides], cls=BenchRecipe)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    recipe = bench_recipe(root)
+    return recipe, run_benchmark(recipe)
+
+
+def test_every_method_is_scored_against_the_same_retrain(finished):
+    recipe, records = finished
+    assert [r["method"] for r in records] == ["original", "retrain", "retrain (seed 2)", *METHODS]
+    by_name = {r["method"]: r for r in records}
+    assert by_name["retrain"]["forgetting"]["js_divergence"] == 0.0
+    assert by_name["retrain"]["forgetting"]["forget_gap_closure_auc"] == pytest.approx(1.0)
+    assert by_name["original"]["forgetting"]["forget_gap_closure_auc"] == 0.0
+    floor = by_name["retrain (seed 2)"]["forgetting"]["js_divergence"]
+    assert floor > 0 and all(r["forgetting"]["floor_js_divergence"] == floor for r in records)
+    assert by_name["retrain"]["wall_vs_retrain"] == 1.0
+    assert by_name["e2urec"]["trainable_percent"] < 100 == by_name["neggrad"]["trainable_percent"]
+    for record in records:
+        assert record["wall_seconds"] > 0 and record["test"]["samples"] > 0
+
+
+def test_results_are_written_for_people_and_programs(finished):
+    recipe, records = finished
+    out = recipe.output_dir
+    saved = json.load(open(f"{out}/results.json"))
+    assert [r["method"] for r in saved["records"]] == [r["method"] for r in records]
+    assert saved["machine"]["torch"] and saved["recipe"]["methods"] == recipe.methods
+    table = open(f"{out}/results.md").read()
+    assert table.count("\n| ") == len(records) and "**" in table
+    assert open(f"{out}/results.png", "rb").read(4) == b"\x89PNG"
+    assert load_recipe(f"{out}/config.yaml", [], cls=BenchRecipe) == recipe
+
+
+def test_a_second_run_reuses_matching_models_and_retrains_changed_ones(finished, capsys):
+    recipe, _ = finished
+    capsys.readouterr()
+    run_benchmark(load_recipe(f"{recipe.output_dir}/config.yaml", ["methods=[neggrad]"], cls=BenchRecipe))
+    log = capsys.readouterr().out
+    assert log.count("reusing") == 3 and "] training" not in log
+
+    changed = load_recipe(f"{recipe.output_dir}/config.yaml", ["methods=[neggrad]", "train.learning_rate=0.005"],
+                          cls=BenchRecipe)
+    assert fingerprint(base_recipe(changed, "x")) != fingerprint(base_recipe(recipe, "x"))
+    run_benchmark(changed)
+    log = capsys.readouterr().out
+    assert log.count("was trained with other settings") == 3 and "reusing" not in log
+
+
+def test_sequential_requests_report_after_each_request(tmp_path):
+    recipe = bench_recipe(tmp_path, "methods=[retrain,e2urec]", "requests=2")
+    records = run_benchmark(recipe)
+    steps = next(r for r in records if r["method"] == "e2urec")["requests"]
+    assert [s["request"] for s in steps] == [1, 2]
+    total = next(r for r in records if r["method"] == "original")["forget"]["samples"]
+    assert sum(s["counts"]["forget_samples"] for s in steps) == total  # the requests split the forget set
+    # users erased by request 1 are not retained data for request 2
+    assert steps[1]["counts"]["retained_samples"] == (steps[0]["counts"]["retained_samples"]
+                                                      - steps[1]["counts"]["forget_samples"])
+    assert "After each request" in open(f"{recipe.output_dir}/results.md").read()
+
+
+@pytest.mark.parametrize("override, message", [
+    ("methods=[sisa2]", "unknown unlearning method 'sisa2'"),
+    ("methods=[]", "list at least one method"),
+    ("requests=0", "requests must be at least 1"),
+])
+def test_bad_benchmark_settings_fail_before_training(tmp_path, override, message):
+    with pytest.raises(ConfigError, match=message):
+        run_benchmark(bench_recipe(tmp_path, override))
+    assert not (tmp_path / "bench").exists()
