@@ -136,6 +136,8 @@ class TrainConfig:
     warmup_ratio: float = option(0.05, "fraction of steps with linear warm-up, then linear decay")
     mixed_precision: MixedPrecision = option("auto", "auto | no | bf16 | fp16; auto = bf16 where the device supports it")
     train_on: str = option("train", "split to train on: train | retained | forget")
+    only_users: str | None = option(None, "file of user ids: train only on their samples of train_on (a SISA shard)")
+    shards: int = option(1, "SISA: more than 1 trains that many user-disjoint shard models; model/ is their ensemble")
     checkpoint_every: int = option(200, "optimizer steps between resumable checkpoints (0: epoch ends only)")
     resume: bool = option(True, "continue from output_dir/checkpoints/last when it exists")
     seed: int = option(42, "shuffling and dropout seed")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-REFERENCE_ROWS = ("original", "retrain", "retrain (seed 2)")  # what the methods are judged against
+REFERENCE_ROWS = ("original", "retrain", "retrain (seed 2)", "original (sisa)")  # what methods are judged against
 
 # (header, value of a record, how "best" is chosen among the methods, number format)
 COLUMNS = [

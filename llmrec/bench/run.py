@@ -36,8 +36,11 @@ from llmrec.unlearn.finetune import FinetuneConfig
 from llmrec.unlearn.neggrad import NegGradConfig
 from llmrec.unlearn.registry import get_method
 from llmrec.unlearn.run import UnlearnRecipe, run_unlearning
+from llmrec.unlearn.sisa import SisaConfig
 
 RETRAIN = "retrain"  # the reference itself: trained from scratch on the retained data
+FLOOR = f"{RETRAIN} (seed 2)"
+SISA_ORIGINAL = "original (sisa)"  # SISA forgets from its own original: an ensemble of shard models
 
 
 @dataclass
@@ -46,7 +49,7 @@ class BenchRecipe(Recipe):
 
     output_dir: str = option("runs/bench", "where every model, results.json/.md/.png and config.yaml go")
     methods: list[str] = option(
-        [RETRAIN, "finetune", "neggrad", "bad_t", "bad_teacher", "e2urec"], "methods to compare, in table order"
+        [RETRAIN, "sisa", "finetune", "neggrad", "bad_t", "bad_teacher", "e2urec"], "methods to compare, in table order"
     )
     requests: int = option(1, "split the forget set into this many successive deletion requests")
     seed: int = option(0, "seed of every unlearning run")
@@ -55,6 +58,7 @@ class BenchRecipe(Recipe):
     neggrad: NegGradConfig = option(NegGradConfig(), "NegGrad settings")
     bad_t: BadTConfig = option(BadTConfig(), "Bad-T settings")
     bad_teacher: BadTeacherConfig = option(BadTeacherConfig(), "Bad Teacher settings")
+    sisa: SisaConfig = option(SisaConfig(), "SISA settings")
 
 
 def base_recipe(bench: BenchRecipe, output_dir: Path, **train_changes) -> Recipe:
@@ -81,7 +85,7 @@ def ensure_trained(recipe: Recipe, label: str) -> dict:
     record_path = out / "bench_record.json"
     if record_path.is_file():
         record = json.loads(record_path.read_text())
-        if record["fingerprint"] == wanted and (out / "model" / "config.json").is_file():
+        if record["fingerprint"] == wanted and (out / "model" / "llmrec_model.json").is_file():
             print(f"[{label}] reusing {out} (fingerprint {wanted} matches; trained in {record['wall_seconds']:.0f}s)")
             return record
         print(f"[{label}] {out} was trained with other settings (fingerprint {record['fingerprint']} ≠ {wanted}); "
@@ -187,10 +191,15 @@ def run_benchmark(bench: BenchRecipe) -> list[dict]:
     floor = replace(base_recipe(bench, out / f"{RETRAIN}-seed2", train_on="retained", seed=bench.train.seed + 1),
                     model=floor_model)
     costs = {"original": ensure_trained(original, "original"), RETRAIN: ensure_trained(reference, "reference"),
-             f"{RETRAIN} (seed 2)": ensure_trained(floor, "floor")}
-
+             FLOOR: ensure_trained(floor, "floor")}
     model_dirs = {"original": out / "original" / "model", RETRAIN: out / RETRAIN / "model",
-                  f"{RETRAIN} (seed 2)": out / f"{RETRAIN}-seed2" / "model"}
+                  FLOOR: out / f"{RETRAIN}-seed2" / "model"}
+    originals = {method: "original" for method in bench.methods}
+    if "sisa" in bench.methods:
+        ensemble = base_recipe(bench, out / "original-sisa", shards=bench.sisa.shards)
+        costs[SISA_ORIGINAL] = ensure_trained(ensemble, SISA_ORIGINAL)
+        model_dirs[SISA_ORIGINAL] = out / "original-sisa" / "model"
+        originals["sisa"] = originals[SISA_ORIGINAL] = SISA_ORIGINAL
     accelerator = make_accelerator(bench.train.mixed_precision)
     requests = request_files(bench, sorted(set(splits["forget"]["user_id"])), out / "requests")
     history = {}
@@ -199,16 +208,17 @@ def run_benchmark(bench: BenchRecipe) -> list[dict]:
             continue
         print(f"[{method}] unlearning {len(splits['forget'])} samples in {bench.requests} request(s)")
         model_dirs[method], costs[method], history[method] = run_method(
-            bench, method, model_dirs["original"], requests, out / "methods" / method, accelerator)
+            bench, method, model_dirs[originals[method]], requests, out / "methods" / method, accelerator)
 
     scored = {name: score_model(Path(path), ["test", "forget"], splits, bench.eval.batch_size, accelerator)
               for name, path in model_dirs.items()}
-    rows = ["original", RETRAIN, f"{RETRAIN} (seed 2)", *[m for m in bench.methods if m != RETRAIN]]
+    rows = ["original", RETRAIN, FLOOR, *([SISA_ORIGINAL] if SISA_ORIGINAL in model_dirs else []),
+            *[m for m in bench.methods if m != RETRAIN]]
     retrain_wall = costs[RETRAIN]["wall_seconds"]
     records = []
     for name in rows:
-        forgetting = forgetting_metrics(scored[name], scored[RETRAIN], scored["original"],
-                                        scored[f"{RETRAIN} (seed 2)"])
+        before = scored[originals.get(name, "original")]  # closure is measured from the method's own starting point
+        forgetting = forgetting_metrics(scored[name], scored[RETRAIN], before, scored[FLOOR])
         records.append({
             "method": name,
             "test": utility_metrics(*scored[name]["test"]),

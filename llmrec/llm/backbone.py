@@ -147,8 +147,12 @@ def read_model_card(model_dir: Path) -> dict:
 
 
 def load_recommender(model_dir: str | Path):
-    """A trained model dir, or an unlearning output (peft adapter) on top of the original it names."""
+    """A trained model dir, an unlearning output (peft adapter) on top of the original it names, or a SISA ensemble."""
     model_dir = Path(model_dir)
+    if (model_dir / "sisa.json").is_file():
+        from llmrec.unlearn.sisa import SisaEnsemble
+
+        return SisaEnsemble.load(model_dir)
     if (model_dir / "adapter_config.json").is_file():
         from peft import PeftModel
 

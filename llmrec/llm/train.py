@@ -22,7 +22,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from llmrec.config import Recipe, parse_yaml, to_dict, to_yaml
 from llmrec.data.prompts import render_prompt
-from llmrec.data.samples import prepare_splits
+from llmrec.data.samples import prepare_splits, read_user_file
 from llmrec.data.tokenize import AnswerCollator, tokenize
 from llmrec.errors import LlmrecError
 from llmrec.eval.evaluate import make_loader, score_split
@@ -108,6 +108,10 @@ def save_model(accelerator: Accelerator, model, tokenizer, card: dict, target: P
 
 
 def train(recipe: Recipe) -> dict:
+    if recipe.train.shards > 1:
+        from llmrec.unlearn.sisa import train_ensemble
+
+        return train_ensemble(recipe)
     output_dir = Path(recipe.output_dir)
     cfg = recipe.train
     accelerator = make_accelerator(
@@ -124,6 +128,12 @@ def train(recipe: Recipe) -> dict:
         splits = prepare_splits(recipe.data, recipe.forget)
     if cfg.train_on not in splits:
         raise LlmrecError(f"train.train_on must be one of {list(splits)}, got '{cfg.train_on}'")
+    train_split = splits[cfg.train_on]
+    if cfg.only_users:
+        users = set(read_user_file(cfg.only_users, sorted(set(splits["train"]["user_id"])), "train.only_users"))
+        train_split = train_split.select([i for i, user in enumerate(train_split["user_id"]) if user in users])
+        if len(train_split) == 0:
+            raise LlmrecError(f"train.only_users: none of the users in {cfg.only_users} has samples in '{cfg.train_on}'")
     checkpoints = output_dir / "checkpoints"
     last = checkpoints / "last"
     resuming = cfg.resume and (last / "trainer_state.json").is_file()
@@ -135,7 +145,7 @@ def train(recipe: Recipe) -> dict:
     tokenizer = load_tokenizer(start_from)
     answer = resolve_answer_tokens(tokenizer, recipe.prompt.yes, recipe.prompt.no)
     with accelerator.main_process_first():
-        train_set = tokenize(splits[cfg.train_on], tokenizer, recipe.prompt, recipe.model.max_length)
+        train_set = tokenize(train_split, tokenizer, recipe.prompt, recipe.model.max_length)
         valid_set = tokenize(splits["valid"], tokenizer, recipe.prompt, recipe.model.max_length)
     lengths = train_set["length"]
     accelerator.print(

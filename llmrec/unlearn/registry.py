@@ -9,17 +9,24 @@ from llmrec.errors import ConfigError
 METHODS: dict[str, Callable] = {}
 
 
-def register(name: str) -> Callable[[Callable], Callable]:
+def register(name: str, rebuilds_model: bool = False) -> Callable[[Callable], Callable]:
+    """Most runners edit the loaded original in memory: runner(original, data, config, autocast) -> student.
+
+    A runner that `rebuilds_model` (SISA) instead writes a whole new recommender itself:
+    runner(model_dir, splits, config, output_dir) -> timings and counts.
+    """
+
     def decorate(runner: Callable) -> Callable:
         if name in METHODS:
             raise ValueError(f"unlearning method '{name}' is registered twice")
+        runner.rebuilds_model = rebuilds_model
         METHODS[name] = runner
         return runner
 
     return decorate
 
 
-METHOD_MODULES = ("e2urec", "finetune", "neggrad", "bad_t", "bad_teacher")
+METHOD_MODULES = ("e2urec", "finetune", "neggrad", "bad_t", "bad_teacher", "sisa")
 
 
 def get_method(name: str) -> Callable:

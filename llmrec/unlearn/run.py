@@ -3,7 +3,8 @@
 output_dir/ = a peft adapter (adapter_config.json, adapter_model.safetensors) that loads on top of
 the original with `PeftModel.from_pretrained` (or, for a method run with `finetune: full`, a whole
 `save_pretrained` model), its tokenizer and llmrec_model.json naming the original, the resolved
-`config.yaml` and `unlearning_manifest.json`. The directory appears only when the run succeeded.
+`config.yaml` and `unlearning_manifest.json`. SISA writes a new shard ensemble instead (see sisa.py).
+The directory appears only when the run succeeded.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from llmrec.unlearn.e2urec import E2URecConfig
 from llmrec.unlearn.finetune import FinetuneConfig
 from llmrec.unlearn.neggrad import NegGradConfig
 from llmrec.unlearn.registry import get_method
+from llmrec.unlearn.sisa import SisaConfig
 
 
 @dataclass
@@ -50,6 +52,7 @@ class UnlearnRecipe:
     neggrad: NegGradConfig = option(NegGradConfig(), "NegGrad settings")
     bad_t: BadTConfig = option(BadTConfig(), "Bad-T (flipped forget labels) settings")
     bad_teacher: BadTeacherConfig = option(BadTeacherConfig(), "Bad Teacher (random teacher on forget) settings")
+    sisa: SisaConfig = option(SisaConfig(), "SISA settings (model must be an ensemble trained with train.shards)")
     seed: int = option(0, "shuffling and initialisation seed")
     merge: bool = option(
         False, "also write merged/: the original with the adapter folded in, a plain HF model (adapter outputs only)"
@@ -66,6 +69,28 @@ def directory_hash(folder: Path) -> str:
     return digest.hexdigest()
 
 
+def unlearn_in_memory(runner, recipe: UnlearnRecipe, card: dict, splits, accelerator, output: Path) -> dict:
+    """Load θ₀, let the method train its student, save the student (adapter or whole model) into `output`."""
+    model_dir = Path(recipe.model)
+    tokenizer = load_tokenizer(str(model_dir))
+    prompt, answer = PromptConfig(**card["prompt"]), AnswerTokens(**card["answer"])
+    data = UnlearningData(splits, tokenizer, prompt, card["max_length"], answer, recipe.seed, accelerator.device)
+    original = load_model(str(model_dir)).to(accelerator.device)
+    print(f"device: {accelerator.device} | mixed precision: {accelerator.mixed_precision} | "
+          f"forget samples: {len(data.forget)} | retained pool: {len(splits['retained'])}")
+    result = runner(original, data, getattr(recipe, recipe.method), autocast=accelerator.autocast)
+    student = result["student"]
+    result["trainable_parameters"], result["total_parameters"] = parameter_counts(student)
+    student.save_pretrained(output)
+    tokenizer.save_pretrained(output)
+    write_model_card(output, {**card, "unlearned_from": str(model_dir)})
+    if recipe.merge and hasattr(student, "merge_and_unload"):
+        merged_copy(student).save_pretrained(output / "merged")
+        tokenizer.save_pretrained(output / "merged")
+        write_model_card(output / "merged", {**card, "merged_from": str(model_dir)})
+    return result
+
+
 def run_unlearning(recipe: UnlearnRecipe) -> dict:
     model_dir = Path(recipe.model)
     card = read_model_card(model_dir)
@@ -78,46 +103,35 @@ def run_unlearning(recipe: UnlearnRecipe) -> dict:
     print(f"resolved config:\n{to_yaml(recipe)}")
 
     original_hash = directory_hash(model_dir)
-    started = time.perf_counter()
-    tokenizer = load_tokenizer(str(model_dir))
-    prompt, answer = PromptConfig(**card["prompt"]), AnswerTokens(**card["answer"])
-    data = UnlearningData(splits, tokenizer, prompt, card["max_length"], answer, recipe.seed, accelerator.device)
-    original = load_model(str(model_dir)).to(accelerator.device)
-    print(f"device: {accelerator.device} | mixed precision: {accelerator.mixed_precision} | "
-          f"forget samples: {len(data.forget)} | retained pool: {len(splits['retained'])}")
-    result = runner(original, data, getattr(recipe, recipe.method), autocast=accelerator.autocast)
-    wall = time.perf_counter() - started
-    if directory_hash(model_dir) != original_hash:
-        raise LlmrecError(f"{model_dir} changed during unlearning; refusing to write outputs")
-
-    student = result["student"]
-    trainable, total = parameter_counts(student)
     forget_users = sorted(set(splits["forget"]["user_id"]))
     forgotten = sorted(zip(splits["forget"]["user_id"], splits["forget"]["item_id"], splits["forget"]["timestamp"]))
-    manifest = {
-        "method": recipe.method,
-        "recipe": to_dict(recipe),
-        "original_model": str(model_dir),
-        "original_model_sha256": original_hash,
-        "forgotten_user_ids": forget_users,
-        "forgotten_samples_sha256": hashlib.sha256(repr(forgotten).encode()).hexdigest(),
-        "counts": {"forget_users": len(forget_users), "forget_samples": len(splits["forget"]),
-                   "retained_samples": len(splits["retained"])},
-        "timings": {**result["timings"], "wall_seconds": wall},
-        "steps": result.get("steps", {}),
-        "retained_samples_used": result.get("retained_samples_used"),
-        "trainable_parameters": trainable,
-        "trainable_percent": 100.0 * trainable / total,
-    }
-    with atomic_dir(Path(recipe.output_dir)) as tmp:
-        student.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        write_model_card(tmp, {**card, "unlearned_from": str(model_dir)})
+    with atomic_dir(Path(recipe.output_dir)) as tmp:  # a failed run leaves no output and earlier outputs intact
+        started = time.perf_counter()
+        if getattr(runner, "rebuilds_model", False):
+            result = runner(model_dir, splits, getattr(recipe, recipe.method), tmp)
+            write_model_card(tmp, {**read_model_card(tmp), "unlearned_from": str(model_dir)})
+        else:
+            result = unlearn_in_memory(runner, recipe, card, splits, accelerator, tmp)
+        wall = time.perf_counter() - started
+        if directory_hash(model_dir) != original_hash:
+            raise LlmrecError(f"{model_dir} changed during unlearning; refusing to write outputs")
+        trainable, total = result["trainable_parameters"], result["total_parameters"]
+        manifest = {
+            "method": recipe.method,
+            "recipe": to_dict(recipe),
+            "original_model": str(model_dir),
+            "original_model_sha256": original_hash,
+            "forgotten_user_ids": forget_users,
+            "forgotten_samples_sha256": hashlib.sha256(repr(forgotten).encode()).hexdigest(),
+            "counts": {"forget_users": len(forget_users), "forget_samples": len(splits["forget"]),
+                       "retained_samples": len(splits["retained"])},
+            "timings": {**result["timings"], "wall_seconds": wall},
+            "steps": result.get("steps", {}),
+            "retained_samples_used": result.get("retained_samples_used"),
+            "trainable_parameters": trainable,
+            "trainable_percent": 100.0 * trainable / total if total else 0.0,
+        }
         (tmp / "config.yaml").write_text(to_yaml(recipe))
         write_json(tmp / "unlearning_manifest.json", manifest)
-        if recipe.merge and hasattr(student, "merge_and_unload"):
-            merged_copy(student).save_pretrained(tmp / "merged")
-            tokenizer.save_pretrained(tmp / "merged")
-            write_model_card(tmp / "merged", {**card, "merged_from": str(model_dir)})
-    print(f"unlearned {len(forget_users)} users in {wall:.1f}s; adapter + manifest in {recipe.output_dir}")
+    print(f"unlearned {len(forget_users)} users in {wall:.1f}s; outputs and manifest in {recipe.output_dir}")
     return manifest

@@ -7,9 +7,11 @@ from llmrec.config import load_recipe
 from llmrec.errors import ConfigError
 from tests.conftest import SMALL_OVERRIDES
 
-METHODS = ["finetune", "neggrad", "bad_t", "bad_teacher", "e2urec"]
-QUICK = [f"{m}.epochs=0.3" for m in METHODS[:4]] + [f"{m}.batch_size=8" for m in METHODS] + [
-    "e2urec.augment.epochs=0.3", "e2urec.warmup_epochs=0.2", "e2urec.joint_epochs=0.2", "e2urec.lora.r=4"]
+METHODS = ["sisa", "finetune", "neggrad", "bad_t", "bad_teacher", "e2urec"]
+BASELINES = ["finetune", "neggrad", "bad_t", "bad_teacher"]
+QUICK = [f"{m}.epochs=0.3" for m in BASELINES] + [f"{m}.batch_size=8" for m in [*BASELINES, "e2urec"]] + [
+    "e2urec.augment.epochs=0.3", "e2urec.warmup_epochs=0.2", "e2urec.joint_epochs=0.2", "e2urec.lora.r=4",
+    "sisa.shards=2"]
 
 
 def bench_recipe(tmp_path, *overrides) -> BenchRecipe:
@@ -26,7 +28,7 @@ def finished(tmp_path_factory):
 
 def test_every_method_is_scored_against_the_same_retrain(finished):
     recipe, records = finished
-    assert [r["method"] for r in records] == ["original", "retrain", "retrain (seed 2)", *METHODS]
+    assert [r["method"] for r in records] == ["original", "retrain", "retrain (seed 2)", "original (sisa)", *METHODS]
     by_name = {r["method"]: r for r in records}
     assert by_name["retrain"]["forgetting"]["js_divergence"] == 0.0
     assert by_name["retrain"]["forgetting"]["forget_gap_closure_auc"] == pytest.approx(1.0)
@@ -35,6 +37,9 @@ def test_every_method_is_scored_against_the_same_retrain(finished):
     assert floor > 0 and all(r["forgetting"]["floor_js_divergence"] == floor for r in records)
     assert by_name["retrain"]["wall_vs_retrain"] == 1.0
     assert by_name["e2urec"]["trainable_percent"] < 100 == by_name["neggrad"]["trainable_percent"]
+    # SISA is judged from its own starting point, the shard ensemble
+    assert by_name["original (sisa)"]["forgetting"]["forget_gap_closure_auc"] == 0.0
+    assert by_name["sisa"]["forgetting"]["original_forget_auc"] == by_name["original (sisa)"]["forget"]["auc"]
     for record in records:
         assert record["wall_seconds"] > 0 and record["test"]["samples"] > 0
 
@@ -56,7 +61,7 @@ def test_a_second_run_reuses_matching_models_and_retrains_changed_ones(finished,
     capsys.readouterr()
     run_benchmark(load_recipe(f"{recipe.output_dir}/config.yaml", ["methods=[neggrad]"], cls=BenchRecipe))
     log = capsys.readouterr().out
-    assert log.count("reusing") == 3 and "] training" not in log
+    assert log.count("reusing") == 3 and "] training" not in log  # the SISA ensemble is not needed for neggrad
 
     changed = load_recipe(f"{recipe.output_dir}/config.yaml", ["methods=[neggrad]", "train.learning_rate=0.005"],
                           cls=BenchRecipe)

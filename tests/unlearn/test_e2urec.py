@@ -98,8 +98,8 @@ def test_cli_errors(trained, tmp_path, capsys):
     data = [o for o in SMALL_OVERRIDES if o.startswith("data.")]
     common = [f"model={trained.output_dir}/model", f"output_dir={tmp_path / 'out'}",
               f"data.cache_dir={trained.data.cache_dir}", *data]
-    assert main(["unlearn", *common, "method=sisa"]) == 2
-    assert "unknown unlearning method 'sisa'" in capsys.readouterr().err
+    assert main(["unlearn", *common, "method=scrub"]) == 2
+    assert "unknown unlearning method 'scrub'" in capsys.readouterr().err
     empty = tmp_path / "nobody.txt"
     empty.write_text("\n")
     assert main(["unlearn", *common, f"forget.users={empty}"]) == 2

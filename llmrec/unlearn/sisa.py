@@ -1,0 +1,176 @@
+"""SISA (Bourtoule et al., "Machine Unlearning", IEEE S&P 2021): Sharded, Isolated, Sliced, Aggregated training.
+
+Training users are split into S disjoint shards (a user's whole history in one shard, since requests
+erase users), one model is trained per shard, and the recommender's P(yes) is the mean over shards.
+Forgetting retrains only the shards that held a forgotten user, so the cost of a request is the number
+of shards it touches. Slicing (checkpoints inside a shard, so a retrain can restart mid-shard) is not
+implemented: an affected shard is retrained from its start.
+
+`llmrec train RECIPE train.shards=4` writes the ensemble; `llmrec unlearn ... method=sisa` rebuilds it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+from torch import nn
+
+from llmrec.config import Recipe, load_recipe, option, to_yaml
+from llmrec.data.samples import prepare_splits
+from llmrec.errors import LlmrecError
+from llmrec.io import atomic_dir, write_json, write_text
+from llmrec.llm.backbone import AnswerTokens, load_model, load_tokenizer, read_model_card, write_model_card
+from llmrec.unlearn.registry import register
+
+ENSEMBLE_FILE = "sisa.json"
+
+
+@dataclass
+class SisaConfig:
+    """Affected shards are retrained with the recipe they were trained with; little is left to choose here."""
+
+    shards: int = option(4, "shards of the ensemble `llmrec benchmark` trains (llmrec unlearn reads the ensemble)")
+    link_unaffected: bool = option(True, "hard-link untouched shard models into the output (copy where linking fails)")
+
+
+def shard_users(users: list[str], shards: int, seed: int) -> list[list[str]]:
+    """`shards` seeded, near-equal, disjoint groups of users (SISA's uniform sharding)."""
+    if not 1 < shards <= len(users):
+        raise LlmrecError(f"train.shards must be between 2 and the number of training users ({len(users)}), "
+                          f"got {shards}")
+    order = torch.randperm(len(users), generator=torch.Generator().manual_seed(seed)).tolist()
+    return [sorted(users[i] for i in order[k::shards]) for k in range(shards)]
+
+
+def train_shard(recipe: Recipe, users: list[str], folder: Path) -> dict:
+    """One shard model, trained on its users' samples only, with every other setting of `recipe`."""
+    from llmrec.llm.train import train
+
+    write_text(folder / "users.txt", "\n".join(users) + "\n")
+    return train(replace(recipe, output_dir=str(folder),
+                         train=replace(recipe.train, shards=1, only_users=str(folder / "users.txt"), resume=False)))
+
+
+def write_ensemble(target: Path, shard_models: list[Path], shard_groups: list[list[str]], extra: dict) -> None:
+    """The ensemble directory: sisa.json (shard models by relative path, their users), tokenizer and model card.
+
+    Paths are relative to `target`, and `target` may be a temporary sibling of the final directory.
+    """
+    load_tokenizer(str(shard_models[0])).save_pretrained(target)
+    write_model_card(target, {**read_model_card(shard_models[0]), "sisa_shards": len(shard_models)})
+    write_json(target / ENSEMBLE_FILE, {
+        "shards": [{"model": os.path.relpath(m, target), "users": g} for m, g in zip(shard_models, shard_groups)],
+        **extra,
+    })
+
+
+def train_ensemble(recipe: Recipe) -> dict:
+    """`llmrec train` with train.shards > 1: shard models under output_dir/shards/, the ensemble in output_dir/model."""
+    out = Path(recipe.output_dir)
+    splits = prepare_splits(recipe.data, recipe.forget)
+    users = sorted(set(splits[recipe.train.train_on]["user_id"]))
+    groups = shard_users(users, recipe.train.shards, recipe.train.seed)
+    write_text(out / "config.yaml", to_yaml(recipe))
+    started = time.perf_counter()
+    summaries = []
+    for k, group in enumerate(groups):
+        print(f"[sisa] shard {k + 1}/{len(groups)}: {len(group)} users")
+        summaries.append(train_shard(recipe, group, out / "shards" / f"shard-{k}"))
+    with atomic_dir(out / "model") as tmp:
+        write_ensemble(tmp, [out / "shards" / f"shard-{k}" / "model" for k in range(len(groups))], groups,
+                       {"seed": recipe.train.seed})
+    summary = {"shards": summaries, "train_seconds_this_run": time.perf_counter() - started,
+               "parameters": sum(s["parameters"] for s in summaries),
+               "trainable_parameters": sum(s["trainable_parameters"] for s in summaries),
+               "model_dir": str(out / "model")}
+    write_json(out / "train_metrics.json", summary)
+    return summary
+
+
+class SisaEnsemble(nn.Module):
+    """Shard models behind one causal-LM-like forward: answer logits are log of the mean shard P(yes), P(no)."""
+
+    def __init__(self, shards: list[nn.Module], answer: AnswerTokens):
+        super().__init__()
+        self.shards = nn.ModuleList(shards)
+        self.answer = answer
+
+    @classmethod
+    def load(cls, model_dir: Path) -> SisaEnsemble:
+        spec = json.loads((Path(model_dir) / ENSEMBLE_FILE).read_text())
+        card = read_model_card(model_dir)
+        return cls([load_model(str((Path(model_dir) / s["model"]).resolve())) for s in spec["shards"]],
+                   AnswerTokens(**card["answer"])).eval()
+
+    def forward(self, input_ids, attention_mask=None, logits_to_keep=1, **kwargs):
+        pair = [self.answer.yes_id, self.answer.no_id]
+        probs = torch.stack([
+            shard(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=1, **kwargs).logits[:, -1, pair]
+            .float().softmax(-1) for shard in self.shards
+        ]).mean(0)
+        vocab = self.shards[0].config.vocab_size
+        logits = torch.full((input_ids.shape[0], 1, vocab), -1e4, device=input_ids.device)
+        logits[:, 0, pair] = probs.clamp_min(1e-12).log()
+        return SimpleNamespace(logits=logits)
+
+
+def read_ensemble(model_dir: Path) -> dict:
+    path = Path(model_dir) / ENSEMBLE_FILE
+    if not path.is_file():
+        raise LlmrecError(f"{model_dir}: method=sisa needs a SISA ensemble (train one with train.shards=4); "
+                          f"no {ENSEMBLE_FILE} here")
+    return json.loads(path.read_text())
+
+
+def place_shard(source: Path, target: Path, link: bool) -> None:
+    """An untouched shard model in the output: hard links (no bytes copied) or, across devices, a copy."""
+    copy = shutil.copy2
+    if link:
+        def copy(src, dst):
+            try:
+                os.link(src, dst)
+            except OSError:
+                shutil.copy2(src, dst)
+    shutil.copytree(source, target, copy_function=copy)
+
+
+@register("sisa", rebuilds_model=True)
+def unlearn_sisa(model_dir: Path, splits, config: SisaConfig, output: Path) -> dict:
+    """Retrain the shards that saw a forgotten user on their remaining users; keep the others as they are."""
+    spec = read_ensemble(model_dir)
+    forget = set(splits["forget"]["user_id"])
+    shard_dirs, groups, retrained, dropped, trainable, total = [], [], [], [], 0, 0
+    started = time.perf_counter()
+    for k, shard in enumerate(spec["shards"]):
+        source = (Path(model_dir) / shard["model"]).resolve()
+        keep = [u for u in shard["users"] if u not in forget]
+        folder = output / "shards" / f"shard-{k}"
+        if not keep:
+            dropped.append(k)  # every user of this shard is forgotten: the ensemble loses the shard
+            continue
+        if len(keep) == len(shard["users"]):
+            place_shard(source, folder / "model", config.link_unaffected)
+        else:
+            shard_recipe = load_recipe(str(source.parent / "config.yaml"), [], cls=Recipe)
+            summary = train_shard(shard_recipe, keep, folder)
+            trainable, total = trainable + summary["trainable_parameters"], total + summary["parameters"]
+            retrained.append(k)
+        shard_dirs.append(folder)
+        groups.append(keep)
+    if not shard_dirs:
+        raise LlmrecError("every shard held only forgotten users: nothing would be left to remember")
+    write_ensemble(output, [d / "model" for d in shard_dirs], groups,
+                   {"seed": spec.get("seed"), "retrained_shards": retrained, "dropped_shards": dropped})
+    print(f"[sisa] retrained {len(retrained)} of {len(spec['shards'])} shards {retrained}"
+          + (f", dropped {dropped}" if dropped else ""))
+    return {"timings": {"retrain_seconds": time.perf_counter() - started},
+            "steps": {"shards_retrained": len(retrained), "shards_total": len(spec["shards"]),
+                      "shards_dropped": len(dropped)},
+            "trainable_parameters": trainable, "total_parameters": total}

@@ -1,0 +1,79 @@
+import json
+import os
+
+import pytest
+import torch
+
+from llmrec.config import load_recipe
+from llmrec.data.samples import prepare_splits
+from llmrec.errors import LlmrecError
+from llmrec.llm.backbone import load_model, load_recommender
+from llmrec.llm.train import train
+from llmrec.unlearn.run import run_unlearning
+from llmrec.unlearn.sisa import SisaEnsemble, shard_users
+from tests.conftest import SMALL_OVERRIDES
+from tests.unlearn.conftest import unlearn_recipe
+
+
+def test_shards_are_disjoint_near_equal_and_seeded():
+    users = [str(u) for u in range(10)]
+    shards = shard_users(users, 3, seed=0)
+    assert sorted(sum(shards, [])) == sorted(users) and sorted(len(s) for s in shards) == [3, 3, 4]
+    assert shards == shard_users(users, 3, seed=0) != shard_users(users, 3, seed=1)
+    with pytest.raises(LlmrecError, match="train.shards must be between 2 and the number of training users"):
+        shard_users(users, 11, seed=0)
+
+
+@pytest.fixture(scope="module")
+def ensemble(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sisa")
+    recipe = load_recipe(None, [f"output_dir={root / 'run'}", f"data.cache_dir={root / 'cache'}", *SMALL_OVERRIDES,
+                                "train.max_steps=6", "train.shards=3"])
+    train(recipe)
+    return recipe
+
+
+def test_the_ensemble_averages_its_shards_probabilities(ensemble):
+    model_dir = f"{ensemble.output_dir}/model"
+    spec = json.load(open(f"{model_dir}/sisa.json"))
+    assert len(spec["shards"]) == 3
+    train_users = set(prepare_splits(ensemble.data, ensemble.forget)["train"]["user_id"])
+    assert sorted(sum((s["users"] for s in spec["shards"]), [])) == sorted(train_users)
+
+    model = load_recommender(model_dir)
+    assert isinstance(model, SisaEnsemble)
+    ids = torch.tensor([[5, 6, 7], [8, 9, 10]])
+    pair = [model.answer.yes_id, model.answer.no_id]
+    with torch.no_grad():
+        combined = model(input_ids=ids).logits[:, -1, pair].softmax(-1)
+        shards = [load_model(os.path.join(model_dir, s["model"]))(input_ids=ids).logits[:, -1, pair].softmax(-1)
+                  for s in spec["shards"]]
+    torch.testing.assert_close(combined, torch.stack(shards).mean(0))
+
+
+def test_unlearning_retrains_only_the_shards_that_held_a_forgotten_user(ensemble, tmp_path):
+    model_dir = f"{ensemble.output_dir}/model"
+    spec = json.load(open(f"{model_dir}/sisa.json"))
+    forgotten = spec["shards"][1]["users"][0]
+    users = tmp_path / "forget.txt"
+    users.write_text(forgotten + "\n")
+    manifest = run_unlearning(unlearn_recipe(ensemble, tmp_path / "out",
+                                             "method=sisa", f"forget.users={users}"))
+    assert manifest["steps"] == {"shards_retrained": 1, "shards_total": 3, "shards_dropped": 0}
+    new = json.load(open(tmp_path / "out" / "sisa.json"))
+    assert new["retrained_shards"] == [1]
+    assert forgotten not in sum((s["users"] for s in new["shards"]), [])
+    assert (tmp_path / "out/shards/shard-1/users.txt").read_text().split() == spec["shards"][1]["users"][1:]
+    for k in (0, 2):  # untouched shards are the very same files, hard-linked
+        old = os.path.join(model_dir, spec["shards"][k]["model"], "model.safetensors")
+        assert os.path.samefile(old, tmp_path / f"out/shards/shard-{k}/model/model.safetensors")
+    with torch.no_grad():
+        ids = torch.tensor([[5, 6, 7]])
+        assert not torch.equal(load_recommender(tmp_path / "out")(input_ids=ids).logits,
+                               load_recommender(model_dir)(input_ids=ids).logits)
+
+
+def test_sisa_needs_an_ensemble(trained, tmp_path):
+    with pytest.raises(LlmrecError, match="method=sisa needs a SISA ensemble"):
+        run_unlearning(unlearn_recipe(trained, tmp_path / "out", "method=sisa"))
+    assert not (tmp_path / "out").exists()
