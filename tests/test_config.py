@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from llmrec.bench.run import BenchRecipe
 from llmrec.config import Recipe, describe, load_recipe, to_yaml
 from llmrec.errors import ConfigError
 from llmrec.unlearn.run import UnlearnRecipe
@@ -81,8 +82,10 @@ def test_every_recipe_loads_and_starts_with_its_command(path):
         assert set(config) <= ACCELERATE_KEYS, set(config) - ACCELERATE_KEYS
     else:
         assert first.startswith("# llmrec ") or first.startswith("# accelerate launch")
-        cls = UnlearnRecipe if path.parent.name == "unlearn" else Recipe
-        assert isinstance(load_recipe(path, cls=cls), cls)
+        verb, cls = {"unlearn": ("unlearn", UnlearnRecipe), "bench": ("benchmark", BenchRecipe)}.get(
+            path.parent.name, ("train", Recipe))
+        assert f"llmrec {verb} {relative}" in first or f"-m llmrec {verb} {relative}" in first
+        assert type(load_recipe(path, cls=cls)) is cls
 
 
 def test_there_are_recipes():
