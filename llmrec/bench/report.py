@@ -107,7 +107,7 @@ def plot_report(records: list[dict], path: Path) -> None:
     ax.set_xlabel("JSD to the retrained model on the forget set (lower = forgot more like retraining)")
     ax.set_ylabel("test AUC (higher = more useful)")
     ax.set_title("Unlearning: forgetting vs utility (marker area ∝ wall time)")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
