@@ -26,7 +26,7 @@ def register(name: str, rebuilds_model: bool = False) -> Callable[[Callable], Ca
     return decorate
 
 
-METHOD_MODULES = ("e2urec", "finetune", "neggrad", "bad_t", "bad_teacher", "sisa")
+METHOD_MODULES = ("e2urec", "finetune", "neggrad", "bad_t", "bad_teacher", "sisa", "retrain")
 
 
 def get_method(name: str) -> Callable:

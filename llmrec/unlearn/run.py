@@ -37,6 +37,7 @@ from llmrec.unlearn.e2urec import E2URecConfig
 from llmrec.unlearn.finetune import FinetuneConfig
 from llmrec.unlearn.neggrad import NegGradConfig
 from llmrec.unlearn.registry import get_method
+from llmrec.unlearn.retrain import RetrainConfig
 from llmrec.unlearn.sisa import SisaConfig
 
 
@@ -53,6 +54,7 @@ class UnlearnRecipe:
     bad_t: BadTConfig = option(BadTConfig(), "Bad-T (flipped forget labels) settings")
     bad_teacher: BadTeacherConfig = option(BadTeacherConfig(), "Bad Teacher (random teacher on forget) settings")
     sisa: SisaConfig = option(SisaConfig(), "SISA settings (model must be an ensemble trained with train.shards)")
+    retrain: RetrainConfig = option(RetrainConfig(), "retrain-from-scratch settings")
     seed: int = option(0, "shuffling and initialisation seed")
     merge: bool = option(
         False, "also write merged/: the original with the adapter folded in, a plain HF model (adapter outputs only)"
