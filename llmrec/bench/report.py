@@ -97,8 +97,8 @@ def plot_report(records: list[dict], path: Path) -> None:
         ax.scatter([x], [y], s=40 + 600 * record["wall_seconds"] / largest, alpha=0.6,
                    marker="s" if reference else "o", color="grey" if reference else None)
         wall = record["wall_seconds"]
-        ax.annotate(f"{record['method']} ({wall:.1f}s)" if wall < 10 else f"{record['method']} ({wall:.0f}s)", (x, y), textcoords="offset points",
-                    xytext=(6, 6), fontsize=8)
+        label = f"{record['method']} ({wall:.1f}s)" if wall < 10 else f"{record['method']} ({wall:.0f}s)"
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8)
     floor = records[0]["forgetting"].get("floor_js_divergence")
     if floor is not None:
         ax.axvline(floor, linestyle="--", color="grey", linewidth=1, label="retrain vs retrain (noise floor)")

@@ -126,13 +126,15 @@ def request_files(bench: BenchRecipe, forget_users: list[str], folder: Path) -> 
 
 
 def run_method(bench: BenchRecipe, method: str, original_dir: Path, requests: list[Request], folder: Path,
-               accelerator) -> tuple[Path, dict, list[dict]]:
-    """Apply `method` once per request, each on the previous request's output; returns the final model dir.
+               accelerator) -> tuple[Path, dict, list[dict], dict | None]:
+    """Apply `method` once per request, each on the previous request's output.
 
     With several requests, each one is scored right after it ran: test AUC (utility must not collapse) and
-    forget AUC on everything erased so far (forgetting must hold as requests accumulate).
+    forget AUC on everything erased so far (forgetting must hold as requests accumulate). Returns the final
+    model dir, its cost, the per-request history and, when requests were scored, the last scores (after the
+    last request everything has been erased, so they are the final model's test and forget scores).
     """
-    model_dir, wall, peak, history = original_dir, 0.0, 0.0, []
+    model_dir, wall, peak, history, scored = original_dir, 0.0, 0.0, [], None
     sequential = len(requests) > 1
     for k, request in enumerate(requests, start=1):
         out = folder / (f"request-{k}" if sequential else "model")
@@ -158,7 +160,7 @@ def run_method(bench: BenchRecipe, method: str, original_dir: Path, requests: li
                   f"{manifest['counts']['forget_users']}+earlier users {step['forgotten_so_far_auc']:.4f}")
         history.append(step)
     cost = {"wall_seconds": wall, "peak_memory_mb": peak or None, "trainable_percent": manifest["trainable_percent"]}
-    return model_dir, cost, history
+    return model_dir, cost, history, scored
 
 
 def check_methods(bench: BenchRecipe) -> None:
@@ -202,16 +204,17 @@ def run_benchmark(bench: BenchRecipe) -> list[dict]:
         originals["sisa"] = originals[SISA_ORIGINAL] = SISA_ORIGINAL
     accelerator = make_accelerator(bench.train.mixed_precision)
     requests = request_files(bench, sorted(set(splits["forget"]["user_id"])), out / "requests")
-    history = {}
+    history, scored = {}, {}
     for method in bench.methods:
         if method == RETRAIN:
             continue
         print(f"[{method}] unlearning {len(splits['forget'])} samples in {bench.requests} request(s)")
-        model_dirs[method], costs[method], history[method] = run_method(
+        model_dirs[method], costs[method], history[method], scored[method] = run_method(
             bench, method, model_dirs[originals[method]], requests, out / "methods" / method, accelerator)
 
-    scored = {name: score_model(Path(path), ["test", "forget"], splits, bench.eval.batch_size, accelerator)
-              for name, path in model_dirs.items()}
+    for name, path in model_dirs.items():
+        if scored.get(name) is None:
+            scored[name] = score_model(Path(path), ["test", "forget"], splits, bench.eval.batch_size, accelerator)
     rows = ["original", RETRAIN, FLOOR, *([SISA_ORIGINAL] if SISA_ORIGINAL in model_dirs else []),
             *[m for m in bench.methods if m != RETRAIN]]
     retrain_wall = costs[RETRAIN]["wall_seconds"]

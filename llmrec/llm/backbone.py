@@ -28,6 +28,7 @@ from llmrec.errors import LlmrecError
 
 SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
 MODEL_CARD = "llmrec_model.json"  # answer tokens + prompt settings travel with the weights
+ENSEMBLE_FILE = "sisa.json"  # marks a SISA ensemble: its shard models (relative paths) and their users
 
 
 def train_tokenizer(corpus: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
@@ -149,7 +150,7 @@ def read_model_card(model_dir: Path) -> dict:
 def load_recommender(model_dir: str | Path):
     """A trained model dir, an unlearning output (peft adapter) on top of the original it names, or a SISA ensemble."""
     model_dir = Path(model_dir)
-    if (model_dir / "sisa.json").is_file():
+    if (model_dir / ENSEMBLE_FILE).is_file():
         from llmrec.unlearn.sisa import SisaEnsemble
 
         return SisaEnsemble.load(model_dir)

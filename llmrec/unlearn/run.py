@@ -22,6 +22,7 @@ from llmrec.errors import LlmrecError
 from llmrec.io import atomic_dir, write_json
 from llmrec.llm.accel import make_accelerator
 from llmrec.llm.backbone import (
+    ENSEMBLE_FILE,
     AnswerTokens,
     load_model,
     load_tokenizer,
@@ -38,7 +39,7 @@ from llmrec.unlearn.finetune import FinetuneConfig
 from llmrec.unlearn.neggrad import NegGradConfig
 from llmrec.unlearn.registry import get_method
 from llmrec.unlearn.retrain import RetrainConfig
-from llmrec.unlearn.sisa import SisaConfig
+from llmrec.unlearn.sisa import SisaConfig, shard_model_dirs
 
 
 @dataclass
@@ -69,6 +70,14 @@ def directory_hash(folder: Path) -> str:
         digest.update(str(path.relative_to(folder)).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+def model_hash(model_dir: Path) -> str:
+    """directory_hash of the original; a SISA ensemble also covers the shard models it points to."""
+    if not (Path(model_dir) / ENSEMBLE_FILE).is_file():
+        return directory_hash(model_dir)
+    parts = [directory_hash(model_dir), *(directory_hash(shard) for shard in shard_model_dirs(model_dir))]
+    return hashlib.sha256("".join(parts).encode()).hexdigest()
 
 
 def unlearn_in_memory(runner, recipe: UnlearnRecipe, card: dict, splits, accelerator, output: Path) -> dict:
@@ -104,7 +113,7 @@ def run_unlearning(recipe: UnlearnRecipe) -> dict:
     torch.manual_seed(recipe.seed)
     print(f"resolved config:\n{to_yaml(recipe)}")
 
-    original_hash = directory_hash(model_dir)
+    original_hash = model_hash(model_dir)
     forget_users = sorted(set(splits["forget"]["user_id"]))
     forgotten = sorted(zip(splits["forget"]["user_id"], splits["forget"]["item_id"], splits["forget"]["timestamp"]))
     with atomic_dir(Path(recipe.output_dir)) as tmp:  # a failed run leaves no output and earlier outputs intact
@@ -115,7 +124,7 @@ def run_unlearning(recipe: UnlearnRecipe) -> dict:
         else:
             result = unlearn_in_memory(runner, recipe, card, splits, accelerator, tmp)
         wall = time.perf_counter() - started
-        if directory_hash(model_dir) != original_hash:
+        if model_hash(model_dir) != original_hash:
             raise LlmrecError(f"{model_dir} changed during unlearning; refusing to write outputs")
         trainable, total = result["trainable_parameters"], result["total_parameters"]
         manifest = {

@@ -26,10 +26,15 @@ from llmrec.config import Recipe, load_recipe, option, to_yaml
 from llmrec.data.samples import prepare_splits
 from llmrec.errors import LlmrecError
 from llmrec.io import atomic_dir, write_json, write_text
-from llmrec.llm.backbone import AnswerTokens, load_model, load_tokenizer, read_model_card, write_model_card
+from llmrec.llm.backbone import (
+    ENSEMBLE_FILE,
+    AnswerTokens,
+    load_model,
+    load_tokenizer,
+    read_model_card,
+    write_model_card,
+)
 from llmrec.unlearn.registry import register
-
-ENSEMBLE_FILE = "sisa.json"
 
 
 @dataclass
@@ -104,10 +109,8 @@ class SisaEnsemble(nn.Module):
 
     @classmethod
     def load(cls, model_dir: Path) -> SisaEnsemble:
-        spec = json.loads((Path(model_dir) / ENSEMBLE_FILE).read_text())
         card = read_model_card(model_dir)
-        return cls([load_model(str((Path(model_dir) / s["model"]).resolve())) for s in spec["shards"]],
-                   AnswerTokens(**card["answer"])).eval()
+        return cls([load_model(str(shard)) for shard in shard_model_dirs(model_dir)], AnswerTokens(**card["answer"])).eval()
 
     def forward(self, input_ids, attention_mask=None, logits_to_keep=1, **kwargs):
         pair = [self.answer.yes_id, self.answer.no_id]
@@ -119,6 +122,12 @@ class SisaEnsemble(nn.Module):
         logits = torch.full((input_ids.shape[0], 1, vocab), -1e4, device=input_ids.device)
         logits[:, 0, pair] = probs.clamp_min(1e-12).log()
         return SimpleNamespace(logits=logits)
+
+
+def shard_model_dirs(model_dir: Path) -> list[Path]:
+    """The shard models an ensemble directory points to (they live outside it)."""
+    spec = json.loads((Path(model_dir) / ENSEMBLE_FILE).read_text())
+    return [(Path(model_dir) / shard["model"]).resolve() for shard in spec["shards"]]
 
 
 def read_ensemble(model_dir: Path) -> dict:

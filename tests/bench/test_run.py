@@ -81,6 +81,8 @@ def test_sequential_requests_report_after_each_request(tmp_path):
     # users erased by request 1 are not retained data for request 2
     assert steps[1]["counts"]["retained_samples"] == (steps[0]["counts"]["retained_samples"]
                                                       - steps[1]["counts"]["forget_samples"])
+    final = next(r for r in records if r["method"] == "e2urec")
+    assert final["forget"]["samples"] == total and final["forget"]["auc"] == steps[1]["forgotten_so_far_auc"]
     assert "After each request" in open(f"{recipe.output_dir}/results.md").read()
 
 

@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 
 import pytest
 import torch
@@ -9,7 +10,7 @@ from llmrec.data.samples import prepare_splits
 from llmrec.errors import LlmrecError
 from llmrec.llm.backbone import load_model, load_recommender
 from llmrec.llm.train import train
-from llmrec.unlearn.run import run_unlearning
+from llmrec.unlearn.run import directory_hash, model_hash, run_unlearning
 from llmrec.unlearn.sisa import SisaEnsemble, shard_users
 from tests.conftest import SMALL_OVERRIDES
 from tests.unlearn.conftest import unlearn_recipe
@@ -71,6 +72,16 @@ def test_unlearning_retrains_only_the_shards_that_held_a_forgotten_user(ensemble
         ids = torch.tensor([[5, 6, 7]])
         assert not torch.equal(load_recommender(tmp_path / "out")(input_ids=ids).logits,
                                load_recommender(model_dir)(input_ids=ids).logits)
+
+
+def test_the_original_hash_of_an_ensemble_covers_its_shards(ensemble, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(ensemble.output_dir, copy)
+    before, ensemble_dir_only = model_hash(copy / "model"), directory_hash(copy / "model")
+    with open(copy / "shards/shard-2/model/config.json", "a") as f:  # a shard lives outside model/
+        f.write(" ")
+    assert directory_hash(copy / "model") == ensemble_dir_only
+    assert model_hash(copy / "model") != before
 
 
 def test_sisa_needs_an_ensemble(trained, tmp_path):
