@@ -68,9 +68,14 @@ def base_recipe(bench: BenchRecipe, output_dir: Path, **train_changes) -> Recipe
 
 
 def fingerprint(recipe: Recipe) -> str:
-    """Everything that shapes a trained model: the input bytes and the data/forget/prompt/model/train settings."""
-    settings = {key: value for key, value in to_dict(recipe).items() if key in ("data", "forget", "prompt", "model",
-                                                                                 "train")}
+    """Everything that shapes a trained model: the input bytes and the data/forget/prompt/model/train settings.
+
+    A model trained on the whole train split never sees the forget set, so the forget section is left out:
+    the same original serves a 20% and a 1% forget benchmark.
+    """
+    shaping = ("data", "prompt", "model", "train") if recipe.train.train_on == "train" else (
+        "data", "forget", "prompt", "model", "train")
+    settings = {key: value for key, value in to_dict(recipe).items() if key in shaping}
     for key in ("path", "cache_dir"):
         settings["data"].pop(key)
     settings["train"].pop("resume")

@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -69,6 +70,14 @@ def test_a_second_run_reuses_matching_models_and_retrains_changed_ones(finished,
     run_benchmark(changed)
     log = capsys.readouterr().out
     assert log.count("was trained with other settings") == 3 and "reusing" not in log
+
+
+def test_the_original_fingerprint_ignores_the_forget_set_and_the_references_do_not(finished):
+    recipe, _ = finished
+    other = replace(recipe, forget=replace(recipe.forget, fraction=0.5))
+    assert fingerprint(base_recipe(other, "x")) == fingerprint(base_recipe(recipe, "x"))  # one original for both
+    assert fingerprint(base_recipe(other, "x", train_on="retained")) != fingerprint(
+        base_recipe(recipe, "x", train_on="retained"))
 
 
 def test_sequential_requests_report_after_each_request(tmp_path):
