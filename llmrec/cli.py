@@ -14,6 +14,7 @@ VERBS = {
     "evaluate": "AUC / accuracy / log-loss of output_dir/model (or eval.model_dir) per split",
     "unlearn": "forget users: a LoRA adapter on the frozen original + unlearning_manifest.json",
     "benchmark": "original, retrains and every unlearning method side by side: results.json/.md/.png",
+    "classic-train": "train MF or LightGCN on the same samples and splits (output_dir/model)",
 }
 
 
@@ -36,6 +37,8 @@ def _run(args) -> int:
         from llmrec.unlearn.run import UnlearnRecipe as recipe_class
     elif args.verb == "benchmark":
         from llmrec.bench.run import BenchRecipe as recipe_class
+    elif args.verb == "classic-train":
+        from llmrec.classic.train import ClassicRecipe as recipe_class
     if args.help_config:
         for key, default, help_text in describe(recipe_class):
             print(f"{key:38} {default:30} {help_text}")
@@ -68,6 +71,10 @@ def _run(args) -> int:
         from llmrec.bench.run import run_benchmark
 
         run_benchmark(recipe)
+    elif args.verb == "classic-train":
+        from llmrec.classic.train import train_classic
+
+        train_classic(recipe)
     return 0
 
 

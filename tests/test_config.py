@@ -4,6 +4,7 @@ import pytest
 import yaml
 
 from llmrec.bench.run import BenchRecipe
+from llmrec.classic.train import ClassicRecipe
 from llmrec.config import Recipe, describe, load_recipe, to_yaml
 from llmrec.errors import ConfigError
 from llmrec.unlearn.run import UnlearnRecipe
@@ -82,8 +83,9 @@ def test_every_recipe_loads_and_starts_with_its_command(path):
         assert set(config) <= ACCELERATE_KEYS, set(config) - ACCELERATE_KEYS
     else:
         assert first.startswith("# llmrec ") or first.startswith("# accelerate launch")
-        verb, cls = {"unlearn": ("unlearn", UnlearnRecipe), "bench": ("benchmark", BenchRecipe)}.get(
-            path.parent.name, ("train", Recipe))
+        verb, cls = {"unlearn": ("unlearn", UnlearnRecipe), "bench": ("benchmark", BenchRecipe),
+                     "classic/train": ("classic-train", ClassicRecipe)}.get(
+            str(path.parent.relative_to(REPO / "recipes")), ("train", Recipe))
         assert f"llmrec {verb} {relative}" in first or f"-m llmrec {verb} {relative}" in first
         assert type(load_recipe(path, cls=cls)) is cls
 

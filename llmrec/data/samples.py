@@ -180,3 +180,16 @@ def prepare_splits(data: DataConfig, forget: ForgetConfig) -> DatasetDict:
     shutil.rmtree(cache, ignore_errors=True)
     tmp.rename(cache)
     return load_from_disk(str(cache))
+
+
+def training_split(splits, train_on: str, only_users: str | None = None) -> Dataset:
+    """The split a model trains on, restricted to the users listed in `only_users` (a SISA shard) when given."""
+    if train_on not in splits:
+        raise LlmrecError(f"train.train_on must be one of {list(splits)}, got '{train_on}'")
+    split = splits[train_on]
+    if only_users:
+        users = set(read_user_file(only_users, sorted(set(splits["train"]["user_id"])), "train.only_users"))
+        split = split.select([i for i, user in enumerate(split["user_id"]) if user in users])
+        if len(split) == 0:
+            raise LlmrecError(f"train.only_users: none of the users in {only_users} has samples in '{train_on}'")
+    return split

@@ -53,6 +53,10 @@ def score_split(model, loader, accelerator: Accelerator, answer: AnswerTokens, d
 def score_model(model_dir: Path, names: list[str], splits, batch_size: int, accelerator: Accelerator) -> dict:
     """{split: (labels, P(yes))} for one saved model, with the prompt and answer tokens it was trained with."""
     card = read_model_card(model_dir)
+    if "classic" in card:  # MF / LightGCN: scored from (user, item) ids, no prompt
+        from llmrec.classic.store import score_classic
+
+        return score_classic(model_dir, names, splits)
     prompt, answer = PromptConfig(**card["prompt"]), AnswerTokens(**card["answer"])
     tokenizer = load_tokenizer(str(model_dir))
     model = accelerator.prepare(load_recommender(model_dir))

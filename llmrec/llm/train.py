@@ -22,7 +22,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from llmrec.config import Recipe, parse_yaml, to_dict, to_yaml
 from llmrec.data.prompts import render_prompt
-from llmrec.data.samples import prepare_splits, read_user_file
+from llmrec.data.samples import prepare_splits, training_split
 from llmrec.data.tokenize import AnswerCollator, tokenize
 from llmrec.errors import LlmrecError
 from llmrec.eval.evaluate import make_loader, score_split
@@ -126,14 +126,7 @@ def train(recipe: Recipe) -> dict:
     # here, before anything is written to output_dir.
     with accelerator.main_process_first():
         splits = prepare_splits(recipe.data, recipe.forget)
-    if cfg.train_on not in splits:
-        raise LlmrecError(f"train.train_on must be one of {list(splits)}, got '{cfg.train_on}'")
-    train_split = splits[cfg.train_on]
-    if cfg.only_users:
-        users = set(read_user_file(cfg.only_users, sorted(set(splits["train"]["user_id"])), "train.only_users"))
-        train_split = train_split.select([i for i, user in enumerate(train_split["user_id"]) if user in users])
-        if len(train_split) == 0:
-            raise LlmrecError(f"train.only_users: none of the users in {cfg.only_users} has samples in '{cfg.train_on}'")
+    train_split = training_split(splits, cfg.train_on, cfg.only_users)
     checkpoints = output_dir / "checkpoints"
     last = checkpoints / "last"
     resuming = cfg.resume and (last / "trainer_state.json").is_file()

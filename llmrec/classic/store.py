@@ -1,0 +1,62 @@
+"""A classic model directory: weights (safetensors) + llmrec_model.json with its kind, settings and id index.
+
+It carries the same card file as an LLM model dir, so `llmrec evaluate`, the benchmark and unlearning
+outputs (`unlearned_from`) treat both alike.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from llmrec.classic.data import Index
+from llmrec.classic.lightgcn import LightGCN
+from llmrec.classic.mf import MatrixFactorization
+from llmrec.llm.backbone import read_model_card, write_model_card
+
+WEIGHTS = "model.safetensors"
+
+
+def is_classic(model_dir: Path) -> bool:
+    return "classic" in read_model_card(model_dir)
+
+
+def save_classic(model: MatrixFactorization, index: Index, output: Path, **card) -> None:
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(output / WEIGHTS))
+    spec = {"kind": model.kind, "num_users": len(index.users), "num_items": len(index.items), **model.settings()}
+    write_model_card(output, {**card, "classic": spec, "users": index.users, "items": index.items})
+
+
+def build_model(spec: dict, edges: torch.Tensor | None = None) -> MatrixFactorization:
+    """An untrained model of the shape `spec` describes (kind, table sizes and settings)."""
+    settings = {k: v for k, v in spec.items() if k not in ("kind", "num_users", "num_items")}
+    if spec["kind"] == "lightgcn":
+        return LightGCN(spec["num_users"], spec["num_items"], edges, **settings)
+    return MatrixFactorization(spec["num_users"], spec["num_items"], **settings)
+
+
+def load_classic(model_dir: Path) -> tuple[MatrixFactorization, Index, dict]:
+    card = read_model_card(model_dir)
+    weights = load_file(str(Path(model_dir) / WEIGHTS))
+    model = build_model(card["classic"], weights.get("edges"))
+    model.load_state_dict(weights)
+    return model.eval(), Index(card["users"], card["items"]), card
+
+
+@torch.no_grad()
+def predict(model: MatrixFactorization, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    return model.probability(model(users, items))
+
+
+def score_classic(model_dir: Path, names: list[str], splits) -> dict:
+    """{split: (labels, P(yes))}, the same shape `score_model` returns for an LLM."""
+    model, index, _ = load_classic(model_dir)
+    scored = {}
+    for name in names:
+        triples = index.encode(splits[name], f"{model_dir}: split '{name}'")
+        scored[name] = (triples.labels.long().tolist(), predict(model, triples.users, triples.items).tolist())
+    return scored

@@ -1,0 +1,160 @@
+"""`llmrec classic-train RECIPE`: MF or LightGCN on the LLM's samples, splits and forget set.
+
+Gradient training (Adam on the regularised BCE of `losses.py`, best epoch by valid AUC) or, for MF,
+weighted ALS (a fixed number of sweeps, as Unlearn-ALS needs to retrace it). Outputs in output_dir:
+model/ (weights + llmrec_model.json), train_metrics.json and the resolved config.yaml.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from tqdm.auto import tqdm
+
+from llmrec.classic.data import Index, Triples
+from llmrec.classic.losses import regularized_bce
+from llmrec.classic.mf import MatrixFactorization, als_objective, als_sweep
+from llmrec.classic.store import build_model, predict, save_classic
+from llmrec.config import DataConfig, ForgetConfig, option, to_yaml
+from llmrec.data.samples import prepare_splits, training_split
+from llmrec.errors import ConfigError
+from llmrec.eval.metrics import utility_metrics
+from llmrec.io import atomic_dir, write_json, write_text
+
+
+@dataclass
+class ClassicModelConfig:
+    kind: Literal["mf", "lightgcn"] = option("mf", "mf | lightgcn")
+    dim: int = option(64, "embedding size")
+    layers: int = option(2, "LightGCN propagation layers (IFRU uses 1)")
+    init_std: float = option(0.1, "std of the normal initialisation of the embeddings")
+
+
+@dataclass
+class AlsConfig:
+    alpha: float = option(4.0, "confidence of a rated pair is 1 + alpha")
+    unobserved_confidence: float = option(
+        0.0, "confidence of a never-rated pair, whose preference is 0 (Hu et al. use 1; 0 fits the ratings only)")
+    reg: float = option(1.0, "ridge on the factors")
+
+
+@dataclass
+class ClassicTrainConfig:
+    optimizer: Literal["adam", "als"] = option("adam", "adam (BCE on logits) | als (weighted ALS, MF only)")
+    epochs: int = option(30, "passes over the training triples (ALS: sweeps)")
+    batch_size: int = option(1024, "triples per Adam step")
+    learning_rate: float = option(1e-2, "Adam learning rate")
+    weight_decay: float = option(1e-4, "L2 coefficient inside the objective (IFRU's Hessian includes it)")
+    train_on: str = option("train", "split to train on: train | retained | forget")
+    only_users: str | None = option(None, "file of user ids: train only on their triples (a shard)")
+    seed: int = option(0, "initialisation and shuffling seed")
+    als: AlsConfig = option(AlsConfig(), "weighted ALS settings (optimizer: als)")
+
+
+@dataclass
+class ClassicRecipe:
+    output_dir: str = option("runs/classic", "where model/, train_metrics.json and config.yaml go")
+    data: DataConfig = option(DataConfig(), "input data and sample construction (the LLM's)")
+    forget: ForgetConfig = option(ForgetConfig(), "which training users form the forget set")
+    model: ClassicModelConfig = option(ClassicModelConfig(), "the classic backbone")
+    train: ClassicTrainConfig = option(ClassicTrainConfig(), "training")
+
+
+def graph_edges(triples: Triples) -> torch.Tensor:
+    """LightGCN's graph: one edge per rated (user, item) pair, liked or not — a rating is an interaction."""
+    return torch.stack([triples.users, triples.items])
+
+
+def new_model(config: ClassicModelConfig, index: Index, train: Triples, link: str = "sigmoid") -> MatrixFactorization:
+    spec = {"kind": config.kind, "num_users": len(index.users), "num_items": len(index.items), "dim": config.dim,
+            "init_std": config.init_std, "link": link}
+    if config.kind == "lightgcn":
+        spec["layers"] = config.layers
+    return build_model(spec, graph_edges(train) if config.kind == "lightgcn" else None)
+
+
+def auc(model: MatrixFactorization, triples: Triples) -> float:
+    return utility_metrics(triples.labels.tolist(), predict(model, triples.users, triples.items).tolist())["auc"]
+
+
+def fit_gradient(model: MatrixFactorization, train: Triples, valid: Triples, config: ClassicTrainConfig,
+                 desc: str = "train") -> list[dict]:
+    """Adam on the regularised BCE, one shuffled pass per epoch; the best epoch by valid AUC is kept."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    order = torch.Generator().manual_seed(config.seed)
+    history, best_auc, best_state = [], -1.0, None
+    for epoch in (bar := tqdm(range(1, config.epochs + 1), desc=desc)):
+        model.train()
+        for batch in torch.randperm(len(train), generator=order).split(config.batch_size):
+            loss = regularized_bce(model(train.users[batch], train.items[batch]), train.labels[batch],
+                                   model.parameters(), config.weight_decay)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        valid_auc = auc(model.eval(), valid)
+        history.append({"epoch": epoch, "loss": loss.item(), "valid_auc": valid_auc})
+        bar.set_postfix(loss=f"{loss.item():.4f}", valid_auc=f"{valid_auc:.4f}")
+        if valid_auc > best_auc:
+            best_auc, best_state = valid_auc, copy.deepcopy(model.state_dict())
+    model.load_state_dict(best_state)
+    return history
+
+
+def als_matrices(train: Triples, num_users: int, num_items: int, config: AlsConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dense confidence and preference matrices: rated pairs get 1 + alpha and their label, the rest c₀ and 0."""
+    confidence = torch.full((num_users, num_items), config.unobserved_confidence)
+    preference = torch.zeros(num_users, num_items)
+    confidence[train.users, train.items] = 1.0 + config.alpha
+    preference[train.users, train.items] = train.labels
+    return confidence, preference
+
+
+def fit_als(model: MatrixFactorization, confidence: torch.Tensor, preference: torch.Tensor, config: AlsConfig,
+            sweeps: int, valid: Triples | None = None, desc: str = "ALS") -> list[dict]:
+    """`sweeps` full ALS sweeps (all of them: ALS never raises its objective, so there is no epoch to pick)."""
+    history = []
+    for sweep in (bar := tqdm(range(1, sweeps + 1), desc=desc)):
+        als_sweep(model, confidence, preference, config.reg)
+        record = {"sweep": sweep, "objective": als_objective(model, confidence, preference, config.reg)}
+        if valid is not None:
+            record["valid_auc"] = auc(model, valid)
+        history.append(record)
+        bar.set_postfix({k: f"{v:.4f}" for k, v in record.items() if k != "sweep"})
+    return history
+
+
+def train_classic(recipe: ClassicRecipe) -> dict:
+    cfg = recipe.train
+    if cfg.optimizer == "als" and recipe.model.kind != "mf":
+        raise ConfigError("train.optimizer=als trains MF only (model.kind: mf)")
+    print(f"resolved config:\n{to_yaml(recipe)}")
+    splits = prepare_splits(recipe.data, recipe.forget)  # bad data or forget settings stop here
+    index = Index.from_splits(splits)
+    train = index.encode(training_split(splits, cfg.train_on, cfg.only_users))
+    valid, test = index.encode(splits["valid"]), index.encode(splits["test"])
+    out = Path(recipe.output_dir)
+    write_text(out / "config.yaml", to_yaml(recipe))
+
+    torch.manual_seed(cfg.seed)
+    model = new_model(recipe.model, index, train, link="clamp" if cfg.optimizer == "als" else "sigmoid")
+    started = time.perf_counter()
+    if cfg.optimizer == "als":
+        confidence, preference = als_matrices(train, len(index.users), len(index.items), cfg.als)
+        history = fit_als(model, confidence, preference, cfg.als, cfg.epochs, valid)
+    else:
+        history = fit_gradient(model, train, valid, cfg)
+    wall = time.perf_counter() - started
+    with atomic_dir(out / "model") as tmp:
+        save_classic(model, index, tmp, trained_on=cfg.train_on, optimizer=cfg.optimizer)
+    parameters = sum(p.numel() for p in model.parameters())
+    metrics = {"parameters": parameters, "trainable_parameters": parameters, "train_samples": len(train),
+               "valid_auc": auc(model, valid), "test_auc": auc(model, test), "train_seconds": wall, "history": history}
+    write_json(out / "train_metrics.json", metrics)
+    print(f"{recipe.model.kind} ({cfg.optimizer}): valid AUC {metrics['valid_auc']:.4f}, test AUC "
+          f"{metrics['test_auc']:.4f}, {wall:.1f}s; model in {out / 'model'}")
+    return metrics
