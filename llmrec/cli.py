@@ -15,6 +15,7 @@ VERBS = {
     "unlearn": "forget users: a LoRA adapter on the frozen original + unlearning_manifest.json",
     "benchmark": "original, retrains and every unlearning method side by side: results.json/.md/.png",
     "classic-train": "train MF or LightGCN on the same samples and splits (output_dir/model)",
+    "classic-unlearn": "forget users from an MF / LightGCN model (IFRU, Unlearn-ALS, retrain, ...)",
 }
 
 
@@ -39,6 +40,8 @@ def _run(args) -> int:
         from llmrec.bench.run import BenchRecipe as recipe_class
     elif args.verb == "classic-train":
         from llmrec.classic.train import ClassicRecipe as recipe_class
+    elif args.verb == "classic-unlearn":
+        from llmrec.classic.unlearn import ClassicUnlearnRecipe as recipe_class
     if args.help_config:
         for key, default, help_text in describe(recipe_class):
             print(f"{key:38} {default:30} {help_text}")
@@ -75,6 +78,10 @@ def _run(args) -> int:
         from llmrec.classic.train import train_classic
 
         train_classic(recipe)
+    elif args.verb == "classic-unlearn":
+        from llmrec.classic.unlearn import run_classic_unlearning
+
+        run_classic_unlearning(recipe)
     return 0
 
 

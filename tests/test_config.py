@@ -5,6 +5,7 @@ import yaml
 
 from llmrec.bench.run import BenchRecipe
 from llmrec.classic.train import ClassicRecipe
+from llmrec.classic.unlearn import ClassicUnlearnRecipe
 from llmrec.config import Recipe, describe, load_recipe, to_yaml
 from llmrec.errors import ConfigError
 from llmrec.unlearn.run import UnlearnRecipe
@@ -84,7 +85,8 @@ def test_every_recipe_loads_and_starts_with_its_command(path):
     else:
         assert first.startswith("# llmrec ") or first.startswith("# accelerate launch")
         verb, cls = {"unlearn": ("unlearn", UnlearnRecipe), "bench": ("benchmark", BenchRecipe),
-                     "classic/train": ("classic-train", ClassicRecipe)}.get(
+                     "classic/train": ("classic-train", ClassicRecipe),
+                     "classic/unlearn": ("classic-unlearn", ClassicUnlearnRecipe)}.get(
             str(path.parent.relative_to(REPO / "recipes")), ("train", Recipe))
         assert f"llmrec {verb} {relative}" in first or f"-m llmrec {verb} {relative}" in first
         assert type(load_recipe(path, cls=cls)) is cls

@@ -42,9 +42,10 @@ class LightGCN(MatrixFactorization):
 
     def tables(self) -> tuple[torch.Tensor, torch.Tensor]:
         layer = torch.cat([self.user.weight, self.item.weight])
+        adjacency = self.adjacency.to(layer.dtype)
         total = layer
         for _ in range(self.layers):
-            layer = torch.sparse.mm(self.adjacency, layer)
+            layer = torch.sparse.mm(adjacency, layer)
             total = total + layer
         mean = total / (self.layers + 1)
         return mean[: self.user.num_embeddings], mean[self.user.num_embeddings:]

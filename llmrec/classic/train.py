@@ -20,7 +20,7 @@ from llmrec.classic.data import Index, Triples
 from llmrec.classic.losses import regularized_bce
 from llmrec.classic.mf import MatrixFactorization, als_objective, als_sweep
 from llmrec.classic.store import build_model, predict, save_classic
-from llmrec.config import DataConfig, ForgetConfig, option, to_yaml
+from llmrec.config import DataConfig, ForgetConfig, option, to_dict, to_yaml
 from llmrec.data.samples import prepare_splits, training_split
 from llmrec.errors import ConfigError
 from llmrec.eval.metrics import utility_metrics
@@ -150,7 +150,7 @@ def train_classic(recipe: ClassicRecipe) -> dict:
         history = fit_gradient(model, train, valid, cfg)
     wall = time.perf_counter() - started
     with atomic_dir(out / "model") as tmp:
-        save_classic(model, index, tmp, trained_on=cfg.train_on, optimizer=cfg.optimizer)
+        save_classic(model, index, tmp, trained_on=cfg.train_on, recipe=to_dict(recipe))
     parameters = sum(p.numel() for p in model.parameters())
     metrics = {"parameters": parameters, "trainable_parameters": parameters, "train_samples": len(train),
                "valid_auc": auc(model, valid), "test_auc": auc(model, test), "train_seconds": wall, "history": history}

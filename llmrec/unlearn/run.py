@@ -102,6 +102,28 @@ def unlearn_in_memory(runner, recipe: UnlearnRecipe, card: dict, splits, acceler
     return result
 
 
+def unlearning_manifest(recipe, splits, original_hash: str, result: dict, wall: float) -> dict:
+    """What was forgotten, from which original (by hash), at what cost: the same record for every method."""
+    forget_users = sorted(set(splits["forget"]["user_id"]))
+    forgotten = sorted(zip(splits["forget"]["user_id"], splits["forget"]["item_id"], splits["forget"]["timestamp"]))
+    trainable, total = result["trainable_parameters"], result["total_parameters"]
+    return {
+        "method": recipe.method,
+        "recipe": to_dict(recipe),
+        "original_model": str(recipe.model),
+        "original_model_sha256": original_hash,
+        "forgotten_user_ids": forget_users,
+        "forgotten_samples_sha256": hashlib.sha256(repr(forgotten).encode()).hexdigest(),
+        "counts": {"forget_users": len(forget_users), "forget_samples": len(splits["forget"]),
+                   "retained_samples": len(splits["retained"])},
+        "timings": {**result["timings"], "wall_seconds": wall},
+        "steps": result.get("steps", {}),
+        "retained_samples_used": result.get("retained_samples_used"),
+        "trainable_parameters": trainable,
+        "trainable_percent": 100.0 * trainable / total if total else 0.0,
+    }
+
+
 def run_unlearning(recipe: UnlearnRecipe) -> dict:
     model_dir = Path(recipe.model)
     card = read_model_card(model_dir)
@@ -114,8 +136,6 @@ def run_unlearning(recipe: UnlearnRecipe) -> dict:
     print(f"resolved config:\n{to_yaml(recipe)}")
 
     original_hash = model_hash(model_dir)
-    forget_users = sorted(set(splits["forget"]["user_id"]))
-    forgotten = sorted(zip(splits["forget"]["user_id"], splits["forget"]["item_id"], splits["forget"]["timestamp"]))
     with atomic_dir(Path(recipe.output_dir)) as tmp:  # a failed run leaves no output and earlier outputs intact
         started = time.perf_counter()
         if getattr(runner, "rebuilds_model", False):
@@ -126,23 +146,9 @@ def run_unlearning(recipe: UnlearnRecipe) -> dict:
         wall = time.perf_counter() - started
         if model_hash(model_dir) != original_hash:
             raise LlmrecError(f"{model_dir} changed during unlearning; refusing to write outputs")
-        trainable, total = result["trainable_parameters"], result["total_parameters"]
-        manifest = {
-            "method": recipe.method,
-            "recipe": to_dict(recipe),
-            "original_model": str(model_dir),
-            "original_model_sha256": original_hash,
-            "forgotten_user_ids": forget_users,
-            "forgotten_samples_sha256": hashlib.sha256(repr(forgotten).encode()).hexdigest(),
-            "counts": {"forget_users": len(forget_users), "forget_samples": len(splits["forget"]),
-                       "retained_samples": len(splits["retained"])},
-            "timings": {**result["timings"], "wall_seconds": wall},
-            "steps": result.get("steps", {}),
-            "retained_samples_used": result.get("retained_samples_used"),
-            "trainable_parameters": trainable,
-            "trainable_percent": 100.0 * trainable / total if total else 0.0,
-        }
+        manifest = unlearning_manifest(recipe, splits, original_hash, result, wall)
         (tmp / "config.yaml").write_text(to_yaml(recipe))
         write_json(tmp / "unlearning_manifest.json", manifest)
-    print(f"unlearned {len(forget_users)} users in {wall:.1f}s; outputs and manifest in {recipe.output_dir}")
+    print(f"unlearned {manifest['counts']['forget_users']} users in {wall:.1f}s; outputs and manifest in "
+          f"{recipe.output_dir}")
     return manifest

@@ -1,0 +1,1 @@
+"""One module per classic unlearning method, each registered beside its definition."""

@@ -1,0 +1,93 @@
+"""`llmrec classic-unlearn RECIPE`: forget users from a classic model; the same artefacts as the LLM path.
+
+output_dir/ = the unlearned model (weights + llmrec_model.json naming the original in `unlearned_from`),
+the resolved config.yaml and unlearning_manifest.json. It appears only when the run succeeded, and the
+original is checked byte for byte to be unchanged.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from llmrec.classic.data import Index, Triples
+from llmrec.classic.methods.ifru import IfruConfig
+from llmrec.classic.methods.unlearn_als import UnlearnAlsConfig
+from llmrec.classic.mf import MatrixFactorization
+from llmrec.classic.registry import get_classic_method
+from llmrec.classic.store import load_classic, save_classic
+from llmrec.classic.train import ClassicRecipe
+from llmrec.config import DataConfig, ForgetConfig, from_dict, option, to_yaml
+from llmrec.data.samples import prepare_splits
+from llmrec.errors import LlmrecError
+from llmrec.io import atomic_dir, write_json
+from llmrec.llm.backbone import read_model_card
+from llmrec.unlearn.run import directory_hash, unlearning_manifest
+
+
+@dataclass
+class ClassicUnlearnRecipe:
+    model: str = option("runs/classic/model", "the trained classic model directory (never modified)")
+    output_dir: str = option("runs/classic-unlearn", "where the unlearned model, manifest and config go")
+    method: str = option("ifru", "classic unlearning method (see llmrec.classic.registry)")
+    data: DataConfig = option(DataConfig(), "the data the original was trained on")
+    forget: ForgetConfig = option(ForgetConfig(), "which training users to forget")
+    ifru: IfruConfig = option(IfruConfig(), "IFRU settings")
+    unlearn_als: UnlearnAlsConfig = option(UnlearnAlsConfig(), "Unlearn-ALS settings")
+
+
+@dataclass
+class ClassicUnlearning:
+    """Everything a classic method needs: a copy of the original to edit and the data as triples."""
+
+    model: MatrixFactorization
+    index: Index
+    train: Triples  # what the original was trained on
+    forget: Triples
+    retained: Triples
+    valid: Triples
+    training: ClassicRecipe  # the original's recipe (objective, optimizer, seed)
+
+    @property
+    def sizes(self) -> tuple[int, int]:
+        return len(self.index.users), len(self.index.items)
+
+
+def prepare_work(model_dir: Path, splits) -> ClassicUnlearning:
+    card = read_model_card(model_dir)
+    if "classic" not in card:
+        raise LlmrecError(f"{model_dir}: not a classic model (train one with `llmrec classic-train`)")
+    model, index, card = load_classic(model_dir)
+    training = from_dict(ClassicRecipe, card["recipe"])
+    if training.train.train_on != "train" or training.train.only_users:
+        raise LlmrecError(f"{model_dir}: unlearning starts from a model trained on the whole train split")
+    return ClassicUnlearning(copy.deepcopy(model), index, index.encode(splits["train"], "train"),
+                             index.encode(splits["forget"], "forget"), index.encode(splits["retained"], "retained"),
+                             index.encode(splits["valid"], "valid"), training)
+
+
+def run_classic_unlearning(recipe: ClassicUnlearnRecipe) -> dict:
+    model_dir = Path(recipe.model)
+    runner = get_classic_method(recipe.method)
+    splits = prepare_splits(recipe.data, recipe.forget)  # bad data, unknown or empty forget users stop here
+    work = prepare_work(model_dir, splits)
+    print(f"resolved config:\n{to_yaml(recipe)}")
+    original_hash = directory_hash(model_dir)
+    with atomic_dir(Path(recipe.output_dir)) as tmp:
+        started = time.perf_counter()
+        result = runner(work, getattr(recipe, recipe.method, None))
+        wall = time.perf_counter() - started
+        card = read_model_card(model_dir)
+        save_classic(result["model"], work.index, tmp, recipe=card["recipe"], trained_on="retained",
+                     unlearned_from=str(model_dir))
+        if directory_hash(model_dir) != original_hash:
+            raise LlmrecError(f"{model_dir} changed during unlearning; refusing to write outputs")
+        result["total_parameters"] = sum(p.numel() for p in result["model"].parameters())
+        manifest = unlearning_manifest(recipe, splits, original_hash, result, wall)
+        (tmp / "config.yaml").write_text(to_yaml(recipe))
+        write_json(tmp / "unlearning_manifest.json", manifest)
+    print(f"{recipe.method}: unlearned {manifest['counts']['forget_users']} users in {wall:.2f}s; "
+          f"outputs in {recipe.output_dir}")
+    return manifest
