@@ -12,7 +12,7 @@ from collections.abc import Callable
 from llmrec.errors import ConfigError
 
 CLASSIC_METHODS: dict[str, Callable] = {}
-CLASSIC_METHOD_MODULES = ("retrain", "unlearn_als", "ifru")
+CLASSIC_METHOD_MODULES = ("retrain", "finetune", "neggrad", "bad_t", "bad_teacher", "e2urec", "unlearn_als", "ifru")
 
 
 def register(name: str) -> Callable[[Callable], Callable]:

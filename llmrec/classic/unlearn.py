@@ -13,7 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llmrec.classic.data import Index, Triples
+from llmrec.classic.methods.bad_t import ClassicBadTConfig
+from llmrec.classic.methods.bad_teacher import ClassicBadTeacherConfig
+from llmrec.classic.methods.e2urec import ClassicE2URecConfig
+from llmrec.classic.methods.finetune import ClassicFinetuneConfig
 from llmrec.classic.methods.ifru import IfruConfig
+from llmrec.classic.methods.neggrad import ClassicNegGradConfig
 from llmrec.classic.methods.unlearn_als import UnlearnAlsConfig
 from llmrec.classic.mf import MatrixFactorization
 from llmrec.classic.registry import get_classic_method
@@ -35,6 +40,11 @@ class ClassicUnlearnRecipe:
     data: DataConfig = option(DataConfig(), "the data the original was trained on")
     forget: ForgetConfig = option(ForgetConfig(), "which training users to forget")
     ifru: IfruConfig = option(IfruConfig(), "IFRU settings")
+    finetune: ClassicFinetuneConfig = option(ClassicFinetuneConfig(), "fine-tune on retained triples")
+    neggrad: ClassicNegGradConfig = option(ClassicNegGradConfig(), "NegGrad settings")
+    bad_t: ClassicBadTConfig = option(ClassicBadTConfig(), "Bad-T settings")
+    bad_teacher: ClassicBadTeacherConfig = option(ClassicBadTeacherConfig(), "Bad Teacher settings")
+    e2urec: ClassicE2URecConfig = option(ClassicE2URecConfig(), "E2URec-style distillation settings")
     unlearn_als: UnlearnAlsConfig = option(UnlearnAlsConfig(), "Unlearn-ALS settings")
 
 
