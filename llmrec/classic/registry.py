@@ -12,7 +12,8 @@ from collections.abc import Callable
 from llmrec.errors import ConfigError
 
 CLASSIC_METHODS: dict[str, Callable] = {}
-CLASSIC_METHOD_MODULES = ("retrain", "finetune", "neggrad", "bad_t", "bad_teacher", "e2urec", "unlearn_als", "ifru")
+CLASSIC_METHOD_MODULES = ("retrain", "finetune", "neggrad", "bad_t", "bad_teacher", "e2urec", "unlearn_als", "ifru",
+                          "alteraser", "sisa", "receraser")
 
 
 def register(name: str) -> Callable[[Callable], Callable]:

@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from llmrec.classic.data import Index
+from llmrec.classic.ensemble import ClassicEnsemble
 from llmrec.classic.lightgcn import LightGCN
 from llmrec.classic.mf import MatrixFactorization
 from llmrec.llm.backbone import read_model_card, write_model_card
@@ -23,26 +24,38 @@ def is_classic(model_dir: Path) -> bool:
     return "classic" in read_model_card(model_dir)
 
 
-def save_classic(model: MatrixFactorization, index: Index, output: Path, **card) -> None:
+def model_spec(model) -> dict:
+    """Kind, table sizes and settings: what `build_model` needs to rebuild the model before loading weights."""
+    spec = {"kind": model.kind, **model.settings()}
+    if isinstance(model, ClassicEnsemble):
+        spec["shards"] = [model_spec(shard) for shard in model.shards]
+    else:
+        spec.update(num_users=model.user.num_embeddings, num_items=model.item.num_embeddings)
+    return spec
+
+
+def save_classic(model, index: Index, output: Path, **card) -> None:
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(output / WEIGHTS))
-    spec = {"kind": model.kind, "num_users": len(index.users), "num_items": len(index.items), **model.settings()}
-    write_model_card(output, {**card, "classic": spec, "users": index.users, "items": index.items})
+    write_model_card(output, {**card, "classic": model_spec(model), "users": index.users, "items": index.items})
 
 
-def build_model(spec: dict, edges: torch.Tensor | None = None) -> MatrixFactorization:
-    """An untrained model of the shape `spec` describes (kind, table sizes and settings)."""
+def build_model(spec: dict, weights: dict | None = None, prefix: str = ""):
+    """An untrained model of the shape `spec` describes; a LightGCN takes its graph from weights[prefix + 'edges']."""
+    if spec["kind"] == "ensemble":
+        shards = [build_model(shard, weights, f"{prefix}shards.{k}.") for k, shard in enumerate(spec["shards"])]
+        return ClassicEnsemble(shards, spec["aggregation"], spec["hidden"])
     settings = {k: v for k, v in spec.items() if k not in ("kind", "num_users", "num_items")}
     if spec["kind"] == "lightgcn":
-        return LightGCN(spec["num_users"], spec["num_items"], edges, **settings)
+        return LightGCN(spec["num_users"], spec["num_items"], weights[f"{prefix}edges"], **settings)
     return MatrixFactorization(spec["num_users"], spec["num_items"], **settings)
 
 
 def load_classic(model_dir: Path) -> tuple[MatrixFactorization, Index, dict]:
     card = read_model_card(model_dir)
     weights = load_file(str(Path(model_dir) / WEIGHTS))
-    model = build_model(card["classic"], weights.get("edges"))
+    model = build_model(card["classic"], weights)
     model.load_state_dict(weights)
     return model.eval(), Index(card["users"], card["items"]), card
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -17,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from llmrec.classic.data import Index, Triples
+from llmrec.classic.ensemble import ClassicEnsemble, balanced_kmeans
 from llmrec.classic.losses import regularized_bce
 from llmrec.classic.mf import MatrixFactorization, als_objective, als_sweep
 from llmrec.classic.store import build_model, predict, save_classic
@@ -44,6 +45,19 @@ class AlsConfig:
 
 
 @dataclass
+class EnsembleConfig:
+    shards: int = option(1, "more than 1 trains one model per user shard behind one ensemble (SISA, RecEraser)")
+    partition: Literal["random", "kmeans"] = option(
+        "random", "random (SISA) | kmeans: RecEraser's balanced k-means on the user embeddings of a model trained "
+        "on all the data")
+    aggregation: Literal["mean", "attention"] = option(
+        "mean", "mean of the shards' P(yes) (SISA) | attention over the shards' embeddings (RecEraser)")
+    hidden: int = option(32, "attention hidden size")
+    aggregator_epochs: int = option(10, "epochs of the attention aggregator over all training triples")
+    kmeans_iterations: int = option(10, "balanced k-means rounds")
+
+
+@dataclass
 class ClassicTrainConfig:
     optimizer: Literal["adam", "als"] = option("adam", "adam (BCE on logits) | als (weighted ALS, MF only)")
     epochs: int = option(30, "passes over the training triples (ALS: sweeps)")
@@ -54,6 +68,7 @@ class ClassicTrainConfig:
     only_users: str | None = option(None, "file of user ids: train only on their triples (a shard)")
     seed: int = option(0, "initialisation and shuffling seed")
     als: AlsConfig = option(AlsConfig(), "weighted ALS settings (optimizer: als)")
+    ensemble: EnsembleConfig = option(EnsembleConfig(), "shard ensemble (shards > 1)")
 
 
 @dataclass
@@ -75,7 +90,7 @@ def new_model(config: ClassicModelConfig, index: Index, train: Triples, link: st
             "init_std": config.init_std, "link": link}
     if config.kind == "lightgcn":
         spec["layers"] = config.layers
-    return build_model(spec, graph_edges(train) if config.kind == "lightgcn" else None)
+    return build_model(spec, {"edges": graph_edges(train)} if config.kind == "lightgcn" else None)
 
 
 def auc(model: MatrixFactorization, triples: Triples) -> float:
@@ -128,10 +143,61 @@ def fit_als(model: MatrixFactorization, confidence: torch.Tensor, preference: to
     return history
 
 
+def partition_users(recipe: ClassicRecipe, index: Index, train: Triples, valid: Triples) -> torch.Tensor:
+    """Shard of every user row (-1: no training triples): seeded random, or RecEraser's balanced k-means."""
+    config = recipe.train.ensemble
+    active = torch.unique(train.users)
+    assignment = torch.full((len(index.users),), -1, dtype=torch.long)
+    if config.partition == "random":
+        order = active[torch.randperm(len(active), generator=torch.Generator().manual_seed(recipe.train.seed))]
+        for shard, rows in enumerate(order.tensor_split(config.shards)):
+            assignment[rows] = shard
+        return assignment
+    torch.manual_seed(recipe.train.seed)
+    embedder = new_model(recipe.model, index, train)
+    fit_gradient(embedder, train, valid, recipe.train, desc="embeddings for k-means")
+    with torch.no_grad():
+        vectors = embedder.tables()[0][active]
+    assignment[active] = balanced_kmeans(vectors, config.shards, config.kmeans_iterations, recipe.train.seed)
+    return assignment
+
+
+def fit_shard(recipe: ClassicRecipe, index: Index, triples: Triples, valid: Triples, shard: int):
+    """Shard `shard`'s model: the recipe's model and optimiser on that shard's triples alone."""
+    torch.manual_seed(recipe.train.seed + shard)
+    model = new_model(recipe.model, index, triples)
+    fit_gradient(model, triples, valid, replace(recipe.train, seed=recipe.train.seed + shard), desc=f"shard {shard}")
+    return model
+
+
+def fit_aggregator(ensemble: ClassicEnsemble, train: Triples, valid: Triples, config: ClassicTrainConfig) -> None:
+    """RecEraser's second stage: the attention weights learn to combine frozen shard embeddings."""
+    for shard in ensemble.shards:
+        shard.requires_grad_(False)
+    torch.manual_seed(config.seed)
+    for attention in (ensemble.user_attention, ensemble.item_attention):
+        for layer in attention.children():
+            layer.reset_parameters()
+    fit_gradient(ensemble, train, valid, replace(config, epochs=config.ensemble.aggregator_epochs, weight_decay=0.0),
+                 desc="aggregator")
+    ensemble.requires_grad_(True)
+
+
+def fit_ensemble(recipe: ClassicRecipe, index: Index, train: Triples, valid: Triples,
+                 assignment: torch.Tensor) -> ClassicEnsemble:
+    config = recipe.train.ensemble
+    shard_of = assignment[train.users]
+    shards = [fit_shard(recipe, index, train.subset(shard_of == k), valid, k) for k in range(config.shards)]
+    ensemble = ClassicEnsemble(shards, config.aggregation, config.hidden)
+    if config.aggregation == "attention":
+        fit_aggregator(ensemble, train, valid, recipe.train)
+    return ensemble
+
+
 def train_classic(recipe: ClassicRecipe) -> dict:
     cfg = recipe.train
-    if cfg.optimizer == "als" and recipe.model.kind != "mf":
-        raise ConfigError("train.optimizer=als trains MF only (model.kind: mf)")
+    if cfg.optimizer == "als" and (recipe.model.kind != "mf" or cfg.ensemble.shards > 1):
+        raise ConfigError("train.optimizer=als trains one MF (model.kind: mf, train.ensemble.shards: 1)")
     print(f"resolved config:\n{to_yaml(recipe)}")
     splits = prepare_splits(recipe.data, recipe.forget)  # bad data or forget settings stop here
     index = Index.from_splits(splits)
@@ -141,16 +207,22 @@ def train_classic(recipe: ClassicRecipe) -> dict:
     write_text(out / "config.yaml", to_yaml(recipe))
 
     torch.manual_seed(cfg.seed)
-    model = new_model(recipe.model, index, train, link="clamp" if cfg.optimizer == "als" else "sigmoid")
     started = time.perf_counter()
-    if cfg.optimizer == "als":
-        confidence, preference = als_matrices(train, len(index.users), len(index.items), cfg.als)
-        history = fit_als(model, confidence, preference, cfg.als, cfg.epochs, valid)
+    card = {"trained_on": cfg.train_on, "recipe": to_dict(recipe)}
+    if cfg.ensemble.shards > 1:
+        assignment = partition_users(recipe, index, train, valid)
+        model = fit_ensemble(recipe, index, train, valid, assignment)
+        history, card["partition"] = [], assignment.tolist()
     else:
-        history = fit_gradient(model, train, valid, cfg)
+        model = new_model(recipe.model, index, train, link="clamp" if cfg.optimizer == "als" else "sigmoid")
+        if cfg.optimizer == "als":
+            confidence, preference = als_matrices(train, len(index.users), len(index.items), cfg.als)
+            history = fit_als(model, confidence, preference, cfg.als, cfg.epochs, valid)
+        else:
+            history = fit_gradient(model, train, valid, cfg)
     wall = time.perf_counter() - started
     with atomic_dir(out / "model") as tmp:
-        save_classic(model, index, tmp, trained_on=cfg.train_on, recipe=to_dict(recipe))
+        save_classic(model, index, tmp, **card)
     parameters = sum(p.numel() for p in model.parameters())
     metrics = {"parameters": parameters, "trainable_parameters": parameters, "train_samples": len(train),
                "valid_auc": auc(model, valid), "test_auc": auc(model, test), "train_seconds": wall, "history": history}

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llmrec.classic.data import Index, Triples
+from llmrec.classic.methods.alteraser import AltEraserConfig
 from llmrec.classic.methods.bad_t import ClassicBadTConfig
 from llmrec.classic.methods.bad_teacher import ClassicBadTeacherConfig
 from llmrec.classic.methods.e2urec import ClassicE2URecConfig
@@ -46,6 +47,7 @@ class ClassicUnlearnRecipe:
     bad_teacher: ClassicBadTeacherConfig = option(ClassicBadTeacherConfig(), "Bad Teacher settings")
     e2urec: ClassicE2URecConfig = option(ClassicE2URecConfig(), "E2URec-style distillation settings")
     unlearn_als: UnlearnAlsConfig = option(UnlearnAlsConfig(), "Unlearn-ALS settings")
+    alteraser: AltEraserConfig = option(AltEraserConfig(), "AltEraser settings")
 
 
 @dataclass
@@ -59,6 +61,7 @@ class ClassicUnlearning:
     retained: Triples
     valid: Triples
     training: ClassicRecipe  # the original's recipe (objective, optimizer, seed)
+    card: dict  # the original's llmrec_model.json (a shard ensemble's partition lives there)
 
     @property
     def sizes(self) -> tuple[int, int]:
@@ -75,7 +78,7 @@ def prepare_work(model_dir: Path, splits) -> ClassicUnlearning:
         raise LlmrecError(f"{model_dir}: unlearning starts from a model trained on the whole train split")
     return ClassicUnlearning(copy.deepcopy(model), index, index.encode(splits["train"], "train"),
                              index.encode(splits["forget"], "forget"), index.encode(splits["retained"], "retained"),
-                             index.encode(splits["valid"], "valid"), training)
+                             index.encode(splits["valid"], "valid"), training, card)
 
 
 def run_classic_unlearning(recipe: ClassicUnlearnRecipe) -> dict:
@@ -89,9 +92,8 @@ def run_classic_unlearning(recipe: ClassicUnlearnRecipe) -> dict:
         started = time.perf_counter()
         result = runner(work, getattr(recipe, recipe.method, None))
         wall = time.perf_counter() - started
-        card = read_model_card(model_dir)
-        save_classic(result["model"], work.index, tmp, recipe=card["recipe"], trained_on="retained",
-                     unlearned_from=str(model_dir))
+        kept = {key: work.card[key] for key in ("recipe", "partition") if key in work.card}
+        save_classic(result["model"], work.index, tmp, **kept, trained_on="retained", unlearned_from=str(model_dir))
         if directory_hash(model_dir) != original_hash:
             raise LlmrecError(f"{model_dir} changed during unlearning; refusing to write outputs")
         result["total_parameters"] = sum(p.numel() for p in result["model"].parameters())

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from llmrec.classic.losses import regularized_bce
 from llmrec.classic.methods.bad_teacher import ClassicBadTeacherConfig
 from llmrec.classic.store import load_classic
 from llmrec.classic.train import new_model, train_classic
@@ -84,3 +85,20 @@ def test_e2urec_trains_a_small_update_and_forgets(original, tmp_path):
     unlearned = load_classic(tmp_path / "e2u")[0]
     assert type(unlearned) is type(work.model)  # the update is folded into a plain model
     assert forget_bce(unlearned, work) > forget_bce(work.model, work)
+
+
+def test_alteraser_lowers_the_retained_objective_and_zeroes_forgotten_users(original, tmp_path):
+    run_classic_unlearning(unlearn_recipe(original, tmp_path / "alt", "method=alteraser", "alteraser.sweeps=2"))
+    splits = prepare_splits(original.data, original.forget)
+    work = prepare_work(f"{original.output_dir}/model", splits)
+    unlearned = load_classic(tmp_path / "alt")[0]
+    decay = work.training.train.weight_decay
+
+    def retained_objective(model):
+        with torch.no_grad():
+            return float(regularized_bce(model(work.retained.users, work.retained.items), work.retained.labels,
+                                         model.parameters(), decay))
+
+    assert retained_objective(unlearned) < retained_objective(work.model)
+    forgotten = torch.unique(work.forget.users)
+    assert unlearned.user.weight[forgotten].abs().max() < 1e-5

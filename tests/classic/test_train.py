@@ -39,4 +39,4 @@ def test_als_on_lightgcn_is_refused_with_one_line(classic_factory, capsys):
     recipe = classic_factory()
     code = main(["classic-train", "model.kind=lightgcn", "train.optimizer=als", f"output_dir={recipe.output_dir}",
                  f"data.cache_dir={recipe.data.cache_dir}"])
-    assert code == 2 and "optimizer=als trains MF only" in capsys.readouterr().err
+    assert code == 2 and "optimizer=als trains one MF" in capsys.readouterr().err

@@ -1,0 +1,29 @@
+"""RecEraser (Chen et al. 2022, "Recommendation Unlearning"): balanced k-means user shards, one sub-model per
+shard, attention-based aggregation of the sub-models' embeddings. Unlearning retrains the shards that held
+forgotten users and then the aggregator, on the retained triples.
+
+Train the original with train.ensemble: {shards: 4, partition: kmeans, aggregation: attention}. Of the paper's
+three partitions (user-, item-, interaction-based) the user-based one is built here: user deletion touches one
+shard per user, where item- or interaction-based shards would all hold some of a deleted user's triples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from llmrec.classic.methods.sisa import retrain_affected_shards
+from llmrec.classic.registry import register
+from llmrec.errors import LlmrecError
+
+
+@dataclass
+class RecEraserConfig:
+    """Everything comes from the ensemble's own recipe (partition, aggregator) and partition."""
+
+
+@register("receraser")
+def receraser(work, config: RecEraserConfig) -> dict:
+    if getattr(work.model, "aggregation", None) != "attention":
+        raise LlmrecError("receraser forgets from an attention ensemble: train the original with "
+                          "train.ensemble.partition=kmeans train.ensemble.aggregation=attention")
+    return retrain_affected_shards(work, "receraser")

@@ -1,0 +1,66 @@
+import json
+
+import torch
+
+from llmrec.classic.ensemble import balanced_kmeans
+from llmrec.classic.store import load_classic, score_classic
+from llmrec.classic.train import train_classic
+from llmrec.classic.unlearn import run_classic_unlearning
+from llmrec.data.samples import prepare_splits
+from tests.classic.test_unlearn import unlearn_recipe
+
+
+def test_balanced_kmeans_respects_capacity_and_finds_separated_groups():
+    g = torch.Generator().manual_seed(0)
+    blobs = torch.cat([torch.randn(10, 2, generator=g) * 0.1 + centre for centre in (0.0, 5.0, 10.0)])
+    assignment = balanced_kmeans(blobs, 3, seed=1)
+    assert sorted(torch.bincount(assignment).tolist()) == [10, 10, 10]
+    assert all(len(set(assignment[k * 10:(k + 1) * 10].tolist())) == 1 for k in range(3))
+    uneven = balanced_kmeans(torch.randn(11, 2, generator=g), 3)
+    assert torch.bincount(uneven).max() <= 4 and (uneven >= 0).all()
+
+
+def shard_users(model_dir, shard):
+    card = json.loads((model_dir / "llmrec_model.json").read_text())
+    return [user for user, k in zip(card["users"], card["partition"]) if k == shard]
+
+
+def forget_within_one_shard(classic_factory, tmp_path, *ensemble):
+    original = classic_factory("train.ensemble.shards=3", *ensemble)
+    train_classic(original)
+    model_dir = tmp_path / "classic" / "model"
+    users = shard_users(model_dir, 1)[:4]
+    (tmp_path / "forget.txt").write_text("\n".join(users) + "\n")
+    return original, model_dir
+
+
+def state(model, prefix):
+    return {k: v for k, v in model.state_dict().items() if k.startswith(prefix)}
+
+
+def test_sisa_retrains_only_the_shard_that_held_the_forgotten_users(classic_factory, tmp_path):
+    original, model_dir = forget_within_one_shard(classic_factory, tmp_path)
+    splits = prepare_splits(original.data, original.forget)
+    labels, probs = score_classic(model_dir, ["test"], splits)["test"]
+    assert len(probs) == len(labels) and all(0 < p < 1 for p in probs)
+
+    manifest = run_classic_unlearning(unlearn_recipe(original, tmp_path / "sisa", "method=sisa",
+                                                     f"forget.users={tmp_path / 'forget.txt'}"))
+    assert manifest["steps"]["shards_retrained"] == 1 and manifest["steps"]["retrained"] == [1]
+    before, after = load_classic(model_dir)[0], load_classic(tmp_path / "sisa")[0]
+    for shard in (0, 2):
+        assert all(torch.equal(a, b) for a, b in zip(state(before, f"shards.{shard}.").values(),
+                                                      state(after, f"shards.{shard}.").values()))
+    assert not torch.equal(before.shards[1].user.weight, after.shards[1].user.weight)
+
+
+def test_receraser_retrains_the_affected_shard_and_the_attention(classic_factory, tmp_path):
+    original, model_dir = forget_within_one_shard(
+        classic_factory, tmp_path, "train.ensemble.partition=kmeans", "train.ensemble.aggregation=attention",
+        "train.ensemble.aggregator_epochs=3")
+    manifest = run_classic_unlearning(unlearn_recipe(original, tmp_path / "rec", "method=receraser",
+                                                     f"forget.users={tmp_path / 'forget.txt'}"))
+    assert manifest["steps"]["retrained"] == [1]
+    before, after = load_classic(model_dir)[0], load_classic(tmp_path / "rec")[0]
+    assert torch.equal(before.shards[0].item.weight, after.shards[0].item.weight)
+    assert not torch.equal(before.user_attention.project.weight, after.user_attention.project.weight)
