@@ -75,7 +75,10 @@ class DataConfig:
 class ForgetConfig:
     fraction: float = option(0.2, "fraction of training users to forget (ignored when users is set)")
     users: str | None = option(None, "file of user ids to forget, one per line")
-    seed: int = option(0, "seed for choosing the forget users")
+    seed: int = option(0, "seed for choosing the forget users (or interactions)")
+    unit: Literal["users", "interactions"] = option(
+        "users", "users: forget every training sample of the chosen users | interactions: forget `fraction` of the "
+        "training samples themselves (IFRU's setting; classic models only)")
     already_forgotten: str | None = option(
         None, "file of user ids erased by earlier requests: kept out of the retained split (sequential requests)"
     )

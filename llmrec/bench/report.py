@@ -5,7 +5,24 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-REFERENCE_ROWS = ("original", "retrain", "retrain (seed 2)", "original (sisa)")  # what methods are judged against
+# what methods are judged against (classic rows carry their backbone: "mf/original", "mf/retrain", ...)
+REFERENCE_ROWS = ("original", "retrain", "retrain (seed 2)", "original (sisa)", "original (receraser)")
+
+
+def base_name(record: dict) -> str:
+    return record["method"].split("/", 1)[-1]
+
+
+def is_reference(record: dict) -> bool:
+    return base_name(record) in REFERENCE_ROWS
+
+
+def families(records: list[dict]) -> dict[str, list[dict]]:
+    """Records grouped by model family (the LLM, then each classic backbone), each judged against its own retrain."""
+    grouped: dict[str, list[dict]] = {}
+    for record in records:
+        grouped.setdefault(record.get("family", "llm"), []).append(record)
+    return grouped
 
 # (header, value of a record, how "best" is chosen among the methods, number format)
 COLUMNS = [
@@ -23,7 +40,7 @@ COLUMNS = [
 
 
 def _distance_rule(rule: str, records: list[dict]):
-    reference = next(r for r in records if r["method"] == "retrain")
+    reference = next(r for r in records if base_name(r) == "retrain")
     target = {"nearest_one": 1.0,
               "nearest_reference_forget_auc": reference["forget"]["auc"],
               "nearest_reference_mia": reference["forgetting"]["mia_auc"]}[rule]
@@ -31,8 +48,8 @@ def _distance_rule(rule: str, records: list[dict]):
 
 
 def best_methods(records: list[dict]) -> dict[str, set[str]]:
-    """Per column header, the method(s) with the best value among the unlearning methods."""
-    methods = [r for r in records if r["method"] not in REFERENCE_ROWS]
+    """Per column header, the method(s) with the best value among the unlearning methods of one family."""
+    methods = [r for r in records if not is_reference(r)]
     best = {}
     for header, value, rule, _ in COLUMNS:
         values = {r["method"]: value(r) for r in methods}
@@ -53,18 +70,31 @@ def _cell(value, spec: str, bold: bool) -> str:
     return f"**{text}**" if bold else text
 
 
-def markdown_report(records: list[dict], requests: int = 1) -> str:
+def family_table(records: list[dict]) -> list[str]:
     best = best_methods(records)
     lines = ["| method | " + " | ".join(column[0] for column in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
     for record in records:
         name = record["method"]
         cells = [_cell(value(record), spec, name in best[header]) for header, value, _, spec in COLUMNS]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    floor = records[0]["forgetting"].get("floor_js_divergence")
+    return lines
+
+
+def markdown_report(records: list[dict], requests: int = 1) -> str:
+    grouped = families(records)
+    lines = []
+    for family, members in grouped.items():
+        if len(grouped) > 1:
+            lines += [("LLM recommender" if family == "llm" else f"Classic recommender: {family} (judged against "
+                       f"{family}/retrain)"), ""]
+        lines += family_table(members) + ([""] if len(grouped) > 1 else [])
+    floor = grouped["llm"][0]["forgetting"].get("floor_js_divergence") if "llm" in grouped else None
     notes = [
         "",
         "Bold: best among the unlearning methods (forget AUC and MIA AUC: nearest the retrain's; closure: nearest 1).",
         *([f"Noise floor: JSD between two retrains with different seeds = {floor:.3g}."] if floor is not None else []),
+        *([f"Noise floor of {family}: {members[0]['forgetting']['floor_js_divergence']:.3g}." for family, members in
+           grouped.items() if family != "llm" and members[0]["forgetting"].get("floor_js_divergence") is not None]),
         "Forgetting columns are on the forget set, against `retrain` (trained from scratch without the forgotten "
         "users); closure = (forget AUC of original − method) / (original − retrain).",
     ]
@@ -83,31 +113,44 @@ def markdown_report(records: list[dict], requests: int = 1) -> str:
 
 
 def plot_report(records: list[dict], path: Path) -> None:
-    """Forgetting (JSD to the retrain, left is better) against utility (test AUC, up is better); area ∝ wall time."""
+    """Forgetting (JSD to the retrain, left is better) against utility (test AUC, up is better); area ∝ wall time.
+
+    One panel per model family, each against its own retrain.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 5), dpi=120)
-    largest = max(r["wall_seconds"] for r in records) or 1.0
-    for record in records:
-        x, y = record["forgetting"]["js_divergence"], record["test"]["auc"]
-        reference = record["method"] in REFERENCE_ROWS
-        ax.scatter([x], [y], s=40 + 600 * record["wall_seconds"] / largest, alpha=0.6,
-                   marker="s" if reference else "o", color="grey" if reference else None)
-        wall = record["wall_seconds"]
-        label = f"{record['method']} ({wall:.1f}s)" if wall < 10 else f"{record['method']} ({wall:.0f}s)"
-        ax.annotate(label, (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8)
-    floor = records[0]["forgetting"].get("floor_js_divergence")
-    if floor is not None:
-        ax.axvline(floor, linestyle="--", color="grey", linewidth=1, label="retrain vs retrain (noise floor)")
-    retrain = next(r for r in records if r["method"] == "retrain")
-    ax.axhline(retrain["test"]["auc"], linestyle=":", color="grey", linewidth=1, label="retrain test AUC")
-    ax.set_xlabel("JSD to the retrained model on the forget set (lower = forgot more like retraining)")
-    ax.set_ylabel("test AUC (higher = more useful)")
-    ax.set_title("Unlearning: forgetting vs utility (marker area ∝ wall time)")
-    ax.legend(fontsize=8, loc="best")
+    grouped = families(records)
+    fig, axes = plt.subplots(1, len(grouped), figsize=(9.5 * len(grouped), 5), dpi=120, squeeze=False)
+    for ax, (family, members) in zip(axes[0], grouped.items()):
+        plot_family(ax, members, "LLM" if family == "llm" else family)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def plot_family(ax, records: list[dict], title: str) -> None:
+    """Points named in a legend (methods crowd near the retrain, where labels would overlap); the x axis is
+    linear up to the noise floor and logarithmic beyond, so a collapsed method does not squash the rest."""
+    largest = max(r["wall_seconds"] for r in records) or 1.0
+    markers = iter("oDv^<>pP*hX" * 3)
+    for record in records:
+        reference = is_reference(record)
+        wall = record["wall_seconds"]
+        label = f"{base_name(record)} ({wall:.1f}s)" if wall < 10 else f"{base_name(record)} ({wall:.0f}s)"
+        ax.scatter([record["forgetting"]["js_divergence"]], [record["test"]["auc"]],
+                   s=40 + 600 * wall / largest, alpha=0.6, marker="s" if reference else next(markers),
+                   color="grey" if reference else None, edgecolors="black", linewidths=0.5, label=label)
+    floor = records[0]["forgetting"].get("floor_js_divergence")
+    if floor:
+        ax.axvline(floor, linestyle="--", color="grey", linewidth=1, label="retrain vs retrain (noise floor)")
+        ax.set_xscale("symlog", linthresh=floor)
+    ax.set_xlim(left=0)
+    retrain = next(r for r in records if base_name(r) == "retrain")
+    ax.axhline(retrain["test"]["auc"], linestyle=":", color="grey", linewidth=1, label="retrain test AUC")
+    ax.set_xlabel("JSD to the retrained model on the forget set (lower = forgot more like retraining)")
+    ax.set_ylabel("test AUC (higher = more useful)")
+    ax.set_title(f"{title}: forgetting vs utility (marker area ∝ wall time)")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), markerscale=0.5, frameon=False)

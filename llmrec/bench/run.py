@@ -19,10 +19,11 @@ from pathlib import Path
 
 import torch
 
+from llmrec.bench.classic import ClassicBenchConfig, check_classic, run_classic
 from llmrec.bench.memory import PeakMemory
 from llmrec.bench.report import markdown_report, plot_report
 from llmrec.config import Recipe, option, to_dict, to_yaml
-from llmrec.data.samples import input_fingerprint, prepare_splits
+from llmrec.data.samples import input_fingerprint, prepare_splits, require_user_forgetting
 from llmrec.errors import ConfigError
 from llmrec.eval.evaluate import forgetting_metrics, score_model
 from llmrec.eval.metrics import utility_metrics
@@ -59,6 +60,7 @@ class BenchRecipe(Recipe):
     bad_t: BadTConfig = option(BadTConfig(), "Bad-T settings")
     bad_teacher: BadTeacherConfig = option(BadTeacherConfig(), "Bad Teacher settings")
     sisa: SisaConfig = option(SisaConfig(), "SISA settings")
+    classic: ClassicBenchConfig = option(ClassicBenchConfig(), "MF / LightGCN rows (none unless classic.backbones)")
 
 
 def base_recipe(bench: BenchRecipe, output_dir: Path, **train_changes) -> Recipe:
@@ -78,13 +80,16 @@ def fingerprint(recipe: Recipe) -> str:
     settings = {key: value for key, value in to_dict(recipe).items() if key in shaping}
     for key in ("path", "cache_dir"):
         settings["data"].pop(key)
-    settings["train"].pop("resume")
+    settings["train"].pop("resume", None)
     payload = json.dumps({"input": input_fingerprint(recipe.data), "settings": settings}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def ensure_trained(recipe: Recipe, label: str) -> dict:
-    """Train `recipe` unless its output holds a finished run with the same fingerprint; returns its cost record."""
+def ensure_trained(recipe, label: str, trainer=train) -> dict:
+    """Train `recipe` unless its output holds a finished run with the same fingerprint; returns its cost record.
+
+    `trainer` is `llm.train.train` for the LLM rows and `classic.train.train_classic` for the classic ones.
+    """
     out = Path(recipe.output_dir)
     wanted = fingerprint(recipe)
     record_path = out / "bench_record.json"
@@ -99,7 +104,8 @@ def ensure_trained(recipe: Recipe, label: str) -> dict:
     print(f"[{label}] training {out}")
     with PeakMemory() as memory:
         started = time.perf_counter()
-        train(replace(recipe, train=replace(recipe.train, resume=False)))
+        trainer(replace(recipe, train=replace(recipe.train, resume=False)) if hasattr(recipe.train, "resume")
+                else recipe)
         wall = time.perf_counter() - started
     trainable = json.loads((out / "train_metrics.json").read_text())
     record = {"fingerprint": wanted, "wall_seconds": wall, "peak_memory_mb": memory.peak_mb,
@@ -169,13 +175,18 @@ def run_method(bench: BenchRecipe, method: str, original_dir: Path, requests: li
 
 
 def check_methods(bench: BenchRecipe) -> None:
-    if not bench.methods:
-        raise ConfigError("methods: list at least one method")
+    if not bench.methods and not bench.classic.backbones:
+        raise ConfigError("methods: list at least one method (or classic.backbones for classic rows only)")
     for method in bench.methods:
         if method != RETRAIN:
             get_method(method)  # unknown names fail here, before any training
     if bench.requests < 1:
         raise ConfigError(f"requests must be at least 1, got {bench.requests}")
+    check_classic(bench.classic)
+    if bench.methods:
+        require_user_forgetting(bench.forget, "the LLM rows (methods)")
+    if bench.classic.backbones and bench.requests > 1:
+        raise ConfigError("classic rows run one deletion request: set requests: 1 or classic.backbones: []")
 
 
 def machine_info(accelerator) -> dict:
@@ -185,13 +196,30 @@ def machine_info(accelerator) -> dict:
             "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
 
 
-def run_benchmark(bench: BenchRecipe) -> list[dict]:
-    check_methods(bench)
-    out = Path(bench.output_dir)
-    splits = prepare_splits(bench.data, bench.forget)  # bad data or forget settings stop here
-    write_text(out / "config.yaml", to_yaml(bench))
-    print(f"resolved config in {out / 'config.yaml'}")
+def family_records(family: str, rows: list[str], scored: dict, costs: dict, model_dirs: dict, originals: dict,
+                   history: dict) -> list[dict]:
+    """One record per row, every one scored against the family's own retrain and noise floor."""
+    prefix = "" if family == "llm" else f"{family}/"
+    retrain_wall = costs[RETRAIN]["wall_seconds"]
+    records = []
+    for name in rows:
+        before = scored[originals.get(name, "original")]  # closure is measured from the method's own starting point
+        records.append({
+            "method": prefix + name,
+            "family": family,
+            "test": utility_metrics(*scored[name]["test"]),
+            "forget": utility_metrics(*scored[name]["forget"]),
+            "forgetting": forgetting_metrics(scored[name], scored[RETRAIN], before, scored[FLOOR]),
+            **costs[name],
+            "wall_vs_retrain": costs[name]["wall_seconds"] / retrain_wall,
+            "model_dir": str(model_dirs[name]),
+            "requests": history.get(name, []),
+        })
+    return records
 
+
+def run_llm_rows(bench: BenchRecipe, splits, out: Path, accelerator) -> list[dict]:
+    """The LLM family: original, retrain, second-seed retrain (and SISA ensemble), then every listed method."""
     original = base_recipe(bench, out / "original")
     reference = base_recipe(bench, out / RETRAIN, train_on="retained")
     floor_model = replace(bench.model, tiny=replace(bench.model.tiny, seed=bench.model.tiny.seed + 1))
@@ -207,7 +235,6 @@ def run_benchmark(bench: BenchRecipe) -> list[dict]:
         costs[SISA_ORIGINAL] = ensure_trained(ensemble, SISA_ORIGINAL)
         model_dirs[SISA_ORIGINAL] = out / "original-sisa" / "model"
         originals["sisa"] = originals[SISA_ORIGINAL] = SISA_ORIGINAL
-    accelerator = make_accelerator(bench.train.mixed_precision)
     requests = request_files(bench, sorted(set(splits["forget"]["user_id"])), out / "requests")
     history, scored = {}, {}
     for method in bench.methods:
@@ -222,21 +249,23 @@ def run_benchmark(bench: BenchRecipe) -> list[dict]:
             scored[name] = score_model(Path(path), ["test", "forget"], splits, bench.eval.batch_size, accelerator)
     rows = ["original", RETRAIN, FLOOR, *([SISA_ORIGINAL] if SISA_ORIGINAL in model_dirs else []),
             *[m for m in bench.methods if m != RETRAIN]]
-    retrain_wall = costs[RETRAIN]["wall_seconds"]
-    records = []
-    for name in rows:
-        before = scored[originals.get(name, "original")]  # closure is measured from the method's own starting point
-        forgetting = forgetting_metrics(scored[name], scored[RETRAIN], before, scored[FLOOR])
-        records.append({
-            "method": name,
-            "test": utility_metrics(*scored[name]["test"]),
-            "forget": utility_metrics(*scored[name]["forget"]),
-            "forgetting": forgetting,
-            **costs[name],
-            "wall_vs_retrain": costs[name]["wall_seconds"] / retrain_wall,
-            "model_dir": str(model_dirs[name]),
-            "requests": history.get(name, []),
-        })
+    return family_records("llm", rows, scored, costs, model_dirs, originals, history)
+
+
+def run_benchmark(bench: BenchRecipe) -> list[dict]:
+    check_methods(bench)
+    out = Path(bench.output_dir)
+    splits = prepare_splits(bench.data, bench.forget)  # bad data or forget settings stop here
+    write_text(out / "config.yaml", to_yaml(bench))
+    print(f"resolved config in {out / 'config.yaml'}")
+
+    accelerator = make_accelerator(bench.train.mixed_precision)
+    records = run_llm_rows(bench, splits, out, accelerator) if bench.methods else []
+    for family in run_classic(bench, ensure_trained, out):
+        family_scored = {name: score_model(Path(path), ["test", "forget"], splits, bench.eval.batch_size, accelerator)
+                         for name, path in family.model_dirs.items()}
+        records += family_records(family.name, list(family.model_dirs), family_scored, family.costs,
+                                  family.model_dirs, family.originals, {})
     payload = {"records": records, "recipe": to_dict(bench), "machine": machine_info(accelerator)}
     write_json(out / "results.json", payload)
     table = markdown_report(records, requests=bench.requests)

@@ -150,8 +150,9 @@ def prepare_splits(data: DataConfig, forget: ForgetConfig) -> DatasetDict:
     """Build (or load from cache) train/valid/test/forget/retained as HF datasets."""
     interactions, input_hash = load_interactions(data)
     forget_key = dataclasses.asdict(forget)
-    if forget_key["already_forgotten"] is None:
-        del forget_key["already_forgotten"]  # keeps the fingerprints of caches built before the option existed
+    for key, default in (("already_forgotten", None), ("unit", "users")):
+        if forget_key[key] == default:
+            del forget_key[key]  # keeps the fingerprints of caches built before the option existed
     for key in ("users", "already_forgotten"):  # a user file is keyed by its content, not its name
         if forget_key.get(key):
             path = Path(forget_key[key])
@@ -163,6 +164,10 @@ def prepare_splits(data: DataConfig, forget: ForgetConfig) -> DatasetDict:
         return load_from_disk(str(cache))
 
     splits = time_split(build_samples(interactions, data), data.split)
+    if forget.unit == "interactions":
+        forgotten = choose_forget_interactions(splits["train"], forget)
+        splits["forget"], splits["retained"] = splits["train"][forgotten], splits["train"][~forgotten]
+        return save_splits(splits, cache)
     forget_users = set(choose_forget_users(splits["train"], forget))
     erased = set(forget_users)
     if forget.already_forgotten:
@@ -172,6 +177,35 @@ def prepare_splits(data: DataConfig, forget: ForgetConfig) -> DatasetDict:
         raise LlmrecError("the forget set and the users already forgotten cover the whole training set")
     splits["forget"] = splits["train"][splits["train"]["user_id"].isin(forget_users)]
     splits["retained"] = splits["train"][~splits["train"]["user_id"].isin(erased)]
+    return save_splits(splits, cache)
+
+
+def require_user_forgetting(forget: ForgetConfig, what: str) -> None:
+    """The LLM's prompts carry each user's rating history, so one forgotten rating would live on in the user's
+    later prompts: the LLM path forgets whole users only."""
+    if forget.unit != "users":
+        raise LlmrecError(f"{what} forgets whole users (prompts carry rating histories); forget.unit=interactions is "
+                          "for the classic models")
+
+
+def choose_forget_interactions(train: pd.DataFrame, config: ForgetConfig) -> np.ndarray:
+    """A seeded `fraction` of the training samples, as a boolean mask over them."""
+    if config.users or config.already_forgotten:
+        raise LlmrecError("forget.unit=interactions draws forget.fraction of the training samples; forget.users and "
+                          "forget.already_forgotten name users (use forget.unit=users)")
+    if not 0 < config.fraction < 1:
+        raise LlmrecError(f"forget.fraction must be between 0 and 1 (exclusive), got {config.fraction}")
+    count = round(config.fraction * len(train))
+    if count == 0:
+        raise LlmrecError(f"the forget set is empty: forget.fraction={config.fraction} of {len(train)} samples "
+                          "rounds to 0")
+    mask = np.zeros(len(train), dtype=bool)
+    mask[np.random.default_rng(config.seed).choice(len(train), size=count, replace=False)] = True
+    return mask
+
+
+def save_splits(splits: dict[str, pd.DataFrame], cache: Path) -> DatasetDict:
+    """The splits as HF datasets, written to the fingerprinted cache dir atomically."""
     dataset = DatasetDict({name: Dataset.from_pandas(df, preserve_index=False) for name, df in splits.items()})
 
     tmp = cache.with_name(cache.name + ".tmp")

@@ -22,7 +22,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from llmrec.config import Recipe, parse_yaml, to_dict, to_yaml
 from llmrec.data.prompts import render_prompt
-from llmrec.data.samples import prepare_splits, training_split
+from llmrec.data.samples import prepare_splits, require_user_forgetting, training_split
 from llmrec.data.tokenize import AnswerCollator, tokenize
 from llmrec.errors import LlmrecError
 from llmrec.eval.evaluate import make_loader, score_split
@@ -124,6 +124,8 @@ def train(recipe: Recipe) -> dict:
 
     # Data: samples are cached by fingerprint; the main process builds them first. Bad input stops
     # here, before anything is written to output_dir.
+    if cfg.train_on != "train":
+        require_user_forgetting(recipe.forget, "an LLM trained on the retained or forget split")
     with accelerator.main_process_first():
         splits = prepare_splits(recipe.data, recipe.forget)
     train_split = training_split(splits, cfg.train_on, cfg.only_users)

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from llmrec.config import DataConfig, ForgetConfig, MixedPrecision, PromptConfig, option, to_dict, to_yaml
-from llmrec.data.samples import prepare_splits
+from llmrec.data.samples import prepare_splits, require_user_forgetting
 from llmrec.errors import LlmrecError
 from llmrec.io import atomic_dir, write_json
 from llmrec.llm.accel import make_accelerator
@@ -131,6 +131,7 @@ def run_unlearning(recipe: UnlearnRecipe) -> dict:
     accelerator = make_accelerator(recipe.mixed_precision)
     if accelerator.num_processes > 1:
         raise LlmrecError("unlearning runs in one process; launch it with `accelerate launch --num_processes 1`")
+    require_user_forgetting(recipe.forget, "llmrec unlearn")
     splits = prepare_splits(recipe.data, recipe.forget)
     torch.manual_seed(recipe.seed)
     print(f"resolved config:\n{to_yaml(recipe)}")

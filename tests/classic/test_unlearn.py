@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -87,3 +88,16 @@ def test_bad_requests_fail_with_one_line_and_write_nothing(classic_factory, tmp_
     assert main(args) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_interaction_level_forgetting_runs_on_classic_models_and_is_refused_by_the_llm(classic_factory, tmp_path,
+                                                                                      capsys):
+    original = classic_factory()
+    train_classic(original)
+    manifest = run_classic_unlearning(unlearn_recipe(original, tmp_path / "ifru", "method=ifru",
+                                                     "forget.unit=interactions", "forget.fraction=0.02"))
+    splits = prepare_splits(original.data, replace(original.forget, unit="interactions", fraction=0.02))
+    assert manifest["counts"]["forget_samples"] == len(splits["forget"]) == round(0.02 * len(splits["train"]))
+    code = main(["unlearn", f"model={original.output_dir}/model", "forget.unit=interactions",
+                 f"output_dir={tmp_path / 'llm'}"])
+    assert code == 2 and "forgets whole users" in capsys.readouterr().err

@@ -138,6 +138,23 @@ def test_users_forgotten_by_earlier_requests_stay_out_of_the_retained_split(tmp_
         prepare_splits(now.data, now.forget)
 
 
+def test_interaction_level_forgetting_draws_samples_not_users(tmp_path, recipe_factory):
+    recipe = recipe_factory("forget.unit=interactions", "forget.fraction=0.02")
+    splits = prepare_splits(recipe.data, recipe.forget)
+    train, forget, retained = (splits[s].to_pandas() for s in ("train", "forget", "retained"))
+    assert len(forget) == round(0.02 * len(train)) and len(forget) + len(retained) == len(train)
+    keys = {tuple(row) for row in forget[["user_id", "item_id", "timestamp"]].itertuples(index=False)}
+    assert keys.isdisjoint(tuple(row) for row in retained[["user_id", "item_id", "timestamp"]].itertuples(index=False))
+    assert set(forget.user_id) & set(retained.user_id)  # a user keeps the ratings that were not forgotten
+    users = recipe_factory("forget.fraction=0.02")
+    assert len(list((tmp_path / "cache").iterdir())) == 1
+    prepare_splits(users.data, users.forget)
+    assert len(list((tmp_path / "cache").iterdir())) == 2  # the unit is part of the fingerprint
+    with pytest.raises(LlmrecError, match="forget.users and forget.already_forgotten name users"):
+        named = recipe_factory("forget.unit=interactions", f"forget.users={tmp_path / 'x.txt'}")
+        prepare_splits(named.data, named.forget)
+
+
 @pytest.mark.slow
 def test_ml100k_split_sizes(tmp_path):
     from tests.conftest import ML100K

@@ -1,0 +1,127 @@
+"""The classic rows of `llmrec benchmark`: MF / LightGCN originals, their own retrains, and the classic methods.
+
+Each backbone is a family judged against its own retrain (and second-seed retrain as the noise floor): an
+MF's forget-set predictions are compared with an MF retrained without the forgotten users, never with the
+LLM. Unlearn-ALS forgets from an ALS-trained MF, so it brings its own family ("mf-als"); SISA and RecEraser
+forget from shard ensembles of the backbone, rows "<backbone>/original (sisa|receraser)".
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from llmrec.bench.memory import PeakMemory
+from llmrec.classic.methods.alteraser import AltEraserConfig
+from llmrec.classic.methods.bad_t import ClassicBadTConfig
+from llmrec.classic.methods.bad_teacher import ClassicBadTeacherConfig
+from llmrec.classic.methods.e2urec import ClassicE2URecConfig
+from llmrec.classic.methods.finetune import ClassicFinetuneConfig
+from llmrec.classic.methods.ifru import IfruConfig
+from llmrec.classic.methods.neggrad import ClassicNegGradConfig
+from llmrec.classic.methods.unlearn_als import UnlearnAlsConfig
+from llmrec.classic.registry import get_classic_method
+from llmrec.classic.train import ClassicModelConfig, ClassicRecipe, ClassicTrainConfig, EnsembleConfig, train_classic
+from llmrec.classic.unlearn import ClassicUnlearnRecipe, run_classic_unlearning
+from llmrec.config import option
+from llmrec.errors import ConfigError
+
+CLASSIC_METHODS = ["retrain", "finetune", "neggrad", "bad_t", "bad_teacher", "e2urec", "ifru", "alteraser",
+                   "unlearn_als", "sisa", "receraser"]
+MF_ONLY = {"alteraser", "unlearn_als"}
+ENSEMBLES = {"sisa": EnsembleConfig(shards=4), "receraser": EnsembleConfig(shards=4, partition="kmeans",
+                                                                            aggregation="attention")}
+
+
+@dataclass
+class ClassicBenchConfig:
+    backbones: list[str] = option([], "classic backbones to add: mf, lightgcn (empty: LLM rows only)")
+    methods: list[str] = option(CLASSIC_METHODS, "classic methods; alteraser and unlearn_als run on mf only")
+    model: ClassicModelConfig = option(ClassicModelConfig(), "classic backbone shape (kind comes from backbones)")
+    train: ClassicTrainConfig = option(ClassicTrainConfig(), "classic training (the ALS family uses train.als)")
+    als_sweeps: int = option(15, "ALS sweeps of the mf-als original and retrains")
+    shards: int = option(4, "shards of the SISA and RecEraser ensembles")
+    finetune: ClassicFinetuneConfig = option(ClassicFinetuneConfig(), "fine-tune settings")
+    neggrad: ClassicNegGradConfig = option(ClassicNegGradConfig(), "NegGrad settings")
+    bad_t: ClassicBadTConfig = option(ClassicBadTConfig(), "Bad-T settings")
+    bad_teacher: ClassicBadTeacherConfig = option(ClassicBadTeacherConfig(), "Bad Teacher settings")
+    e2urec: ClassicE2URecConfig = option(ClassicE2URecConfig(), "E2URec-style settings")
+    ifru: IfruConfig = option(IfruConfig(), "IFRU settings")
+    alteraser: AltEraserConfig = option(AltEraserConfig(), "AltEraser settings")
+    unlearn_als: UnlearnAlsConfig = option(UnlearnAlsConfig(), "Unlearn-ALS settings")
+
+
+def check_classic(config: ClassicBenchConfig) -> None:
+    for backbone in config.backbones:
+        if backbone not in ("mf", "lightgcn"):
+            raise ConfigError(f"classic.backbones: unknown backbone '{backbone}' (known: mf, lightgcn)")
+    for method in config.methods:
+        get_classic_method(method)  # unknown names fail before any training
+
+
+@dataclass
+class Family:
+    """One backbone's rows: model dirs, costs, and which original each method starts from."""
+
+    name: str
+    model_dirs: dict
+    costs: dict
+    originals: dict
+
+
+def classic_recipe(bench, config: ClassicBenchConfig, output: Path, kind: str, **train_changes) -> ClassicRecipe:
+    return ClassicRecipe(output_dir=str(output), data=bench.data, forget=bench.forget,
+                         model=replace(config.model, kind=kind), train=replace(config.train, **train_changes))
+
+
+def family_plan(config: ClassicBenchConfig) -> dict[str, dict]:
+    """{family: {"kind", "train_changes", "methods"}} for the backbones and methods asked for."""
+    plan = {}
+    for backbone in config.backbones:
+        methods = [m for m in config.methods if m != "retrain" and (backbone == "mf" or m not in MF_ONLY)]
+        plan[backbone] = {"kind": backbone, "train_changes": {}, "methods": [m for m in methods if m != "unlearn_als"]}
+    if "mf" in config.backbones and "unlearn_als" in config.methods:
+        plan["mf-als"] = {"kind": "mf", "train_changes": {"optimizer": "als", "epochs": config.als_sweeps},
+                          "methods": ["unlearn_als"]}
+    return plan
+
+
+def run_classic(bench, ensure_trained, out: Path) -> list[Family]:
+    """Every family: originals and references (reused when fingerprints match), then its methods."""
+    return [run_family(bench, name, plan, ensure_trained, out / "classic" / name)
+            for name, plan in family_plan(bench.classic).items()]
+
+
+def run_family(bench, name: str, plan: dict, ensure_trained, folder: Path) -> Family:
+    config = bench.classic
+
+    def recipe(sub: str, **more) -> ClassicRecipe:
+        return classic_recipe(bench, config, folder / sub, plan["kind"], **{**plan["train_changes"], **more})
+
+    rows = {"original": recipe("original"), "retrain": recipe("retrain", train_on="retained"),
+            "retrain (seed 2)": recipe("retrain-seed2", train_on="retained", seed=config.train.seed + 1)}
+    originals = {}
+    for method in plan["methods"]:
+        originals[method] = "original"
+        if method in ENSEMBLES:
+            rows[f"original ({method})"] = recipe(f"original-{method}",
+                                                  ensemble=replace(ENSEMBLES[method], shards=config.shards))
+            originals[method] = originals[f"original ({method})"] = f"original ({method})"
+    costs = {row: ensure_trained(r, f"{name}/{row}", train_classic) for row, r in rows.items()}
+    model_dirs = {row: Path(r.output_dir) / "model" for row, r in rows.items()}
+    for method in plan["methods"]:
+        print(f"[{name}/{method}] unlearning")
+        output = folder / "methods" / method
+        unlearn = ClassicUnlearnRecipe(model=str(model_dirs[originals[method]]), output_dir=str(output),
+                                       method=method, data=bench.data, forget=bench.forget)
+        if hasattr(unlearn, method):
+            unlearn = replace(unlearn, **{method: getattr(config, method)})
+        with PeakMemory() as memory:
+            started = time.perf_counter()
+            manifest = run_classic_unlearning(unlearn)
+            wall = time.perf_counter() - started
+        model_dirs[method] = output
+        costs[method] = {"wall_seconds": wall, "peak_memory_mb": memory.peak_mb,
+                         "trainable_percent": manifest["trainable_percent"], "unlearning_steps": manifest["steps"]}
+    return Family(name, model_dirs, costs, originals)
