@@ -80,6 +80,8 @@ def fingerprint(recipe: Recipe) -> str:
     settings = {key: value for key, value in to_dict(recipe).items() if key in shaping}
     for key in ("path", "cache_dir"):
         settings["data"].pop(key)
+    if settings.get("forget", {}).get("unit") == "users":
+        del settings["forget"]["unit"]  # the default: fingerprints from before the option existed stay valid
     settings["train"].pop("resume", None)
     payload = json.dumps({"input": input_fingerprint(recipe.data), "settings": settings}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
