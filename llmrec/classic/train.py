@@ -114,7 +114,7 @@ def fit_gradient(model: MatrixFactorization, train: Triples, valid: Triples, con
         valid_auc = auc(model.eval(), valid)
         history.append({"epoch": epoch, "loss": loss.item(), "valid_auc": valid_auc})
         bar.set_postfix(loss=f"{loss.item():.4f}", valid_auc=f"{valid_auc:.4f}")
-        if valid_auc > best_auc:
+        if best_state is None or valid_auc > best_auc:  # a nan AUC (one-class valid split) keeps the first epoch
             best_auc, best_state = valid_auc, copy.deepcopy(model.state_dict())
     model.load_state_dict(best_state)
     return history
