@@ -33,7 +33,7 @@ class LightGCN(MatrixFactorization):
                  init_std: float = 0.1, link="sigmoid"):
         super().__init__(num_users, num_items, dim, init_std, link)
         self.layers = layers
-        self.register_buffer("edges", edges.long().clone())
+        self.register_buffer("edges", torch.empty(2, 0, dtype=torch.long))
         self.set_edges(edges)
 
     def set_edges(self, edges: torch.Tensor) -> None:

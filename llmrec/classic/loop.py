@@ -15,6 +15,7 @@ import torch
 from llmrec.classic.data import Triples
 from llmrec.classic.losses import regularized_bce
 from llmrec.config import option
+from llmrec.llm.backbone import parameter_counts
 
 
 @dataclass
@@ -58,6 +59,6 @@ def two_class(scores: torch.Tensor) -> torch.Tensor:
 
 
 def student_result(model, seconds: float, steps: int, **timings) -> dict:
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    trainable, _ = parameter_counts(model)
     return {"model": model, "timings": {"train_seconds": seconds, **timings}, "steps": {"optimizer_steps": steps},
             "trainable_parameters": trainable}

@@ -69,7 +69,7 @@ def als_half_sweep(fixed: torch.Tensor, confidence: torch.Tensor, target: torch.
     return torch.cat(rows)
 
 
-def _with_ones(table: torch.Tensor) -> torch.Tensor:
+def with_ones(table: torch.Tensor) -> torch.Tensor:
     return torch.cat([table, torch.ones(len(table), 1, dtype=table.dtype)], dim=1)
 
 
@@ -77,10 +77,10 @@ def als_sweep(model: MatrixFactorization, confidence: torch.Tensor, preference: 
     """Users given items, then items given users. Biases ride along as one more factor against a constant 1,
     so a user who rated nothing still gets each item's bias (most test users of a time split are such users)."""
     with torch.no_grad():
-        user = als_half_sweep(_with_ones(model.item.weight), confidence, preference - model.item_bias.weight.T, reg)
+        user = als_half_sweep(with_ones(model.item.weight), confidence, preference - model.item_bias.weight.T, reg)
         model.user.weight.copy_(user[:, :-1])
         model.user_bias.weight.copy_(user[:, -1:])
-        item = als_half_sweep(_with_ones(model.user.weight), confidence.T, preference.T - model.user_bias.weight.T,
+        item = als_half_sweep(with_ones(model.user.weight), confidence.T, preference.T - model.user_bias.weight.T,
                               reg)
         model.item.weight.copy_(item[:, :-1])
         model.item_bias.weight.copy_(item[:, -1:])

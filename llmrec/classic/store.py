@@ -20,10 +20,6 @@ from llmrec.llm.backbone import read_model_card, write_model_card
 WEIGHTS = "model.safetensors"
 
 
-def is_classic(model_dir: Path) -> bool:
-    return "classic" in read_model_card(model_dir)
-
-
 def model_spec(model) -> dict:
     """Kind, table sizes and settings: what `build_model` needs to rebuild the model before loading weights."""
     spec = {"kind": model.kind, **model.settings()}

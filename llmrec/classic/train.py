@@ -26,6 +26,7 @@ from llmrec.data.samples import prepare_splits, training_split
 from llmrec.errors import ConfigError
 from llmrec.eval.metrics import utility_metrics
 from llmrec.io import atomic_dir, write_json, write_text
+from llmrec.llm.backbone import parameter_counts
 
 
 @dataclass
@@ -223,7 +224,7 @@ def train_classic(recipe: ClassicRecipe) -> dict:
     wall = time.perf_counter() - started
     with atomic_dir(out / "model") as tmp:
         save_classic(model, index, tmp, **card)
-    parameters = sum(p.numel() for p in model.parameters())
+    parameters = parameter_counts(model)[1]
     metrics = {"parameters": parameters, "trainable_parameters": parameters, "train_samples": len(train),
                "valid_auc": auc(model, valid), "test_auc": auc(model, test), "train_seconds": wall, "history": history}
     write_json(out / "train_metrics.json", metrics)

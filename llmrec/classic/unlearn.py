@@ -29,7 +29,7 @@ from llmrec.config import DataConfig, ForgetConfig, from_dict, option, to_yaml
 from llmrec.data.samples import prepare_splits
 from llmrec.errors import LlmrecError
 from llmrec.io import atomic_dir, write_json
-from llmrec.llm.backbone import read_model_card
+from llmrec.llm.backbone import parameter_counts, read_model_card
 from llmrec.unlearn.run import directory_hash, unlearning_manifest
 
 
@@ -96,7 +96,7 @@ def run_classic_unlearning(recipe: ClassicUnlearnRecipe) -> dict:
         save_classic(result["model"], work.index, tmp, **kept, trained_on="retained", unlearned_from=str(model_dir))
         if directory_hash(model_dir) != original_hash:
             raise LlmrecError(f"{model_dir} changed during unlearning; refusing to write outputs")
-        result["total_parameters"] = sum(p.numel() for p in result["model"].parameters())
+        result["total_parameters"] = parameter_counts(result["model"])[1]
         manifest = unlearning_manifest(recipe, splits, original_hash, result, wall)
         (tmp / "config.yaml").write_text(to_yaml(recipe))
         write_json(tmp / "unlearning_manifest.json", manifest)

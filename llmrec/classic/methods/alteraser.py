@@ -16,9 +16,11 @@ import torch
 from tqdm.auto import tqdm
 
 from llmrec.classic.lightgcn import LightGCN
+from llmrec.classic.mf import with_ones
 from llmrec.classic.registry import register
 from llmrec.config import option
 from llmrec.errors import LlmrecError
+from llmrec.llm.backbone import parameter_counts
 
 
 @dataclass
@@ -47,10 +49,6 @@ def block_newton_step(own: torch.Tensor, features: torch.Tensor, rows: torch.Ten
     return own - torch.linalg.solve(hessian, gradient.unsqueeze(-1)).squeeze(-1)
 
 
-def with_ones(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    return torch.cat([table[rows], torch.ones(len(rows), 1, dtype=table.dtype)], dim=1)
-
-
 def side_step(model, side: str, triples, weight_decay: float, config: AltEraserConfig, n: int) -> None:
     """Newton steps on every (embedding, bias) block of one side ('user' or 'item'), the other side fixed."""
     other = "item" if side == "user" else "user"
@@ -58,7 +56,7 @@ def side_step(model, side: str, triples, weight_decay: float, config: AltEraserC
     table, bias = getattr(model, side).weight, getattr(model, f"{side}_bias").weight
     with torch.no_grad():
         own = torch.cat([table, bias], dim=1)
-        features = with_ones(getattr(model, other).weight, other_rows)
+        features = with_ones(getattr(model, other).weight[other_rows])
         offset = getattr(model, f"{other}_bias").weight[other_rows, 0] + model.bias
         for _ in range(config.newton_steps):
             own = block_newton_step(own, features, own_rows, offset, triples.labels, n, weight_decay, config.damping,
@@ -78,4 +76,4 @@ def alteraser(work, config: AltEraserConfig) -> dict:
         for side in ("user", "item"):
             side_step(model, side, retained, training.weight_decay, config, n)
     return {"model": model, "timings": {"newton_seconds": time.perf_counter() - started},
-            "steps": {"sweeps": config.sweeps}, "trainable_parameters": sum(p.numel() for p in model.parameters())}
+            "steps": {"sweeps": config.sweeps}, "trainable_parameters": parameter_counts(model)[1]}

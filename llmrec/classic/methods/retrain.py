@@ -8,6 +8,7 @@ import torch
 
 from llmrec.classic.registry import register
 from llmrec.classic.train import als_matrices, fit_als, fit_gradient, new_model
+from llmrec.llm.backbone import parameter_counts
 
 
 @dataclass
@@ -26,4 +27,4 @@ def retrain(work, config: ClassicRetrainConfig) -> dict:
     else:
         history = fit_gradient(model, work.retained, work.valid, training, desc="retrain")
     return {"model": model, "timings": {}, "steps": {"epochs": len(history)},
-            "trainable_parameters": sum(p.numel() for p in model.parameters())}
+            "trainable_parameters": parameter_counts(model)[1]}

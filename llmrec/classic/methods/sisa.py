@@ -16,6 +16,7 @@ from llmrec.classic.ensemble import ClassicEnsemble
 from llmrec.classic.registry import register
 from llmrec.classic.train import fit_aggregator, fit_shard
 from llmrec.errors import LlmrecError
+from llmrec.llm.backbone import parameter_counts
 
 
 @dataclass
@@ -35,11 +36,10 @@ def retrain_affected_shards(work, method: str) -> dict:
         ensemble.shards[shard] = fit_shard(work.training, work.index, work.retained.subset(shard_of == shard),
                                            work.valid, shard)
     shards_done = time.perf_counter()
+    retrained = sum(parameter_counts(ensemble.shards[k])[1] for k in affected)
     if ensemble.aggregation == "attention":
         fit_aggregator(ensemble, work.retained, work.valid, work.training.train)
-    retrained = sum(p.numel() for k in affected for p in ensemble.shards[k].parameters())
-    if ensemble.aggregation == "attention":
-        retrained += sum(p.numel() for name, p in ensemble.named_parameters() if "attention" in name)
+        retrained += sum(parameter_counts(net)[1] for net in (ensemble.user_attention, ensemble.item_attention))
     return {"model": ensemble, "timings": {"shards_seconds": shards_done - started,
                                            "aggregator_seconds": time.perf_counter() - shards_done},
             "steps": {"shards": len(ensemble.shards), "shards_retrained": len(affected), "retrained": affected},

@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from tqdm.auto import tqdm
 
 from llmrec.classic.mf import als_objective, als_sweep
@@ -50,8 +49,7 @@ def unlearn_als(work, config: UnlearnAlsConfig) -> dict:
             record["forget_gap"] = prediction_gap(model, reference, work.forget)
             record["valid_gap"] = prediction_gap(model, reference, work.valid)
         history.append(record)
-    with torch.no_grad():
-        trainable = model.user.weight.numel() + model.item.weight.numel() + model.user_bias.weight.numel() \
-            + model.item_bias.weight.numel()
+    trainable = sum(table.numel() for table in (model.user.weight, model.item.weight, model.user_bias.weight,
+                                                 model.item_bias.weight))  # the global bias stays fixed
     return {"model": model, "timings": {}, "steps": {"sweeps": config.sweeps, "history": history},
             "trainable_parameters": trainable}
