@@ -34,6 +34,8 @@ COLUMNS = [
     ("MIA AUC", lambda r: r["forgetting"]["mia_auc"], "nearest_reference_mia", ".3f"),
     ("wall s", lambda r: r["wall_seconds"], "min", ".1f"),
     ("× retrain", lambda r: r["wall_vs_retrain"], "min", ".3f"),
+    ("compute s", lambda r: r.get("compute_seconds"), "min", ".3g"),
+    ("compute × retrain", lambda r: r.get("compute_vs_retrain"), "min", ".3g"),
     ("trainable %", lambda r: r["trainable_percent"], "min", ".3g"),
     ("peak MB", lambda r: r["peak_memory_mb"], "min", ".0f"),
 ]
@@ -45,6 +47,15 @@ def _distance_rule(rule: str, records: list[dict]):
               "nearest_reference_forget_auc": reference["forget"]["auc"],
               "nearest_reference_mia": reference["forgetting"]["mia_auc"]}[rule]
     return lambda value: abs(value - target)
+
+
+OPTIONAL_COLUMNS = {"compute s", "compute × retrain"}  # recorded for the classic rows only
+
+
+def family_columns(records: list[dict]) -> list[tuple]:
+    """Every column, less the optional ones no record of this family has."""
+    return [column for column in COLUMNS
+            if column[0] not in OPTIONAL_COLUMNS or any(column[1](r) is not None for r in records)]
 
 
 def best_methods(records: list[dict]) -> dict[str, set[str]]:
@@ -71,11 +82,11 @@ def _cell(value, spec: str, bold: bool) -> str:
 
 
 def family_table(records: list[dict]) -> list[str]:
-    best = best_methods(records)
-    lines = ["| method | " + " | ".join(column[0] for column in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+    best, columns = best_methods(records), family_columns(records)
+    lines = ["| method | " + " | ".join(column[0] for column in columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for record in records:
         name = record["method"]
-        cells = [_cell(value(record), spec, name in best[header]) for header, value, _, spec in COLUMNS]
+        cells = [_cell(value(record), spec, name in best[header]) for header, value, _, spec in columns]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
 
@@ -97,6 +108,9 @@ def markdown_report(records: list[dict], requests: int = 1) -> str:
            grouped.items() if family != "llm" and members[0]["forgetting"].get("floor_js_divergence") is not None]),
         "Forgetting columns are on the forget set, against `retrain` (trained from scratch without the forgotten "
         "users); closure = (forget AUC of original − method) / (original − retrain).",
+        *(["Wall s: the whole command (reading data, saving the model included); compute s: the training or "
+           "unlearning computation alone, the cost that grows with the data."]
+          if any(r.get("compute_seconds") is not None for r in records) else []),
     ]
     if requests > 1:
         notes.append(f"Methods ran as {requests} successive deletion requests, each on the previous output; wall "

@@ -87,6 +87,11 @@ def fingerprint(recipe: Recipe) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+def fit_seconds(out: Path) -> float | None:
+    """The fit alone, without reading data or saving (classic trainings record it; LLM ones time whole epochs)."""
+    return json.loads((out / "train_metrics.json").read_text()).get("train_seconds")
+
+
 def ensure_trained(recipe, label: str, trainer=train) -> dict:
     """Train `recipe` unless its output holds a finished run with the same fingerprint; returns its cost record.
 
@@ -99,7 +104,7 @@ def ensure_trained(recipe, label: str, trainer=train) -> dict:
         record = json.loads(record_path.read_text())
         if record["fingerprint"] == wanted and (out / "model" / "llmrec_model.json").is_file():
             print(f"[{label}] reusing {out} (fingerprint {wanted} matches; trained in {record['wall_seconds']:.0f}s)")
-            return record
+            return {"compute_seconds": fit_seconds(out), **record}  # records from before compute was kept
         print(f"[{label}] {out} was trained with other settings (fingerprint {record['fingerprint']} ≠ {wanted}); "
               "training again")
     shutil.rmtree(out, ignore_errors=True)
@@ -111,7 +116,8 @@ def ensure_trained(recipe, label: str, trainer=train) -> dict:
         wall = time.perf_counter() - started
     trainable = json.loads((out / "train_metrics.json").read_text())
     record = {"fingerprint": wanted, "wall_seconds": wall, "peak_memory_mb": memory.peak_mb,
-              "trainable_percent": 100.0 * trainable["trainable_parameters"] / trainable["parameters"]}
+              "trainable_percent": 100.0 * trainable["trainable_parameters"] / trainable["parameters"],
+              "compute_seconds": fit_seconds(out)}
     write_json(record_path, record)
     return record
 
@@ -202,7 +208,7 @@ def family_records(family: str, rows: list[str], scored: dict, costs: dict, mode
                    history: dict) -> list[dict]:
     """One record per row, every one scored against the family's own retrain and noise floor."""
     prefix = "" if family == "llm" else f"{family}/"
-    retrain_wall = costs[RETRAIN]["wall_seconds"]
+    retrain_wall, retrain_compute = costs[RETRAIN]["wall_seconds"], costs[RETRAIN].get("compute_seconds")
     records = []
     for name in rows:
         before = scored[originals.get(name, "original")]  # closure is measured from the method's own starting point
@@ -214,6 +220,8 @@ def family_records(family: str, rows: list[str], scored: dict, costs: dict, mode
             "forgetting": forgetting_metrics(scored[name], scored[RETRAIN], before, scored[FLOOR]),
             **costs[name],
             "wall_vs_retrain": costs[name]["wall_seconds"] / retrain_wall,
+            "compute_vs_retrain": (costs[name]["compute_seconds"] / retrain_compute
+                                   if retrain_compute and costs[name].get("compute_seconds") is not None else None),
             "model_dir": str(model_dirs[name]),
             "requests": history.get(name, []),
         })

@@ -55,3 +55,13 @@ def test_sequential_requests_get_a_table_per_request():
 def test_the_plot_is_a_png(tmp_path):
     plot_report(RECORDS, tmp_path / "results.png")
     assert (tmp_path / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_compute_columns_appear_only_for_families_that_timed_their_compute():
+    assert "compute s" not in markdown_report(RECORDS)
+    timed = [{**r, "compute_seconds": r["wall_seconds"] / 2, "compute_vs_retrain": r["wall_seconds"] / 100.0}
+             for r in RECORDS]
+    table = markdown_report(timed)
+    assert "| compute s | compute × retrain |" in table and "compute s: the training or unlearning" in table
+    neggrad = next(line for line in table.splitlines() if line.startswith("| neggrad "))
+    assert "**5**" in neggrad and "**0.1**" in neggrad  # the fastest method is marked in both columns

@@ -10,6 +10,10 @@ One Newton-style step instead of retraining: θ_A ← θ_A + (H + δI)⁻¹ g, w
 - H is the Hessian, on A, of the objective being approximated: (1/n)·Σ_retained ℓ(θ; G′) + (λ/2)|θ|², applied
   through Hessian-vector products (double backward) and inverted by conjugate gradient with damping δ.
 n is the original's training-set size, as in the reference code (θ + H⁻¹·∇(removed loss)/n).
+
+Damping: a forgotten user's row keeps no data term, so its curvature is only the weight decay λ and the exact
+step moves it by g/(λ + δ). A δ above λ shrinks that step to a fraction λ/(λ + δ) and the user is barely
+forgotten (on ML-100K MF with λ = 1e-4: forget-set JSD to retrain 0.021 at δ = 1e-3, 0.0048 at δ = 1e-5).
 """
 
 from __future__ import annotations
@@ -35,9 +39,10 @@ from llmrec.errors import LlmrecError
 class IfruConfig:
     k_hop: int = option(1, "hops over the training graph from the touched users/items that may move")
     prune_quantile: float = option(0.4, "keep affected nodes whose importance is above this quantile (0 keeps all)")
-    damping: float = option(1e-3, "δ added to the Hessian's diagonal: keeps the solve of a non-convex loss stable")
+    damping: float = option(1e-5, "δ added to the Hessian's diagonal: keeps the solve of a non-convex loss stable; keep "
+                                  "it well below the training weight decay (see the module docstring)")
     cg_iterations: int = option(100, "conjugate-gradient iterations at most")
-    cg_tolerance: float = option(1e-6, "stop when the residual norm falls below this share of |g|")
+    cg_tolerance: float = option(1e-2, "stop when the residual norm falls below this share of |g|")
 
 
 def conjugate_gradient(hvp: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, damping: float = 0.0,
@@ -138,6 +143,8 @@ def summed_bce(module, params: dict, triples) -> torch.Tensor:
 def influence_update(old_graph, new_graph, rows: AffectedRows, removed, retained, n: int, weight_decay: float,
                      config: IfruConfig) -> tuple[torch.Tensor, dict]:
     """Δθ_A = (H + δI)⁻¹ g with g and H as in the module docstring."""
+    if new_graph is old_graph:  # MF: only samples with an affected user or item depend on θ_A
+        retained = retained.subset(torch.isin(retained.users, rows.users) | torch.isin(retained.items, rows.items))
     theta = rows.flat.clone().requires_grad_(True)
     params = rows.parameters(theta)
     influence = summed_bce(old_graph, params, removed)
