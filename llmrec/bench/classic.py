@@ -117,6 +117,8 @@ def run_family(bench, name: str, plan: dict, ensure_trained, folder: Path) -> Fa
                                        method=method, data=bench.data, forget=bench.forget)
         if hasattr(unlearn, method):
             unlearn = replace(unlearn, **{method: getattr(config, method)})
+        if method == "unlearn_als" and unlearn.unlearn_als.reference is None:  # record the gap per sweep
+            unlearn = replace(unlearn, unlearn_als=replace(unlearn.unlearn_als, reference=str(model_dirs["retrain"])))
         with PeakMemory() as memory:
             started = time.perf_counter()
             manifest = run_classic_unlearning(unlearn)

@@ -28,6 +28,12 @@ def test_classic_families_sit_beside_the_llm_rows(tmp_path, capsys):
     assert by_name["retrain"]["forgetting"]["js_divergence"] == 0.0  # the LLM keeps its own reference
     assert by_name["mf/sisa"]["forgetting"]["original_forget_auc"] == by_name["mf/original (sisa)"]["forget"]["auc"]
     assert by_name["mf/ifru"]["unlearning_steps"]["affected_users"] > 0
+    sweeps = by_name["mf-als/unlearn_als"]["unlearning_steps"]["history"]  # measured against the family's retrain
+    assert all(0 <= sweep["forget_gap"]["mean"] <= sweep["forget_gap"]["max"] <= 1 for sweep in sweeps)
+    for family in ("mf", "lightgcn", "mf-als"):  # compute time is kept beside wall time, the retrain's ratio is 1
+        assert 0 < by_name[f"{family}/retrain"]["compute_seconds"] <= by_name[f"{family}/retrain"]["wall_seconds"]
+        assert by_name[f"{family}/retrain"]["compute_vs_retrain"] == 1.0
+    assert "compute × retrain" in (tmp_path / "bench" / "results.md").read_text()
     table = (tmp_path / "bench" / "results.md").read_text()
     assert "Classic recommender: mf (judged against mf/retrain)" in table and "| lightgcn/ifru |" in table
 
