@@ -100,6 +100,9 @@ def run_classic_unlearning(recipe: ClassicUnlearnRecipe) -> dict:
         manifest = unlearning_manifest(recipe, splits, original_hash, result, wall)
         (tmp / "config.yaml").write_text(to_yaml(recipe))
         write_json(tmp / "unlearning_manifest.json", manifest)
-    print(f"{recipe.method}: unlearned {manifest['counts']['forget_users']} users in {wall:.2f}s; "
+    counts = manifest["counts"]
+    erased = (f"{counts['forget_users']} users" if recipe.forget.unit == "users"
+              else f"{counts['forget_samples']} interactions of {counts['forget_users']} users")
+    print(f"{recipe.method}: unlearned {erased} in {wall:.2f}s; "
           f"outputs in {recipe.output_dir}")
     return manifest

@@ -1,7 +1,8 @@
-"""The shipped demo suite end to end (slow: about 14 minutes on 2 CPU cores; tests/bench/test_run.py is its smoke)."""
+"""The shipped demo suite end to end (slow: about 15 minutes on 2 CPU cores; tests/bench/test_run.py is its smoke)."""
 
 import pytest
 
+from llmrec.bench.classic import CLASSIC_METHODS, MF_ONLY
 from llmrec.bench.run import BenchRecipe, run_benchmark
 from llmrec.config import load_recipe
 from tests.conftest import REPO
@@ -12,11 +13,26 @@ def test_the_demo_suite_runs_every_method(tmp_path):
     recipe = load_recipe(REPO / "recipes/bench/demo.yaml",
                          [f"output_dir={tmp_path / 'bench'}", f"data.cache_dir={tmp_path / 'cache'}"], cls=BenchRecipe)
     records = run_benchmark(recipe)
-    assert [r["method"] for r in records] == ["original", "retrain", "retrain (seed 2)", "original (sisa)",
-                                              *[m for m in recipe.methods if m != "retrain"]]
+    llm = [r for r in records if r["family"] == "llm"]
+    assert [r["method"] for r in llm] == ["original", "retrain", "retrain (seed 2)", "original (sisa)",
+                                          *[m for m in recipe.methods if m != "retrain"]]
     by_name = {r["method"]: r for r in records}
     assert by_name["original"]["forget"]["auc"] > by_name["retrain"]["forget"]["auc"]  # something to forget
     assert all(r["wall_vs_retrain"] < 1 for r in records if r["method"] in ("finetune", "neggrad", "bad_t",
                                                                                "bad_teacher", "e2urec"))
+
+    # the classic rows: every method on its backbones, each family judged against its own retrain
+    for backbone in ("mf", "lightgcn"):
+        methods = [m for m in CLASSIC_METHODS if m not in ("retrain", "unlearn_als")
+                   and (backbone == "mf" or m not in MF_ONLY)]
+        assert {f"{backbone}/{m}" for m in methods} <= set(by_name)
+        original, retrain = by_name[f"{backbone}/original"], by_name[f"{backbone}/retrain"]
+        assert original["forget"]["auc"] > retrain["forget"]["auc"]
+        ifru = by_name[f"{backbone}/ifru"]
+        assert ifru["forgetting"]["js_divergence"] < original["forgetting"]["js_divergence"]
+        assert ifru["compute_vs_retrain"] < 1
+    unlearned, original = by_name["mf-als/unlearn_als"], by_name["mf-als/original"]
+    assert unlearned["forgetting"]["js_divergence"] < original["forgetting"]["js_divergence"]
     for name in ("results.json", "results.md", "results.png"):
         assert (tmp_path / "bench" / name).stat().st_size > 0
+    assert "Classic recommender: lightgcn" in (tmp_path / "bench" / "results.md").read_text()

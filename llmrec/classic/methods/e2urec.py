@@ -26,7 +26,8 @@ from llmrec.unlearn.losses import distillation_kl, e2urec_loss, forgetting_teach
 
 @dataclass
 class ClassicE2URecConfig(ClassicStudentConfig):
-    alpha: float = option(10.0, "α: how hard the forgetting teacher pushes below θ₀ where aug rose above it")
+    alpha: float = option(1.0, "α: how hard the forgetting teacher pushes below θ₀ where aug rose above it (the "
+                               "LLM's 10 overshoots on MF scores: forget AUC 0.14 against the retrain's 0.70 on ML-100K)")
     remember_weight: float = option(0.6, "λ: weight of the remembering terms against the forgetting term")
     temperature: float = option(1.0, "distillation temperature")
     rank: int = option(8, "rank of the update of each embedding table")
