@@ -87,9 +87,9 @@ def fingerprint(recipe: Recipe) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def fit_seconds(out: Path) -> float | None:
+def fit_seconds(train_metrics: dict) -> float | None:
     """The fit alone, without reading data or saving (classic trainings record it; LLM ones time whole epochs)."""
-    return json.loads((out / "train_metrics.json").read_text()).get("train_seconds")
+    return train_metrics.get("train_seconds")
 
 
 def ensure_trained(recipe, label: str, trainer=train) -> dict:
@@ -104,7 +104,8 @@ def ensure_trained(recipe, label: str, trainer=train) -> dict:
         record = json.loads(record_path.read_text())
         if record["fingerprint"] == wanted and (out / "model" / "llmrec_model.json").is_file():
             print(f"[{label}] reusing {out} (fingerprint {wanted} matches; trained in {record['wall_seconds']:.0f}s)")
-            return {"compute_seconds": fit_seconds(out), **record}  # records from before compute was kept
+            metrics = json.loads((out / "train_metrics.json").read_text())
+            return {"compute_seconds": fit_seconds(metrics), **record}  # records from before compute was kept
         print(f"[{label}] {out} was trained with other settings (fingerprint {record['fingerprint']} ≠ {wanted}); "
               "training again")
     shutil.rmtree(out, ignore_errors=True)
@@ -117,7 +118,7 @@ def ensure_trained(recipe, label: str, trainer=train) -> dict:
     trainable = json.loads((out / "train_metrics.json").read_text())
     record = {"fingerprint": wanted, "wall_seconds": wall, "peak_memory_mb": memory.peak_mb,
               "trainable_percent": 100.0 * trainable["trainable_parameters"] / trainable["parameters"],
-              "compute_seconds": fit_seconds(out)}
+              "compute_seconds": fit_seconds(trainable)}
     write_json(record_path, record)
     return record
 

@@ -98,6 +98,9 @@ def test_interaction_level_forgetting_runs_on_classic_models_and_is_refused_by_t
                                                      "forget.unit=interactions", "forget.fraction=0.02"))
     splits = prepare_splits(original.data, replace(original.forget, unit="interactions", fraction=0.02))
     assert manifest["counts"]["forget_samples"] == len(splits["forget"]) == round(0.02 * len(splits["train"]))
+    counts = manifest["counts"]
+    assert f"unlearned {counts['forget_samples']} interactions of {counts['forget_users']} users" in \
+        capsys.readouterr().out
     code = main(["unlearn", f"model={original.output_dir}/model", "forget.unit=interactions",
                  f"output_dir={tmp_path / 'llm'}"])
     assert code == 2 and "forgets whole users" in capsys.readouterr().err
