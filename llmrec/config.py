@@ -35,6 +35,9 @@ def parse_yaml(text: str):
 
 
 MixedPrecision = Literal["auto", "no", "bf16", "fp16"]
+Quantization = Literal["none", "4bit"]
+QUANT_HELP = ("none | 4bit: load the frozen original in NF4 for unlearning (QLoRA; E2URec and finetune=lora "
+              "baselines; needs bitsandbytes>=0.47)")
 
 
 def option(default: Any = dataclasses.MISSING, help: str = "", **kwargs) -> Any:  # noqa: A002
@@ -58,6 +61,14 @@ class SyntheticConfig:
 
 
 @dataclass
+class SubsampleConfig:
+    train: int = option(0, "keep at most this many train samples, drawn at random (0: all)")
+    valid: int = option(0, "keep at most this many valid samples (0: all)")
+    test: int = option(0, "keep at most this many test samples (0: all)")
+    seed: int = option(0, "seed of the draw")
+
+
+@dataclass
 class DataConfig:
     format: Literal["synthetic", "auto", "ml-100k", "ml-1m", "csv"] = option(
         "synthetic", "synthetic | auto | ml-100k | ml-1m | csv"
@@ -69,6 +80,10 @@ class DataConfig:
     min_history: int = option(5, "samples with fewer previous ratings are dropped")
     split: list[float] = option([0.6, 0.2, 0.2], "train/valid/test fractions of a global time-ordered split")
     cache_dir: str = option("~/.cache/llmrec", "where built datasets are cached, keyed by fingerprint")
+    subsample: SubsampleConfig = option(
+        SubsampleConfig(), "smaller splits after the time split, for large backbones on small machines; the forget "
+        "set is then drawn from the subsampled train users"
+    )
 
 
 @dataclass
@@ -97,6 +112,10 @@ class PromptConfig:
     )
     history_item: str = option("{title} ({stars} stars)", "one history entry, fields {title} {stars}")
     history_separator: str = option("; ", "between history entries")
+    chat_template: bool = option(
+        False, "wrap the prompt as the user turn of the tokenizer's chat template (instruct models); the answer "
+        "then opens the assistant turn"
+    )
     yes: str = option("Yes", "positive answer word")
     no: str = option("No", "negative answer word")
 
@@ -111,6 +130,7 @@ class LoraSettings:
 
 @dataclass
 class TinyBackboneConfig:
+    architecture: Literal["llama", "t5"] = option("llama", "llama (decoder-only) | t5 (encoder-decoder, as E2URec)")
     hidden_size: int = option(64, "width of the tiny Llama")
     num_layers: int = option(2, "decoder layers")
     num_heads: int = option(4, "attention heads")
@@ -143,6 +163,7 @@ class TrainConfig:
     shards: int = option(1, "SISA: more than 1 trains that many user-disjoint shard models; model/ is their ensemble")
     checkpoint_every: int = option(200, "optimizer steps between resumable checkpoints (0: epoch ends only)")
     resume: bool = option(True, "continue from output_dir/checkpoints/last when it exists")
+    eval_before: bool = option(False, "score valid before the first step too (a pretrained backbone's zero-shot AUC)")
     seed: int = option(42, "shuffling and dropout seed")
 
 

@@ -22,7 +22,7 @@ import torch
 from llmrec.bench.classic import ClassicBenchConfig, check_classic, run_classic
 from llmrec.bench.memory import PeakMemory
 from llmrec.bench.report import markdown_report, plot_report
-from llmrec.config import Recipe, option, to_dict, to_yaml
+from llmrec.config import QUANT_HELP, Quantization, Recipe, option, to_dict, to_yaml
 from llmrec.data.samples import input_fingerprint, prepare_splits, require_user_forgetting
 from llmrec.errors import ConfigError
 from llmrec.eval.evaluate import forgetting_metrics, score_model
@@ -54,6 +54,7 @@ class BenchRecipe(Recipe):
     )
     requests: int = option(1, "split the forget set into this many successive deletion requests")
     seed: int = option(0, "seed of every unlearning run")
+    quant: Quantization = option("none", QUANT_HELP)
     e2urec: E2URecConfig = option(E2URecConfig(), "E2URec settings")
     finetune: FinetuneConfig = option(FinetuneConfig(), "fine-tune on retained data settings")
     neggrad: NegGradConfig = option(NegGradConfig(), "NegGrad settings")
@@ -162,7 +163,7 @@ def run_method(bench: BenchRecipe, method: str, original_dir: Path, requests: li
                          already_forgotten=str(request.before) if request.before else None) if sequential \
             else bench.forget
         recipe = UnlearnRecipe(model=str(model_dir), output_dir=str(out), method=method, data=bench.data,
-                               forget=forget, seed=bench.seed, merge=sequential,
+                               forget=forget, seed=bench.seed, merge=sequential, quant=bench.quant,
                                mixed_precision=bench.train.mixed_precision, **{method: getattr(bench, method)})
         with PeakMemory() as memory:
             started = time.perf_counter()

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from datasets import Dataset, DatasetDict, load_from_disk
 
-from llmrec.config import DataConfig, ForgetConfig
+from llmrec.config import DataConfig, ForgetConfig, SubsampleConfig
 from llmrec.data.interactions import Interactions
 from llmrec.errors import LlmrecError
 
@@ -111,6 +111,20 @@ def time_split(samples: pd.DataFrame, fractions: list[float]) -> dict[str, pd.Da
     }
 
 
+def subsample(splits: dict[str, pd.DataFrame], config: SubsampleConfig) -> dict[str, pd.DataFrame]:
+    """At most `config.<split>` samples of each split, drawn at random and kept in time order."""
+    rng = np.random.default_rng(config.seed)
+    out = {}
+    for name, frame in splits.items():
+        limit = getattr(config, name)
+        if limit < 0:
+            raise LlmrecError(f"data.subsample.{name} must be 0 (all) or a positive count, got {limit}")
+        if limit and limit < len(frame):
+            frame = frame.iloc[np.sort(rng.choice(len(frame), size=limit, replace=False))]
+        out[name] = frame
+    return out
+
+
 def read_user_file(path: str | Path, train_users: list[str], what: str) -> list[str]:
     """Sorted unique ids from a one-per-line file; every id must be a training user."""
     path = Path(path)
@@ -158,12 +172,14 @@ def prepare_splits(data: DataConfig, forget: ForgetConfig) -> DatasetDict:
             path = Path(forget_key[key])
             forget_key[key] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else str(path)
     data_key = {k: v for k, v in dataclasses.asdict(data).items() if k not in ("cache_dir", "path")}
+    if data.subsample == SubsampleConfig():
+        del data_key["subsample"]  # keeps the fingerprints of caches built before the option existed
     fingerprint = _digest({"v": FORMAT_VERSION, "input": input_hash, "data": data_key, "forget": forget_key})
     cache = Path(data.cache_dir).expanduser() / f"samples-{interactions.name}-{fingerprint}"
     if (cache / "dataset_dict.json").is_file():
         return load_from_disk(str(cache))
 
-    splits = time_split(build_samples(interactions, data), data.split)
+    splits = subsample(time_split(build_samples(interactions, data), data.split), data.subsample)
     if forget.unit == "interactions":
         forgotten = choose_forget_interactions(splits["train"], forget)
         splits["forget"], splits["retained"] = splits["train"][forgotten], splits["train"][~forgotten]

@@ -7,11 +7,22 @@ from datasets import Dataset
 
 from llmrec.config import PromptConfig
 from llmrec.data.prompts import render_prompt
+from llmrec.errors import LlmrecError
+
+
+def as_chat(text: str, tokenizer) -> str:
+    """The prompt as the user turn, ending where the assistant's answer starts (instruct models' format)."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise LlmrecError("prompt.chat_template is true but this tokenizer has no chat template")
+    return tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                         add_generation_prompt=True)
 
 
 def _encode(batch: dict, tokenizer, prompt: PromptConfig, max_length: int) -> dict:
     rows = [dict(zip(batch, values)) for values in zip(*batch.values())]
     texts = [render_prompt(row, prompt) for row in rows]
+    if prompt.chat_template:
+        texts = [as_chat(text, tokenizer) for text in texts]
     encoded = tokenizer(texts, add_special_tokens=False, truncation=True, max_length=max_length)
     return {"input_ids": encoded["input_ids"], "length": [len(ids) for ids in encoded["input_ids"]]}
 

@@ -1,7 +1,8 @@
-"""Backbones: any HF causal LM by path or hub id, or a tiny Llama + BPE tokenizer built locally.
+"""Backbones: any HF causal LM or encoder-decoder (T5) by path, hub id or preset name, or a tiny one built locally.
 
-The tiny default is saved with `save_pretrained`, so everything downstream loads it exactly as
-it would load a hub model, and nothing is downloaded.
+The tiny default (a Llama, or a T5 with `model.tiny.architecture: t5`) is saved with
+`save_pretrained`, so everything downstream loads it exactly as it would load a hub model, and
+nothing is downloaded. Preset names (llmrec.llm.presets) resolve to prepared local directories.
 """
 
 from __future__ import annotations
@@ -16,15 +17,20 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (
+    AutoConfig,
     AutoModelForCausalLM,
+    AutoModelForSeq2SeqLM,
     AutoTokenizer,
     LlamaConfig,
     LlamaForCausalLM,
     PreTrainedTokenizerFast,
+    T5Config,
+    T5ForConditionalGeneration,
 )
 
 from llmrec.config import LoraSettings, TinyBackboneConfig
 from llmrec.errors import LlmrecError
+from llmrec.llm.presets import resolve_backbone
 
 SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
 MODEL_CARD = "llmrec_model.json"  # answer tokens + prompt settings travel with the weights
@@ -48,9 +54,21 @@ def train_tokenizer(corpus: Iterable[str], vocab_size: int) -> PreTrainedTokeniz
     )
 
 
-def build_tiny_backbone(corpus: Iterable[str], config: TinyBackboneConfig, max_length: int, out_dir: Path) -> Path:
-    """Train the tokenizer, initialise a small Llama with tied embeddings, save both to out_dir."""
-    tokenizer = train_tokenizer(corpus, config.vocab_size)
+def tiny_model(config: TinyBackboneConfig, tokenizer, max_length: int):
+    """A small Llama with tied embeddings, or a small T5 (E2URec's own backbone family) of the same width."""
+    special = dict(pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    if config.architecture == "t5":
+        t5_config = T5Config(
+            vocab_size=len(tokenizer),
+            d_model=config.hidden_size,
+            d_kv=config.hidden_size // config.num_heads,
+            d_ff=config.intermediate_size,
+            num_layers=config.num_layers,
+            num_heads=config.num_heads,
+            decoder_start_token_id=tokenizer.pad_token_id,
+            **special,
+        )
+        return T5ForConditionalGeneration(t5_config)
     llama_config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=config.hidden_size,
@@ -60,13 +78,18 @@ def build_tiny_backbone(corpus: Iterable[str], config: TinyBackboneConfig, max_l
         num_key_value_heads=config.num_heads,
         max_position_embeddings=max_length,
         tie_word_embeddings=True,
-        pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
+        **special,
     )
+    return LlamaForCausalLM(llama_config)
+
+
+def build_tiny_backbone(corpus: Iterable[str], config: TinyBackboneConfig, max_length: int, out_dir: Path) -> Path:
+    """Train the tokenizer, initialise the tiny model with a fixed seed, save both to out_dir."""
+    tokenizer = train_tokenizer(corpus, config.vocab_size)
     with torch.random.fork_rng():  # seeded init without disturbing the caller's random stream
         torch.manual_seed(config.seed)
-        model = LlamaForCausalLM(llama_config)
+        model = tiny_model(config, tokenizer, max_length)
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
@@ -78,6 +101,7 @@ def build_tiny_backbone(corpus: Iterable[str], config: TinyBackboneConfig, max_l
 
 def load_tokenizer(name_or_path: str):
     """Left padding and truncation: the answer position is then the last one in every row."""
+    name_or_path = resolve_backbone(name_or_path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path)
     except (OSError, ValueError) as exc:
@@ -89,15 +113,61 @@ def load_tokenizer(name_or_path: str):
     return tokenizer
 
 
-def load_model(name_or_path: str, dtype: torch.dtype | None = None):
+def model_class(config):
+    """The Auto class for a config: encoder-decoders (T5) score at the first decoder position, the rest are causal."""
+    return AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModelForCausalLM
+
+
+def model_config(model):
+    """The HF config, also through wrappers (DDP's .module; peft forwards .config itself)."""
+    while hasattr(model, "module") and not hasattr(model, "config"):
+        model = model.module
+    return getattr(model, "config", None)
+
+
+def is_encoder_decoder(model) -> bool:
+    return bool(getattr(model_config(model), "is_encoder_decoder", False))
+
+
+def quantization_config(quant: str | None, compute_dtype: torch.dtype = torch.float32):
+    """`quant: 4bit` is QLoRA's NF4 storage (double-quantised constants): linear weights take about a quarter of
+    bf16. Compute stays in `compute_dtype`; mixed precision (autocast) lowers it to bf16 where that is fast."""
+    if quant in (None, "none"):
+        return None
+    if quant != "4bit":
+        raise LlmrecError(f"model quantization must be none or 4bit, got '{quant}'")
     try:
-        return AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype)
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise LlmrecError("quant: 4bit needs bitsandbytes>=0.47: pip install 'llmrec[quant]'") from None
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute_dtype,
+                              bnb_4bit_use_double_quant=True)
+
+
+def load_model(name_or_path: str, dtype: torch.dtype | None = None, quant: str | None = None):
+    name_or_path = resolve_backbone(name_or_path)
+    try:
+        config = AutoConfig.from_pretrained(name_or_path)
+        kwargs = {"dtype": dtype}
+        if quant not in (None, "none"):
+            kwargs["quantization_config"] = quantization_config(quant, dtype or torch.float32)
+            if torch.cuda.is_available():
+                kwargs["device_map"] = {"": torch.cuda.current_device()}
+        model = model_class(config).from_pretrained(name_or_path, **kwargs)
     except (OSError, ValueError) as exc:
-        raise LlmrecError(f"cannot load a causal LM from '{name_or_path}': {str(exc).splitlines()[0]}") from None
+        raise LlmrecError(f"cannot load a model from '{name_or_path}': {str(exc).splitlines()[0]}") from None
+    for module in model.modules():
+        # bitsandbytes repacks 4-bit weights for its CPU inference kernel on the first eval-mode forward, and that
+        # kernel has no backward: adapters trained after a teacher pass would silently get no gradient.
+        if getattr(module, "support_avx512bf16_for_cpu", False):
+            module.support_avx512bf16_for_cpu = False
+    return model
 
 
 def add_lora(model, settings: LoraSettings):
-    """Wrap with a peft LoRA adapter; only the adapter weights stay trainable."""
+    """Wrap with a peft LoRA adapter; only the adapter weights stay trainable (T5: peft's default q, v)."""
     from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(
@@ -105,7 +175,7 @@ def add_lora(model, settings: LoraSettings):
         lora_alpha=settings.alpha,
         lora_dropout=settings.dropout,
         target_modules=settings.target_modules,
-        task_type="CAUSAL_LM",
+        task_type="SEQ_2_SEQ_LM" if is_encoder_decoder(model) else "CAUSAL_LM",
     )
     return get_peft_model(model, config)
 
@@ -118,11 +188,14 @@ class AnswerTokens:
     no_text: str
 
 
-def resolve_answer_tokens(tokenizer, yes: str, no: str) -> AnswerTokens:
-    """Prefer the ' Yes' spelling (what follows 'Answer:' in running text), else 'Yes'; each must be one token."""
+def resolve_answer_tokens(tokenizer, yes: str, no: str, chat: bool = False) -> AnswerTokens:
+    """Prefer ' Yes' (what follows 'Answer:' in running text), else 'Yes'; each must be one token.
+
+    In a chat template the answer opens the assistant turn, after a newline: there 'Yes' comes first.
+    """
     found = {}
     for word in (yes, no):
-        for text in (" " + word, word):
+        for text in ((word, " " + word) if chat else (" " + word, word)):
             ids = tokenizer.encode(text, add_special_tokens=False)
             if len(ids) == 1:
                 found[word] = (ids[0], text)
@@ -157,10 +230,11 @@ def load_recommender(model_dir: str | Path):
     if (model_dir / "adapter_config.json").is_file():
         from peft import PeftModel
 
-        original = read_model_card(model_dir).get("unlearned_from")
-        if not original:
+        card = read_model_card(model_dir)
+        if not card.get("unlearned_from"):
             raise LlmrecError(f"{model_dir}: adapter without 'unlearned_from' in {MODEL_CARD}")
-        return PeftModel.from_pretrained(load_model(original), model_dir).eval()
+        # the adapter was trained on the original as loaded then (4-bit under QLoRA), so it is scored on that
+        return PeftModel.from_pretrained(load_model(card["unlearned_from"], quant=card.get("quant")), model_dir).eval()
     return load_model(str(model_dir))
 
 

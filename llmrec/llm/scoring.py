@@ -2,6 +2,7 @@
 
 Prompts are left-padded, so the answer position is the last one in every row and
 `logits_to_keep=1` makes the LM head project one position instead of the whole sequence.
+An encoder-decoder (T5) reads the prompt in its encoder and answers at the first decoder position.
 """
 
 from __future__ import annotations
@@ -9,9 +10,17 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from llmrec.llm.backbone import is_encoder_decoder, model_config
+
 
 def answer_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """[batch, vocab] logits for the token after the prompt; never builds [batch, seq, vocab]."""
+    if is_encoder_decoder(model):
+        start = decoder_start_id(model)
+        decoder_input_ids = torch.full((input_ids.shape[0], 1), start, dtype=input_ids.dtype, device=input_ids.device)
+        out = model(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids,
+                    use_cache=False)
+        return out.logits[:, -1, :]
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
     out = model(
         input_ids=input_ids,
@@ -36,3 +45,9 @@ def p_yes(logits: torch.Tensor, yes_id: int, no_id: int) -> torch.Tensor:
     """P(yes) from a softmax restricted to the two answer tokens."""
     pair = torch.stack([logits[:, yes_id], logits[:, no_id]], dim=-1).float()
     return pair.softmax(-1)[:, 0]
+
+
+def decoder_start_id(model) -> int:
+    config = model_config(model)
+    start = config.decoder_start_token_id
+    return config.pad_token_id if start is None else start

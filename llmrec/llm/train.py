@@ -138,7 +138,7 @@ def train(recipe: Recipe) -> dict:
         write_text(output_dir / "config.yaml", to_yaml(recipe))
     start_from = backbone_path(recipe, splits["train"], accelerator, resuming)
     tokenizer = load_tokenizer(start_from)
-    answer = resolve_answer_tokens(tokenizer, recipe.prompt.yes, recipe.prompt.no)
+    answer = resolve_answer_tokens(tokenizer, recipe.prompt.yes, recipe.prompt.no, chat=recipe.prompt.chat_template)
     with accelerator.main_process_first():
         train_set = tokenize(train_split, tokenizer, recipe.prompt, recipe.model.max_length)
         valid_set = tokenize(splits["valid"], tokenizer, recipe.prompt, recipe.model.max_length)
@@ -146,7 +146,7 @@ def train(recipe: Recipe) -> dict:
     accelerator.print(
         "samples: " + ", ".join(f"{name}={len(ds)}" for name, ds in splits.items())
         + f" | prompt tokens: mean {sum(lengths) / len(lengths):.1f}, max {max(lengths)}"
-        + f" | mixed precision: {accelerator.mixed_precision}"
+        + f" | mixed precision: {accelerator.mixed_precision} | processes: {accelerator.num_processes}"
     )
 
     # Model: full fine-tuning, or a LoRA adapter that is merged into the saved model.
@@ -187,6 +187,11 @@ def train(recipe: Recipe) -> dict:
         "trained_on": cfg.train_on,
     }
     started = time.perf_counter()
+    before = None
+    if cfg.eval_before:  # what the backbone knows with no tuning: a pretrained instruct model's zero-shot score
+        before = utility_metrics(*score_split(model, valid_loader, accelerator, answer, desc="valid (before)"))
+        accelerator.print(f"before training: valid auc {before['auc']:.4f} acc {before['accuracy']:.4f} "
+                          f"log-loss {before['log_loss']:.4f}")
     for epoch in range(state.epoch, cfg.epochs):
         if state.global_step >= total_steps:
             break
@@ -246,6 +251,7 @@ def train(recipe: Recipe) -> dict:
 
     summary = {
         "best_valid_auc": state.best_valid_auc,
+        "valid_before_training": before,
         "epochs": state.history,
         "train_seconds_this_run": time.perf_counter() - started,
         "parameters": total,

@@ -15,9 +15,9 @@ import time
 from dataclasses import dataclass
 
 import torch
-from transformers import AutoModelForCausalLM
 
 from llmrec.config import option
+from llmrec.llm.backbone import model_class
 from llmrec.llm.scoring import answer_logits
 from llmrec.unlearn.data import UnlearningData
 from llmrec.unlearn.loop import Schedule, StudentConfig, make_trainable, optimize
@@ -36,7 +36,7 @@ def incompetent_teacher(original, seed: int):
     """θ₀'s architecture with fresh random weights: a model that has learnt nothing."""
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        model = AutoModelForCausalLM.from_config(original.config)
+        model = model_class(original.config).from_config(original.config)
     return model.to(original.device).eval()
 
 

@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from llmrec.config import LoraSettings, option
+from llmrec.errors import ConfigError
 from llmrec.llm.backbone import AnswerTokens, add_lora
 from llmrec.llm.scoring import answer_logits, answer_loss
 from llmrec.unlearn.data import UnlearningData, steps_for
@@ -59,8 +60,13 @@ class E2URecConfig:
 
 def build_augmented(original, forget_loader: DataLoader, answer: AnswerTokens, config: AugmentConfig,
                     autocast=contextlib.nullcontext):
-    """A copy of θ₀ trained further on the forget set with plain answer CE: it over-remembers it."""
-    augmented = make_trainable(copy.deepcopy(original), config.finetune, config.lora)
+    """θ₀ trained further on the forget set with plain answer CE: it over-remembers it.
+
+    finetune=full trains a copy; finetune=lora puts an adapter on θ₀'s own (frozen, possibly 4-bit) weights,
+    so no second copy of the model is held; the caller unloads it once its logits are taken.
+    """
+    augmented = add_lora(original, config.lora) if config.finetune == "lora" else make_trainable(
+        copy.deepcopy(original), "full", config.lora)
     batches = iter(forget_loader)
     optimize(augmented, len(forget_loader), lambda step: batch_ce(augmented, next(batches), answer),
              config.learning_rate, autocast=autocast, desc="augmenting")
@@ -78,12 +84,16 @@ class Teachers:
         with torch.no_grad(), self.student.disable_adapter():
             return pair_logits(answer_logits(self.student, batch["input_ids"], batch["attention_mask"]), self.answer)
 
-    def precompute(self, forget_loader: DataLoader, retained_loader: DataLoader) -> None:
+    def precompute(self, forget_loader: DataLoader, retained_loader: DataLoader,
+                   augmented_forget: torch.Tensor | None = None) -> None:
+        """`augmented_forget`: the augmented model's forget logits when they were taken already (shared weights)."""
         with self.student.disable_adapter():
             original_forget = precompute_answer_logits(self.student, forget_loader, self.answer, "teacher θ₀ forget")
             self.retained_table = precompute_answer_logits(self.student, retained_loader, self.answer,
                                                            "teacher θ₀ retained")
-        augmented_forget = precompute_answer_logits(self.augmented, forget_loader, self.answer, "teacher aug forget")
+        if augmented_forget is None:
+            augmented_forget = precompute_answer_logits(self.augmented, forget_loader, self.answer,
+                                                        "teacher aug forget")
         self.forget_table = forgetting_teacher_logits(original_forget, augmented_forget, self.alpha)
         self.augmented = None  # no longer needed in memory
 
@@ -122,19 +132,30 @@ def unlearn_e2urec(original, data: UnlearningData, config: E2URecConfig, autocas
     start = time.perf_counter()
     for p in original.parameters():
         p.requires_grad_(False)
+    shares_weights = config.augment.finetune == "lora"
+    if shares_weights and not config.precompute_teachers:
+        raise ConfigError("e2urec.augment.finetune=lora shares θ₀'s weights and needs e2urec.precompute_teachers=true "
+                          "(or augment.finetune=full, which keeps a second copy for per-step teachers)")
     augment_steps = steps_for(config.augment.epochs, len(data.forget), batch_size)
     augmented = build_augmented(original, data.batches(data.forget, batch_size, augment_steps, seed_offset=2),
                                 answer, config.augment, autocast)
     timings["augment_seconds"] = time.perf_counter() - start
 
     start = time.perf_counter()
+    augmented_forget = None
+    if shares_weights:  # take its logits now, then strip its adapter so θ₀'s weights carry the student next
+        with autocast():
+            augmented_forget = precompute_answer_logits(augmented, data.in_order(data.forget, 2 * batch_size),
+                                                        answer, "teacher aug forget")
+        original, augmented = augmented.unload(), None
     retained = data.retained_sample(joint_steps * batch_size)
     student = add_lora(original, config.lora)
     teachers = Teachers(student, augmented, answer, config.alpha)
     del augmented  # Teachers holds it only as long as it is needed
     if config.precompute_teachers:
         with autocast():
-            teachers.precompute(data.in_order(data.forget, 2 * batch_size), data.in_order(retained, 2 * batch_size))
+            teachers.precompute(data.in_order(data.forget, 2 * batch_size), data.in_order(retained, 2 * batch_size),
+                                augmented_forget)
     timings["teacher_seconds"] = time.perf_counter() - start
 
     forget_batches = iter(data.batches(data.forget, batch_size, warmup_steps + joint_steps))

@@ -16,9 +16,19 @@ from pathlib import Path
 
 import torch
 
-from llmrec.config import DataConfig, ForgetConfig, MixedPrecision, PromptConfig, option, to_dict, to_yaml
+from llmrec.config import (
+    QUANT_HELP,
+    DataConfig,
+    ForgetConfig,
+    MixedPrecision,
+    PromptConfig,
+    Quantization,
+    option,
+    to_dict,
+    to_yaml,
+)
 from llmrec.data.samples import prepare_splits, require_user_forgetting
-from llmrec.errors import LlmrecError
+from llmrec.errors import ConfigError, LlmrecError
 from llmrec.io import atomic_dir, write_json
 from llmrec.llm.accel import make_accelerator
 from llmrec.llm.backbone import (
@@ -61,6 +71,24 @@ class UnlearnRecipe:
         False, "also write merged/: the original with the adapter folded in, a plain HF model (adapter outputs only)"
     )
     mixed_precision: MixedPrecision = option("auto", "auto | no | bf16 | fp16 (auto: bf16 where the hardware runs it fast)")
+    quant: Quantization = option("none", QUANT_HELP)
+
+
+def check_quantizable(recipe: UnlearnRecipe) -> None:
+    """4-bit weights cannot take gradient steps: only adapters train on them."""
+    if recipe.quant == "none":
+        return
+    if recipe.merge:
+        raise ConfigError("merge=true with quant=4bit would store re-quantised weights; load the adapter on the "
+                          "original instead")
+    settings = getattr(recipe, recipe.method, None)
+    if recipe.method == "e2urec":
+        if settings.augment.finetune != "lora":
+            raise ConfigError("quant=4bit: set e2urec.augment.finetune=lora (4-bit weights train through adapters only)")
+    elif getattr(settings, "finetune", None) != "lora":
+        raise ConfigError(f"quant=4bit: method '{recipe.method}' must run with {recipe.method}.finetune=lora"
+                          if hasattr(settings, "finetune") else
+                          f"quant=4bit applies to adapter methods; '{recipe.method}' rebuilds whole models")
 
 
 def directory_hash(folder: Path) -> str:
@@ -86,7 +114,9 @@ def unlearn_in_memory(runner, recipe: UnlearnRecipe, card: dict, splits, acceler
     tokenizer = load_tokenizer(str(model_dir))
     prompt, answer = PromptConfig(**card["prompt"]), AnswerTokens(**card["answer"])
     data = UnlearningData(splits, tokenizer, prompt, card["max_length"], answer, recipe.seed, accelerator.device)
-    original = load_model(str(model_dir)).to(accelerator.device)
+    original = load_model(str(model_dir), quant=recipe.quant)
+    if recipe.quant == "none":  # a 4-bit model is placed at load time and cannot be moved
+        original = original.to(accelerator.device)
     print(f"device: {accelerator.device} | mixed precision: {accelerator.mixed_precision} | "
           f"forget samples: {len(data.forget)} | retained pool: {len(splits['retained'])}")
     result = runner(original, data, getattr(recipe, recipe.method), autocast=accelerator.autocast)
@@ -94,7 +124,7 @@ def unlearn_in_memory(runner, recipe: UnlearnRecipe, card: dict, splits, acceler
     result["trainable_parameters"], result["total_parameters"] = parameter_counts(student)
     student.save_pretrained(output)
     tokenizer.save_pretrained(output)
-    write_model_card(output, {**card, "unlearned_from": str(model_dir)})
+    write_model_card(output, {**card, "unlearned_from": str(model_dir), "quant": recipe.quant})
     if recipe.merge and hasattr(student, "merge_and_unload"):
         merged_copy(student).save_pretrained(output / "merged")
         tokenizer.save_pretrained(output / "merged")
@@ -132,6 +162,7 @@ def run_unlearning(recipe: UnlearnRecipe) -> dict:
     if accelerator.num_processes > 1:
         raise LlmrecError("unlearning runs in one process; launch it with `accelerate launch --num_processes 1`")
     require_user_forgetting(recipe.forget, "llmrec unlearn")
+    check_quantizable(recipe)
     splits = prepare_splits(recipe.data, recipe.forget)
     torch.manual_seed(recipe.seed)
     print(f"resolved config:\n{to_yaml(recipe)}")

@@ -121,6 +121,26 @@ def test_prepare_splits_partitions_train_and_caches(tmp_path, recipe_factory):
     assert len(list((tmp_path / "cache").iterdir())) == 2  # a different config, a different fingerprint
 
 
+def test_subsample_keeps_at_most_n_samples_per_split_in_time_order_and_draws_forget_users_from_them(recipe_factory):
+    full_recipe = recipe_factory()
+    full = prepare_splits(full_recipe.data, full_recipe.forget)
+    recipe = recipe_factory("data.subsample.train=200", "data.subsample.valid=50", "data.subsample.test=100000")
+    small = prepare_splits(recipe.data, recipe.forget)
+    assert (len(small["train"]), len(small["valid"]), len(small["test"])) == (200, 50, len(full["test"]))
+    for name in ("train", "valid"):
+        frame, whole = small[name].to_pandas(), full[name].to_pandas()
+        assert frame["timestamp"].is_monotonic_increasing  # still a time split
+        keys = set(zip(whole.user_id, whole.item_id, whole.timestamp))
+        assert set(zip(frame.user_id, frame.item_id, frame.timestamp)) <= keys  # drawn from the split, not rebuilt
+    assert set(small["forget"]["user_id"]) <= set(small["train"]["user_id"])
+    assert len(small["forget"]) + len(small["retained"]) == 200
+    again = recipe_factory("data.subsample.train=200", "data.subsample.valid=50", "data.subsample.seed=1")
+    assert prepare_splits(again.data, again.forget)["train"]["item_id"] != small["train"]["item_id"]
+    with pytest.raises(LlmrecError, match="data.subsample.train must be 0"):
+        bad = recipe_factory("data.subsample.train=-1")
+        prepare_splits(bad.data, bad.forget)
+
+
 def test_users_forgotten_by_earlier_requests_stay_out_of_the_retained_split(tmp_path, recipe_factory):
     recipe = recipe_factory()
     train_users = sorted(set(prepare_splits(recipe.data, recipe.forget)["train"]["user_id"]))

@@ -55,6 +55,28 @@ def test_answer_tokens_without_space_and_errors():
         resolve_answer_tokens(tokenizer, "Yes", "Yes")
 
 
+def test_chat_prompts_open_the_assistant_turn_and_answer_without_a_space(tmp_path):
+    from llmrec.config import PromptConfig
+    from llmrec.data.tokenize import as_chat, tokenize
+
+    tokenizer = train_tokenizer(CORPUS + ["<|user|>\n<|assistant|>\nYes No"] * 20, 400)
+    tokenizer.chat_template = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
+                               "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
+    assert as_chat("Will they like Heat?", tokenizer) == "<|user|>\nWill they like Heat?\n<|assistant|>\n"
+    answer = resolve_answer_tokens(tokenizer, "Yes", "No", chat=True)
+    assert answer.yes_text == "Yes" and answer.no_text == "No"  # the turn starts on a new line: no leading space
+
+    sample = {"user_id": "1", "item_id": "2", "label": 1, "age": "", "gender": "", "occupation": "",
+              "history_titles": ["Alien (1979)"], "history_ratings": [4.0], "target_title": "Heat (1995)"}
+    from datasets import Dataset
+
+    encoded = tokenize(Dataset.from_list([sample]), tokenizer, PromptConfig(chat_template=True), 256)
+    assert tokenizer.decode(encoded[0]["input_ids"]).endswith("<|assistant|>\n")
+    tokenizer.chat_template = None
+    with pytest.raises(LlmrecError, match="has no chat template"):
+        tokenize(Dataset.from_list([sample]), tokenizer, PromptConfig(chat_template=True), 256)
+
+
 def test_unloadable_model_is_a_clear_error(tmp_path):
     with pytest.raises(LlmrecError, match="cannot load a tokenizer"):
         load_tokenizer(str(tmp_path / "missing"))

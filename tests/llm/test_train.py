@@ -108,3 +108,11 @@ def test_a_checkpoint_of_another_run_is_not_resumed(recipe_factory):
     assert summary["epochs"][-1]["step"] == 4
     fresh = train(recipe_factory("train.max_steps=3", "forget.seed=3", "train.resume=false"))
     assert [e["step"] for e in fresh["epochs"]] == [3]
+
+
+def test_eval_before_records_the_untuned_backbones_valid_metrics(recipe_factory):
+    summary = train(recipe_factory("train.max_steps=2", "train.eval_before=true"))
+    before, after = summary["valid_before_training"], summary["epochs"][0]["valid"]
+    assert before["samples"] == after["samples"] > 0
+    assert before["log_loss"] != after["log_loss"]  # scored before any step, not a copy of the epoch's metrics
+    assert train(recipe_factory("train.max_steps=1", "train.resume=false"))["valid_before_training"] is None

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -8,6 +9,7 @@ from transformers import AutoModelForCausalLM
 import llmrec.unlearn.run as run_module
 from llmrec.config import PromptConfig
 from llmrec.data.samples import prepare_splits
+from llmrec.errors import ConfigError
 from llmrec.llm.backbone import AnswerTokens, add_lora, load_model, load_tokenizer, read_model_card
 from llmrec.llm.train import train
 from llmrec.unlearn.data import UnlearningData
@@ -150,3 +152,22 @@ def test_forgetting_metrics_against_a_reference_retrain(trained, tmp_path):
         reference_dir=f"{reference.output_dir}/model")))["forgetting"]
     assert unlearned["original_forget_auc"] == forgetting["forget_auc"]  # the original is found from the adapter
     assert math.isfinite(unlearned["forget_gap_closure_auc"]) and unlearned["l2"] > 0
+
+
+def test_lora_augmentation_shares_the_original_weights_and_leaves_them_unchanged(trained, tmp_path):
+    """augment.finetune=lora: no second model copy; once its logits are taken the adapter is stripped again."""
+    from llmrec.unlearn.e2urec import unlearn_e2urec
+    from tests.unlearn.conftest import answer_pairs, original_and_data
+
+    original, data = original_and_data(trained)
+    before, _ = answer_pairs(original, data, data.forget)
+    config = E2URecConfig(augment=dataclasses.replace(E2URecConfig().augment, finetune="lora", epochs=1.0),
+                          warmup_epochs=0.2, joint_epochs=0.2, batch_size=8)
+    student = unlearn_e2urec(original, data, config)["student"]
+    with student.disable_adapter():
+        after, _ = answer_pairs(student, data, data.forget)
+    torch.testing.assert_close(after, before)  # θ₀ under the student is θ₀, not the augmented model
+    assert len(student.peft_config) == 1  # only the student's adapter is left
+
+    with pytest.raises(ConfigError, match="precompute_teachers"):
+        unlearn_e2urec(original_and_data(trained)[0], data, dataclasses.replace(config, precompute_teachers=False))
