@@ -15,6 +15,7 @@ RECIPES = sorted((REPO / "recipes").rglob("*.yaml"))
 ACCELERATE_KEYS = {
     "compute_environment", "distributed_type", "use_cpu", "gpu_ids", "num_machines", "num_processes",
     "machine_rank", "main_training_function", "mixed_precision", "rdzv_backend", "same_network", "debug",
+    "deepspeed_config",
 }
 
 
@@ -94,4 +95,5 @@ def test_every_recipe_loads_and_starts_with_its_command(path):
 
 def test_there_are_recipes():
     assert any(p.parent.name == "train" for p in RECIPES)
-    assert {p.name for p in RECIPES if p.parent.name == "accelerate"} == {"cpu.yaml", "single_gpu.yaml", "multi_gpu.yaml"}
+    assert {p.name for p in RECIPES if p.parent.name == "accelerate"} == {
+        "cpu.yaml", "single_gpu.yaml", "multi_gpu.yaml", "deepspeed_zero2.yaml"}

@@ -55,9 +55,10 @@ class UnlearningData:
     """The forget set (tokenized, whole) and the retained pool (tokenized on demand, a sample at a time)."""
 
     def __init__(self, splits: DatasetDict, tokenizer, prompt: PromptConfig, max_length: int,
-                 answer: AnswerTokens, seed: int, device: torch.device | str = "cpu"):
+                 answer: AnswerTokens, seed: int, device: torch.device | str = "cpu", shard: tuple[int, int] = (0, 1)):
+        """`shard`: (this process, processes); each process trains on its slice of every batch."""
         self.tokenizer, self.prompt, self.max_length = tokenizer, prompt, max_length
-        self.answer, self.seed = answer, seed
+        self.answer, self.seed, self.shard = answer, seed, shard
         self.collator = RowCollator(tokenizer, device)
         self.forget = with_rows(tokenize(splits["forget"], tokenizer, prompt, max_length))
         self.retained_pool = splits["retained"]
@@ -73,6 +74,8 @@ class UnlearningData:
     def batches(self, dataset: Dataset, batch_size: int, steps: int, seed_offset: int = 0) -> DataLoader:
         """Exactly `steps` shuffled batches, cycling through the dataset as many times as that takes."""
         schedule = batch_schedule(len(dataset), batch_size, steps, self.seed + seed_offset)
+        process, processes = self.shard
+        schedule = [batch[process::processes] for batch in schedule]
         return DataLoader(dataset, batch_sampler=schedule, collate_fn=self.collator)
 
     def in_order(self, dataset: Dataset, batch_size: int) -> DataLoader:

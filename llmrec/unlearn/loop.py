@@ -51,6 +51,25 @@ def batch_ce(model, batch: dict, answer: AnswerTokens, labels: torch.Tensor | No
     return answer_loss(logits, batch["labels"] if labels is None else labels, answer.yes_id, answer.no_id)
 
 
+def is_main_process() -> bool:
+    return not (torch.distributed.is_available() and torch.distributed.is_initialized()) or (
+        torch.distributed.get_rank() == 0)
+
+
+def average_gradients(model) -> None:
+    """Data parallelism by hand: each process saw an equal share of the batch, so the mean of their gradients is
+    the whole batch's gradient. (DDP would do the same, but the methods' step losses call the bare model.)"""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return
+    processes = torch.distributed.get_world_size()
+    for p in model.parameters():
+        if p.requires_grad:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            torch.distributed.all_reduce(p.grad)
+            p.grad.div_(processes)
+
+
 def optimize(model, steps: int, step_loss: Callable[[int], torch.Tensor], learning_rate: float,
              lr_scheduler: str = "constant", autocast=contextlib.nullcontext, desc: str = "unlearning") -> float:
     """`steps` AdamW steps on `step_loss(step)`; returns the seconds spent. The model is left in eval mode."""
@@ -58,11 +77,12 @@ def optimize(model, steps: int, step_loss: Callable[[int], torch.Tensor], learni
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=learning_rate)
     scheduler = get_scheduler(lr_scheduler, optimizer, num_warmup_steps=0, num_training_steps=steps)
-    bar = tqdm(range(steps), desc=desc, leave=False)
+    bar = tqdm(range(steps), desc=desc, leave=False, disable=not is_main_process())
     for step in bar:
         with autocast():
             loss = step_loss(step)
         loss.backward()
+        average_gradients(model)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad()

@@ -108,20 +108,28 @@ def model_hash(model_dir: Path) -> str:
     return hashlib.sha256("".join(parts).encode()).hexdigest()
 
 
-def unlearn_in_memory(runner, recipe: UnlearnRecipe, card: dict, splits, accelerator, output: Path) -> dict:
-    """Load θ₀, let the method train its student, save the student (adapter or whole model) into `output`."""
+def unlearn_in_memory(runner, recipe: UnlearnRecipe, card: dict, splits, accelerator, output: Path | None) -> dict:
+    """Load θ₀, let the method train its student, save the student (adapter or whole model) into `output`.
+
+    Under several processes each one trains on its share of every batch and gradients are averaged
+    (unlearn/loop.py), so all hold the same student; only the main process saves it (output None elsewhere).
+    """
     model_dir = Path(recipe.model)
     tokenizer = load_tokenizer(str(model_dir))
     prompt, answer = PromptConfig(**card["prompt"]), AnswerTokens(**card["answer"])
-    data = UnlearningData(splits, tokenizer, prompt, card["max_length"], answer, recipe.seed, accelerator.device)
+    data = UnlearningData(splits, tokenizer, prompt, card["max_length"], answer, recipe.seed, accelerator.device,
+                          shard=(accelerator.process_index, accelerator.num_processes))
     original = load_model(str(model_dir), quant=recipe.quant)
     if recipe.quant == "none":  # a 4-bit model is placed at load time and cannot be moved
         original = original.to(accelerator.device)
-    print(f"device: {accelerator.device} | mixed precision: {accelerator.mixed_precision} | "
-          f"forget samples: {len(data.forget)} | retained pool: {len(splits['retained'])}")
+    accelerator.print(f"device: {accelerator.device} | mixed precision: {accelerator.mixed_precision} | "
+                      f"processes: {accelerator.num_processes} | forget samples: {len(data.forget)} | "
+                      f"retained pool: {len(splits['retained'])}")
     result = runner(original, data, getattr(recipe, recipe.method), autocast=accelerator.autocast)
     student = result["student"]
     result["trainable_parameters"], result["total_parameters"] = parameter_counts(student)
+    if output is None:
+        return result
     student.save_pretrained(output)
     tokenizer.save_pretrained(output)
     write_model_card(output, {**card, "unlearned_from": str(model_dir), "quant": recipe.quant})
@@ -154,18 +162,35 @@ def unlearning_manifest(recipe, splits, original_hash: str, result: dict, wall: 
     }
 
 
-def run_unlearning(recipe: UnlearnRecipe) -> dict:
+def check_processes(recipe: UnlearnRecipe, runner, processes: int) -> None:
+    if processes == 1:
+        return
+    if getattr(runner, "rebuilds_model", False):
+        raise LlmrecError(f"'{recipe.method}' trains whole models: run it in one process, or retrain under several "
+                          "with `llmrec train RECIPE train.train_on=retained`")
+    batch_size = getattr(getattr(recipe, recipe.method), "batch_size", processes)
+    if batch_size % processes:
+        raise ConfigError(f"{recipe.method}.batch_size={batch_size} must be a multiple of the {processes} processes "
+                          "(each takes an equal share of every batch)")
+
+
+def run_unlearning(recipe: UnlearnRecipe) -> dict | None:
+    """The manifest (None on processes other than the main one, which write nothing)."""
     model_dir = Path(recipe.model)
     card = read_model_card(model_dir)
     runner = get_method(recipe.method)
     accelerator = make_accelerator(recipe.mixed_precision)
-    if accelerator.num_processes > 1:
-        raise LlmrecError("unlearning runs in one process; launch it with `accelerate launch --num_processes 1`")
+    check_processes(recipe, runner, accelerator.num_processes)
     require_user_forgetting(recipe.forget, "llmrec unlearn")
     check_quantizable(recipe)
-    splits = prepare_splits(recipe.data, recipe.forget)
+    with accelerator.main_process_first():
+        splits = prepare_splits(recipe.data, recipe.forget)
     torch.manual_seed(recipe.seed)
-    print(f"resolved config:\n{to_yaml(recipe)}")
+    accelerator.print(f"resolved config:\n{to_yaml(recipe)}")
+    if not accelerator.is_main_process:
+        unlearn_in_memory(runner, recipe, card, splits, accelerator, output=None)
+        accelerator.wait_for_everyone()
+        return None
 
     original_hash = model_hash(model_dir)
     with atomic_dir(Path(recipe.output_dir)) as tmp:  # a failed run leaves no output and earlier outputs intact
@@ -183,4 +208,5 @@ def run_unlearning(recipe: UnlearnRecipe) -> dict:
         write_json(tmp / "unlearning_manifest.json", manifest)
     print(f"unlearned {manifest['counts']['forget_users']} users in {wall:.1f}s; outputs and manifest in "
           f"{recipe.output_dir}")
+    accelerator.wait_for_everyone()
     return manifest
