@@ -129,9 +129,9 @@ def is_encoder_decoder(model) -> bool:
     return bool(getattr(model_config(model), "is_encoder_decoder", False))
 
 
-def quantization_config(quant: str | None, compute_dtype: torch.dtype = torch.float32):
+def quantization_config(quant: str | None):
     """`quant: 4bit` is QLoRA's NF4 storage (double-quantised constants): linear weights take about a quarter of
-    bf16. Compute stays in `compute_dtype`; mixed precision (autocast) lowers it to bf16 where that is fast."""
+    bf16. They compute in bf16 where that is fast (as QLoRA does), else fp32; the other modules stay in fp32."""
     if quant in (None, "none"):
         return None
     if quant != "4bit":
@@ -142,6 +142,9 @@ def quantization_config(quant: str | None, compute_dtype: torch.dtype = torch.fl
         raise LlmrecError("quant: 4bit needs bitsandbytes>=0.47: pip install 'llmrec[quant]'") from None
     from transformers import BitsAndBytesConfig
 
+    from llmrec.llm.accel import resolve_mixed_precision
+
+    compute_dtype = torch.bfloat16 if resolve_mixed_precision("auto") == "bf16" else torch.float32
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute_dtype,
                               bnb_4bit_use_double_quant=True)
 
@@ -152,7 +155,7 @@ def load_model(name_or_path: str, dtype: torch.dtype | None = None, quant: str |
         config = AutoConfig.from_pretrained(name_or_path)
         kwargs = {"dtype": dtype}
         if quant not in (None, "none"):
-            kwargs["quantization_config"] = quantization_config(quant, dtype or torch.float32)
+            kwargs["quantization_config"] = quantization_config(quant)
             if torch.cuda.is_available():
                 kwargs["device_map"] = {"": torch.cuda.current_device()}
         model = model_class(config).from_pretrained(name_or_path, **kwargs)
