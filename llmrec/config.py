@@ -156,6 +156,8 @@ class TrainConfig:
     gradient_accumulation_steps: int = option(1, "micro-batches per optimizer step")
     learning_rate: float = option(2e-3, "peak AdamW learning rate")
     weight_decay: float = option(0.0, "AdamW weight decay")
+    max_grad_norm: float = option(0.0, "clip the gradient norm to this before each step (0: no clipping; HF "
+                                  "Trainer uses 1.0)")
     warmup_ratio: float = option(0.05, "fraction of steps with linear warm-up, then linear decay")
     mixed_precision: MixedPrecision = option("auto", "auto | no | bf16 | fp16; auto = bf16 where the device supports it")
     train_on: str = option("train", "split to train on: train | retained | forget")

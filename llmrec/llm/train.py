@@ -189,7 +189,8 @@ def train(recipe: Recipe) -> dict:
     started = time.perf_counter()
     before = None
     if cfg.eval_before:  # what the backbone knows with no tuning: a pretrained instruct model's zero-shot score
-        before = utility_metrics(*score_split(model, valid_loader, accelerator, answer, desc="valid (before)"))
+        with torch.random.fork_rng():  # iterating a loader draws from the global generator: training must not see it
+            before = utility_metrics(*score_split(model, valid_loader, accelerator, answer, desc="valid (before)"))
         accelerator.print(f"before training: valid auc {before['auc']:.4f} acc {before['accuracy']:.4f} "
                           f"log-loss {before['log_loss']:.4f}")
     for epoch in range(state.epoch, cfg.epochs):
@@ -211,6 +212,8 @@ def train(recipe: Recipe) -> dict:
                 logits = answer_logits(model, batch["input_ids"], batch["attention_mask"])
                 loss = answer_loss(logits, batch["labels"], answer.yes_id, answer.no_id)
                 accelerator.backward(loss)
+                if cfg.max_grad_norm and accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad()

@@ -110,9 +110,30 @@ def test_a_checkpoint_of_another_run_is_not_resumed(recipe_factory):
     assert [e["step"] for e in fresh["epochs"]] == [3]
 
 
-def test_eval_before_records_the_untuned_backbones_valid_metrics(recipe_factory):
-    summary = train(recipe_factory("train.max_steps=2", "train.eval_before=true"))
+def test_eval_before_records_the_untuned_backbones_valid_metrics_and_leaves_training_unchanged(
+        recipe_factory, tmp_path):
+    recipe = recipe_factory("train.max_steps=3", "train.eval_before=true", "model.finetune=lora")
+    summary = train(recipe)
     before, after = summary["valid_before_training"], summary["epochs"][0]["valid"]
     assert before["samples"] == after["samples"] > 0
     assert before["log_loss"] != after["log_loss"]  # scored before any step, not a copy of the epoch's metrics
-    assert train(recipe_factory("train.max_steps=1", "train.resume=false"))["valid_before_training"] is None
+    plain = recipe_factory("train.max_steps=3", "model.finetune=lora", f"output_dir={tmp_path / 'plain'}")
+    assert train(plain)["valid_before_training"] is None
+    # iterating a DataLoader draws from torch's global generator; the extra pass must not change LoRA dropout
+    with_eval, without = (load_file(f"{r.output_dir}/model/model.safetensors") for r in (recipe, plain))
+    assert all(torch.equal(with_eval[name], without[name]) for name in with_eval)
+
+
+def test_max_grad_norm_clips_once_per_optimizer_step(recipe_factory, monkeypatch):
+    from accelerate import Accelerator
+
+    calls = []
+    real = Accelerator.clip_grad_norm_
+    monkeypatch.setattr(Accelerator, "clip_grad_norm_",
+                        lambda self, parameters, max_norm, **kw: calls.append(max_norm) or real(self, parameters,
+                                                                                                 max_norm, **kw))
+    train(recipe_factory("train.max_steps=3", "train.gradient_accumulation_steps=2", "train.max_grad_norm=0.5"))
+    assert calls == [0.5, 0.5, 0.5]
+    calls.clear()
+    train(recipe_factory("train.max_steps=2", "train.resume=false"))
+    assert calls == []
