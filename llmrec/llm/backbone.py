@@ -153,11 +153,9 @@ def load_model(name_or_path: str, dtype: torch.dtype | None = None, quant: str |
     name_or_path = resolve_backbone(name_or_path)
     try:
         config = AutoConfig.from_pretrained(name_or_path)
-        kwargs = {"dtype": dtype}
-        if quant not in (None, "none"):
-            kwargs["quantization_config"] = quantization_config(quant)
-            if torch.cuda.is_available():
-                kwargs["device_map"] = {"": torch.cuda.current_device()}
+        kwargs = {"dtype": dtype, "quantization_config": quantization_config(quant)}
+        if kwargs["quantization_config"] is not None and torch.cuda.is_available():
+            kwargs["device_map"] = {"": torch.cuda.current_device()}  # 4-bit weights are placed at load time
         model = model_class(config).from_pretrained(name_or_path, **kwargs)
     except (OSError, ValueError) as exc:
         raise LlmrecError(f"cannot load a model from '{name_or_path}': {str(exc).splitlines()[0]}") from None

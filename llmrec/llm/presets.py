@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from llmrec.errors import LlmrecError
+from llmrec.io import atomic_dir
 
 
 @dataclass(frozen=True)
@@ -78,17 +78,9 @@ def prepare_backbone(name: str, out_dir: str | Path | None = None, force: bool =
     target = Path(out_dir) if out_dir else presets_dir() / name
     if (target / "config.json").is_file() and not force:
         return target
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        print(f"preparing backbone '{name}' (same weights as {PRESETS[name].hub_id}) in {target}")
+    print(f"preparing backbone '{name}' (same weights as {PRESETS[name].hub_id}) in {target}")
+    with atomic_dir(target) as tmp:  # a failed build leaves nothing, and an earlier build stays until replaced
         PRESETS[name].build(tmp)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
     return target
 
 

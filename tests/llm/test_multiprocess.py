@@ -22,12 +22,17 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _llmrec(processes: int, *args: str) -> str:
+def _launch(processes: int, *args: str) -> subprocess.CompletedProcess:
+    """`llmrec ARGS` in one process, or under torchrun with `processes` CPU ranks (gloo)."""
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
                 "--master_addr", "127.0.0.1", "--master_port", str(_free_port())] if processes > 1 else [sys.executable]
-    done = subprocess.run([*launcher, "-m", "llmrec", *args], cwd=REPO, env=env, capture_output=True, text=True,
+    return subprocess.run([*launcher, "-m", "llmrec", *args], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=300)
+
+
+def _llmrec(processes: int, *args: str) -> str:
+    done = _launch(processes, *args)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
 
@@ -69,9 +74,6 @@ def test_two_process_unlearning_matches_one_process(tmp_path):
     assert json.loads((tmp_path / "two" / "unlearning_manifest.json").read_text())["counts"] == json.loads(
         (tmp_path / "one" / "unlearning_manifest.json").read_text())["counts"]
 
-    failed = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                             str(_free_port()), "-m", "llmrec", "unlearn", f"output_dir={tmp_path / 'odd'}", *common,
-                             "e2urec.batch_size=7"], cwd=REPO, env={**os.environ, "ACCELERATE_USE_CPU": "1"},
-                            capture_output=True, text=True, timeout=300)
+    failed = _launch(2, "unlearn", f"output_dir={tmp_path / 'odd'}", *common, "e2urec.batch_size=7")
     assert failed.returncode != 0 and "must be a multiple of the 2 processes" in failed.stderr
     assert not (tmp_path / "odd").exists()

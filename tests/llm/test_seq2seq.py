@@ -3,14 +3,13 @@
 import torch
 from peft import PeftModel
 
-from llmrec.config import LoraSettings, load_recipe
+from llmrec.config import LoraSettings
 from llmrec.eval.evaluate import evaluate
 from llmrec.llm.backbone import add_lora, is_encoder_decoder, load_model, load_tokenizer
 from llmrec.llm.scoring import answer_logits
 from llmrec.llm.train import train
-from llmrec.unlearn.run import UnlearnRecipe, directory_hash, run_unlearning
-from tests.conftest import SMALL_OVERRIDES
-from tests.unlearn.conftest import QUICK
+from llmrec.unlearn.run import directory_hash, run_unlearning
+from tests.unlearn.conftest import unlearn_recipe
 
 T5 = ["model.tiny.architecture=t5", "model.tiny.num_layers=1", "train.epochs=3", "train.learning_rate=3e-3"]
 
@@ -27,10 +26,7 @@ def test_t5_trains_evaluates_and_unlearns_with_a_lora_on_q_and_v(recipe_factory,
     assert 0.0 <= results["test"]["auc"] <= 1.0
 
     before = directory_hash(model_dir)
-    data = [o for o in SMALL_OVERRIDES if o.startswith("data.")]
-    unlearn = load_recipe(None, [f"model={model_dir}", f"output_dir={tmp_path / 'unlearned'}",
-                                 f"data.cache_dir={recipe.data.cache_dir}", *data, *QUICK], cls=UnlearnRecipe)
-    run_unlearning(unlearn)
+    run_unlearning(unlearn_recipe(recipe, tmp_path / "unlearned"))
     assert directory_hash(model_dir) == before
     student = PeftModel.from_pretrained(load_model(model_dir), tmp_path / "unlearned")
     assert set(student.peft_config["default"].target_modules) == {"q", "v"}  # peft's T5 default, as E2URec
