@@ -14,6 +14,7 @@ VERBS = {
     "evaluate": "AUC / accuracy / log-loss of output_dir/model (or eval.model_dir) per split",
     "unlearn": "forget users: a LoRA adapter on the frozen original + unlearning_manifest.json",
     "benchmark": "original, retrains and every unlearning method side by side: results.json/.md/.png",
+    "bench-speed": "time unlearning against retraining and scoring against a plain loop: speed.json/.md/.png",
     "classic-train": "train MF or LightGCN on the same samples and splits (output_dir/model)",
     "classic-unlearn": "forget users from an MF / LightGCN model (IFRU, Unlearn-ALS, retrain, ...)",
 }
@@ -61,6 +62,8 @@ def _run(args) -> int:
         from llmrec.unlearn.run import UnlearnRecipe as recipe_class
     elif args.verb == "benchmark":
         from llmrec.bench.run import BenchRecipe as recipe_class
+    elif args.verb == "bench-speed":
+        from llmrec.bench.speed import SpeedRecipe as recipe_class
     elif args.verb == "classic-train":
         from llmrec.classic.train import ClassicRecipe as recipe_class
     elif args.verb == "classic-unlearn":
@@ -97,6 +100,10 @@ def _run(args) -> int:
         from llmrec.bench.run import run_benchmark
 
         run_benchmark(recipe)
+    elif args.verb == "bench-speed":
+        from llmrec.bench.speed import run_speed
+
+        run_speed(recipe)
     elif args.verb == "classic-train":
         from llmrec.classic.train import train_classic
 

@@ -4,6 +4,7 @@ import pytest
 import yaml
 
 from llmrec.bench.run import BenchRecipe
+from llmrec.bench.speed import SpeedRecipe
 from llmrec.classic.train import ClassicRecipe
 from llmrec.classic.unlearn import ClassicUnlearnRecipe
 from llmrec.config import Recipe, describe, load_recipe, to_yaml
@@ -86,6 +87,7 @@ def test_every_recipe_loads_and_starts_with_its_command(path):
     else:
         assert first.startswith("# llmrec ") or first.startswith("# accelerate launch")
         verb, cls = {"unlearn": ("unlearn", UnlearnRecipe), "bench": ("benchmark", BenchRecipe),
+                     "speed": ("bench-speed", SpeedRecipe),
                      "classic/train": ("classic-train", ClassicRecipe),
                      "classic/unlearn": ("classic-unlearn", ClassicUnlearnRecipe)}.get(
             str(path.parent.relative_to(REPO / "recipes")), ("train", Recipe))
@@ -94,6 +96,6 @@ def test_every_recipe_loads_and_starts_with_its_command(path):
 
 
 def test_there_are_recipes():
-    assert any(p.parent.name == "train" for p in RECIPES)
+    assert any(p.parent.name == "train" for p in RECIPES) and any(p.parent.name == "speed" for p in RECIPES)
     assert {p.name for p in RECIPES if p.parent.name == "accelerate"} == {
         "cpu.yaml", "single_gpu.yaml", "multi_gpu.yaml", "deepspeed_zero2.yaml"}

@@ -37,6 +37,25 @@ def make_loader(dataset, collator, batch_size: int, shuffle: bool = False) -> Da
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=collator)
 
 
+def length_order(dataset) -> list[int]:
+    """Row indices by prompt length (stable), so each scoring batch pads to nearly its own length."""
+    lengths = dataset["length"]
+    return sorted(range(len(lengths)), key=lengths.__getitem__)
+
+
+@torch.no_grad()
+def score_dataset(model, dataset, collator, batch_size: int, accelerator: Accelerator, answer: AnswerTokens,
+                  desc: str = "scoring"):
+    """Labels and P(yes) in dataset order, scored in length order (less padding, the same numbers)."""
+    order = length_order(dataset)
+    loader = accelerator.prepare(make_loader(dataset.select(order), collator, batch_size))
+    labels, probs = score_split(model, loader, accelerator, answer, desc=desc)
+    restored_labels, restored_probs = [0] * len(order), [0.0] * len(order)
+    for position, row in enumerate(order):
+        restored_labels[row], restored_probs[row] = labels[position], probs[position]
+    return restored_labels, restored_probs
+
+
 @torch.no_grad()
 def score_split(model, loader, accelerator: Accelerator, answer: AnswerTokens, desc: str = "scoring"):
     """Labels and P(yes) for a whole split, gathered across processes without the padding duplicates."""
@@ -65,8 +84,8 @@ def score_model(model_dir: Path, names: list[str], splits, batch_size: int, acce
     for name in names:
         with accelerator.main_process_first():
             dataset = tokenize(splits[name], tokenizer, prompt, card["max_length"])
-        loader = accelerator.prepare(make_loader(dataset, collator, batch_size))
-        scored[name] = score_split(model, loader, accelerator, answer, desc=f"{model_dir.name}:{name}")
+        scored[name] = score_dataset(model, dataset, collator, batch_size, accelerator, answer,
+                                     desc=f"{model_dir.name}:{name}")
     return scored
 
 

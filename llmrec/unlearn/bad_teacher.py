@@ -46,10 +46,10 @@ def unlearn_bad_teacher(original, data: UnlearningData, config: BadTeacherConfig
     schedule = Schedule.for_config(data, config)
     start = time.perf_counter()
     with autocast():  # teachers first, while `original` is still θ₀ (a full fine-tune trains it in place)
-        competent = precompute_answer_logits(original, data.in_order(schedule.retained_set, 2 * config.batch_size),
+        competent = precompute_answer_logits(original, data.all_rows(schedule.retained_set, 2 * config.batch_size),
                                              data.answer, "competent teacher")
         incompetent = precompute_answer_logits(incompetent_teacher(original, config.incompetent_seed),
-                                               data.in_order(data.forget, 2 * config.batch_size), data.answer,
+                                               data.all_rows(data.forget, 2 * config.batch_size), data.answer,
                                                "incompetent teacher")
     teacher_seconds = time.perf_counter() - start
     model = make_trainable(original, config.finetune, config.lora)

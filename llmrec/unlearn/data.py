@@ -47,6 +47,24 @@ def batch_schedule(rows: int, batch_size: int, steps: int, seed: int) -> list[li
     return [order[i * batch_size:(i + 1) * batch_size].tolist() for i in range(steps)]
 
 
+def bucketed_schedule(lengths: list[int], batch_size: int, steps: int, seed: int, window: int = 16) -> list[list[int]]:
+    """`batch_schedule` with similar lengths batched together: each pass is a seeded permutation whose windows
+    of `window` batches are sorted by prompt length before being cut, and the batches are then shuffled.
+    Dynamic padding then pads each batch to nearly its own length; every row is still seen once per pass."""
+    if steps == 0:
+        return []
+    rows = len(lengths)
+    generator = torch.Generator().manual_seed(seed)
+    span = batch_size * window
+    order = []
+    for _ in range(math.ceil(steps * batch_size / rows)):
+        permutation = torch.randperm(rows, generator=generator).tolist()
+        order += [row for start in range(0, rows, span)
+                  for row in sorted(permutation[start:start + span], key=lengths.__getitem__)]
+    batches = [order[i * batch_size:(i + 1) * batch_size] for i in range(steps)]
+    return [batches[i] for i in torch.randperm(steps, generator=generator).tolist()]
+
+
 def with_rows(dataset: Dataset) -> Dataset:
     return dataset.add_column("row", list(range(len(dataset))))
 
@@ -71,12 +89,19 @@ class UnlearningData:
             pool = pool.select(sorted(torch.randperm(len(pool), generator=generator)[:count].tolist()))
         return with_rows(tokenize(pool, self.tokenizer, self.prompt, self.max_length))
 
-    def batches(self, dataset: Dataset, batch_size: int, steps: int, seed_offset: int = 0) -> DataLoader:
-        """Exactly `steps` shuffled batches, cycling through the dataset as many times as that takes."""
-        schedule = batch_schedule(len(dataset), batch_size, steps, self.seed + seed_offset)
+    def batches(self, dataset: Dataset, batch_size: int, steps: int, seed_offset: int = 0,
+                by_length: bool = False) -> DataLoader:
+        """Exactly `steps` shuffled batches, cycling through the dataset as many times as that takes;
+        `by_length` batches similar prompt lengths together (bucketed_schedule)."""
+        seed = self.seed + seed_offset
+        schedule = (bucketed_schedule(dataset["length"], batch_size, steps, seed) if by_length
+                    else batch_schedule(len(dataset), batch_size, steps, seed))
         process, processes = self.shard
         schedule = [batch[process::processes] for batch in schedule]
         return DataLoader(dataset, batch_sampler=schedule, collate_fn=self.collator)
 
-    def in_order(self, dataset: Dataset, batch_size: int) -> DataLoader:
-        return DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=self.collator)
+    def all_rows(self, dataset: Dataset, batch_size: int) -> DataLoader:
+        """Every row once, shortest prompts first (least padding); batches carry their `row` indices."""
+        lengths = dataset["length"]
+        by_length = sorted(range(len(dataset)), key=lengths.__getitem__)
+        return DataLoader(dataset, batch_size=batch_size, sampler=by_length, collate_fn=self.collator)

@@ -56,6 +56,7 @@ class E2URecConfig:
     )
     batch_size: int = option(32, "samples per forget batch and per retained batch")
     precompute_teachers: bool = option(True, "one no-grad teacher pass up front; false recomputes them every step")
+    length_buckets: bool = option(True, "batch prompts of similar length together (less padding per step)")
 
 
 def build_augmented(original, forget_loader: DataLoader, answer: AnswerTokens, config: AugmentConfig,
@@ -109,13 +110,15 @@ class Teachers:
         return self.retained_table[batch["row"]] if self.retained_table is not None else self._original(batch)
 
 
-def student_loss(student, teachers: Teachers, forget_batch, retained_batch, config: E2URecConfig, answer: AnswerTokens):
-    """One E2URec objective evaluation; retained_batch None means the forget-only warm-up."""
-    forget_logits = answer_logits(student, forget_batch["input_ids"], forget_batch["attention_mask"])
+def student_loss(student, teachers: Teachers, forget_batch, retained_batch, config: E2URecConfig, answer: AnswerTokens,
+                 logits=answer_logits):
+    """One E2URec objective evaluation; retained_batch None means the forget-only warm-up.
+    `logits`: how the student's answer logits are computed (the speed benchmark swaps in a full-logits forward)."""
+    forget_logits = logits(student, forget_batch["input_ids"], forget_batch["attention_mask"])
     forget_kl = distillation_kl(teachers.forget(forget_batch), pair_logits(forget_logits, answer), config.temperature)
     if retained_batch is None:
         return forget_kl
-    retained_logits = answer_logits(student, retained_batch["input_ids"], retained_batch["attention_mask"])
+    retained_logits = logits(student, retained_batch["input_ids"], retained_batch["attention_mask"])
     retained_ce = answer_loss(retained_logits, retained_batch["labels"], answer.yes_id, answer.no_id)
     retained_kl = distillation_kl(teachers.retained(retained_batch), pair_logits(retained_logits, answer),
                                   config.temperature)
@@ -137,7 +140,8 @@ def unlearn_e2urec(original, data: UnlearningData, config: E2URecConfig, autocas
         raise ConfigError("e2urec.augment.finetune=lora shares θ₀'s weights and needs e2urec.precompute_teachers=true "
                           "(or augment.finetune=full, which keeps a second copy for per-step teachers)")
     augment_steps = steps_for(config.augment.epochs, len(data.forget), batch_size)
-    augmented = build_augmented(original, data.batches(data.forget, batch_size, augment_steps, seed_offset=2),
+    augmented = build_augmented(original, data.batches(data.forget, batch_size, augment_steps, seed_offset=2,
+                                                       by_length=config.length_buckets),
                                 answer, config.augment, autocast)
     timings["augment_seconds"] = time.perf_counter() - start
 
@@ -145,7 +149,7 @@ def unlearn_e2urec(original, data: UnlearningData, config: E2URecConfig, autocas
     augmented_forget = None
     if shares_weights:  # take its logits now, then strip its adapter so θ₀'s weights carry the student next
         with autocast():
-            augmented_forget = precompute_answer_logits(augmented, data.in_order(data.forget, 2 * batch_size),
+            augmented_forget = precompute_answer_logits(augmented, data.all_rows(data.forget, 2 * batch_size),
                                                         answer, "teacher aug forget")
         original, augmented = augmented.unload(), None
     retained = data.retained_sample(joint_steps * batch_size)
@@ -154,12 +158,13 @@ def unlearn_e2urec(original, data: UnlearningData, config: E2URecConfig, autocas
     del augmented  # Teachers holds it only as long as it is needed
     if config.precompute_teachers:
         with autocast():
-            teachers.precompute(data.in_order(data.forget, 2 * batch_size), data.in_order(retained, 2 * batch_size),
+            teachers.precompute(data.all_rows(data.forget, 2 * batch_size), data.all_rows(retained, 2 * batch_size),
                                 augmented_forget)
     timings["teacher_seconds"] = time.perf_counter() - start
 
-    forget_batches = iter(data.batches(data.forget, batch_size, warmup_steps + joint_steps))
-    retained_batches = iter(data.batches(retained, batch_size, joint_steps, seed_offset=1))
+    bucket = config.length_buckets
+    forget_batches = iter(data.batches(data.forget, batch_size, warmup_steps + joint_steps, by_length=bucket))
+    retained_batches = iter(data.batches(retained, batch_size, joint_steps, seed_offset=1, by_length=bucket))
 
     def step_loss(step):
         retained_batch = next(retained_batches) if step >= warmup_steps else None  # forget-only warm-up first

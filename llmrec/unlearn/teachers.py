@@ -22,8 +22,16 @@ def pair_logits(full_logits: torch.Tensor, answer: AnswerTokens) -> torch.Tensor
 
 @torch.no_grad()
 def precompute_answer_logits(model, loader: DataLoader, answer: AnswerTokens, desc: str) -> torch.Tensor:
-    """[samples, 2] float32 logits in dataset order (the loader must not shuffle), on the batches' device."""
+    """[samples, 2] float32 logits by each batch's `row` index (the loader may visit rows in any order,
+    e.g. by length), on the batches' device."""
     model.eval()
-    rows = [pair_logits(answer_logits(model, batch["input_ids"], batch["attention_mask"]), answer).float()
-            for batch in tqdm(loader, desc=desc, leave=False)]
-    return torch.cat(rows) if rows else torch.empty(0, 2)
+    rows, logits = [], []
+    for batch in tqdm(loader, desc=desc, leave=False):
+        rows.append(batch["row"])
+        logits.append(pair_logits(answer_logits(model, batch["input_ids"], batch["attention_mask"]), answer).float())
+    if not rows:
+        return torch.empty(0, 2)
+    rows, logits = torch.cat(rows), torch.cat(logits)
+    table = torch.empty(len(rows), 2, device=logits.device)
+    table[rows.to(logits.device)] = logits
+    return table

@@ -76,3 +76,28 @@ def test_a_floor_without_a_reference_is_refused(recipe_factory, tmp_path):
     recipe = recipe_factory(f"eval.floor_reference_dir={tmp_path}")
     with pytest.raises(LlmrecError, match="set both"):
         evaluate(recipe)
+
+
+def test_scoring_in_length_order_returns_the_dataset_order_scores():
+    import torch
+    from datasets import Dataset
+
+    from llmrec.data.tokenize import AnswerCollator
+    from llmrec.eval.evaluate import make_loader, score_dataset, score_split
+    from llmrec.llm.accel import make_accelerator
+    from llmrec.llm.backbone import AnswerTokens
+    from tests.llm.test_scoring import tiny_llama
+    from tests.unlearn.test_data import CharTokenizer
+
+    generator = torch.Generator().manual_seed(0)
+    rows = [torch.randint(1, 50, (int(n),), generator=generator).tolist()
+            for n in torch.randint(3, 20, (23,), generator=generator)]
+    dataset = Dataset.from_dict({"input_ids": rows, "length": [len(r) for r in rows],
+                                 "label": [i % 2 for i in range(len(rows))]})
+    assert dataset["length"] != sorted(dataset["length"])
+    model, answer, accelerator = tiny_llama(), AnswerTokens(5, 6, "Yes", "No"), make_accelerator("no")
+    collator = AnswerCollator(CharTokenizer())
+    labels, probs = score_dataset(model, dataset, collator, 4, accelerator, answer)
+    plain_labels, plain_probs = score_split(model, make_loader(dataset, collator, 4), accelerator, answer)
+    assert labels == plain_labels == dataset["label"]
+    assert np.allclose(probs, plain_probs, atol=1e-5)

@@ -48,10 +48,10 @@ def original_and_data(trained, seed: int = 0):
 
 @torch.no_grad()
 def answer_pairs(model, data, dataset) -> tuple[torch.Tensor, torch.Tensor]:
-    """([n, 2] yes/no logits, [n] labels) of a model over a dataset, in order."""
+    """([n, 2] yes/no logits, [n] labels) of a model over a dataset, in data.all_rows order."""
     model.eval()
     logits, labels = [], []
-    for batch in data.in_order(dataset, 32):
+    for batch in data.all_rows(dataset, 32):
         logits.append(pair_logits(answer_logits(model, batch["input_ids"], batch["attention_mask"]), data.answer))
         labels.append(batch["labels"])
     return torch.cat(logits).float(), torch.cat(labels)
@@ -78,5 +78,5 @@ def mean_answer_ce(model, data, dataset) -> float:
 
     model.eval()
     losses = [batch_ce(model, batch, data.answer).item() * len(batch["labels"])
-              for batch in data.in_order(dataset, 32)]
+              for batch in data.all_rows(dataset, 32)]
     return sum(losses) / len(dataset)

@@ -3,7 +3,7 @@ import pytest
 from llmrec.config import PromptConfig, load_recipe
 from llmrec.data.samples import prepare_splits
 from llmrec.llm.backbone import AnswerTokens
-from llmrec.unlearn.data import UnlearningData, batch_schedule, steps_for
+from llmrec.unlearn.data import UnlearningData, batch_schedule, bucketed_schedule, steps_for
 from tests.conftest import SMALL_OVERRIDES
 
 
@@ -14,6 +14,23 @@ def test_a_schedule_sees_every_row_once_per_pass():
     assert sorted(flat[:10]) == list(range(10)) and sorted(flat[10:20]) == list(range(10))
     assert batch_schedule(10, 4, 5, seed=0) == schedule != batch_schedule(10, 4, 5, seed=1)
     assert batch_schedule(0, 4, steps=0, seed=0) == []  # a phase turned off (joint_epochs: 0)
+
+
+def test_a_bucketed_schedule_pads_less_and_still_sees_every_row_once_per_pass():
+    lengths = [(7 * i) % 50 + 10 for i in range(64)]
+    bucketed = bucketed_schedule(lengths, batch_size=4, steps=32, seed=0, window=4)
+    plain = batch_schedule(64, 4, 32, seed=0)
+    flat = [row for batch in bucketed for row in batch]
+    assert sorted(flat) == sorted(list(range(64)) * 2) and all(len(batch) == 4 for batch in bucketed)
+
+    def padding(schedule):
+        return sum(max(lengths[r] for r in batch) * len(batch) - sum(lengths[r] for r in batch) for batch in schedule)
+
+    assert padding(bucketed) < padding(plain) / 3
+    assert bucketed_schedule(lengths, 4, 32, seed=0, window=4) == bucketed != bucketed_schedule(lengths, 4, 32, 1, 4)
+    starts = [lengths[batch[0]] for batch in bucketed[:8]]
+    assert starts != sorted(starts)  # batch order is shuffled, not short-to-long
+    assert bucketed_schedule(lengths, 4, steps=0, seed=0) == []
 
 
 @pytest.mark.parametrize("epochs, expected", [(1.0, 3), (0.5, 2), (0.01, 1), (0, 0), (2, 5)])

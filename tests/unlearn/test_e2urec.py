@@ -68,7 +68,7 @@ def test_precomputed_teachers_give_the_same_loss_as_per_step_teachers(trained):
     student.eval()
     per_step = Teachers(student, augmented, answer, config.alpha)
     precomputed = Teachers(student, augmented, answer, config.alpha)
-    precomputed.precompute(data.in_order(data.forget, 16), data.in_order(retained, 16))
+    precomputed.precompute(data.all_rows(data.forget, 16), data.all_rows(retained, 16))
 
     forget_batch = next(iter(data.batches(data.forget, 8, steps=1)))
     retained_batch = next(iter(data.batches(retained, 8, steps=1)))
