@@ -26,7 +26,7 @@ from llmrec.bench.classic import classic_recipe
 from llmrec.bench.memory import PeakMemory
 from llmrec.bench.run import base_recipe, ensure_trained, machine_info
 from llmrec.bench.speed_report import RUNS, plot_speed, speed_markdown
-from llmrec.bench.steps import VARIANTS, StepRunner, full_logits, llmrec_variant
+from llmrec.bench.steps import VARIANTS, StepRunner, bf16_autocast, full_logits, llmrec_variant
 from llmrec.classic.methods.ifru import IfruConfig
 from llmrec.classic.train import ClassicModelConfig, ClassicTrainConfig, train_classic
 from llmrec.classic.unlearn import ClassicUnlearnRecipe, run_classic_unlearning
@@ -82,13 +82,24 @@ def spread(values: list[float]) -> dict:
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "values": values}
 
 
-def timed(run) -> tuple[float, float | None]:
-    """(wall seconds, peak MB) of `run()`."""
+def timed(run) -> tuple[float, float | None, object]:
+    """(wall seconds, peak MB, result) of `run()`."""
     with PeakMemory() as memory:
         started = time.perf_counter()
-        run()
+        result = run()
         wall = time.perf_counter() - started
-    return wall, memory.peak_mb
+    return wall, memory.peak_mb, result
+
+
+def phases(kind: str, wall: float, result) -> dict:
+    """Where a whole run's time went: the method's own phases (manifest timings), the rest is loading the data
+    and model, hashing the original (before and after) and saving."""
+    if kind == "retrain":
+        inside = {"training_seconds": sum(epoch["train_seconds"] for epoch in result["epochs"]),
+                  "validation_seconds": sum(epoch["valid_seconds"] for epoch in result["epochs"])}
+    else:
+        inside = {k: v for k, v in result["timings"].items() if k.endswith("_seconds") and k != "wall_seconds"}
+    return {**inside, "outside": wall - sum(inside.values())}
 
 
 def check_speed(recipe: SpeedRecipe) -> None:
@@ -125,7 +136,7 @@ def step_benchmark(recipe: SpeedRecipe, original_dir: Path, splits, accelerator)
                                                     "teacher aug forget")
         teachers.precompute(data.all_rows(data.forget, 2 * batch_size), data.all_rows(retained, 2 * batch_size),
                             augmented_forget)
-    runner = StepRunner(student, original, augmented, teachers, config, answer, accelerator.autocast)
+    runner = StepRunner(student, original, augmented, teachers, config, answer, bf16_autocast(accelerator.device))
 
     def batches(by_length: bool, dataset, seed_offset: int) -> list[dict]:
         return list(data.batches(dataset, batch_size, needed, seed_offset=seed_offset, by_length=by_length))
@@ -190,7 +201,7 @@ def run_once(recipe: SpeedRecipe, kind: str, fraction: float, original_dir: Path
 
 def whole_runs(recipe: SpeedRecipe, original_dir: Path, mf_dir: Path, out: Path) -> dict:
     """{fraction: {kind: {"seconds": [...], "peak_mb": [...]}}}; the last repeat's outputs are kept (quality)."""
-    results = {f: {kind: {"seconds": [], "peak_mb": []} for kind in RUNS} for f in recipe.fractions}
+    results = {f: {kind: {"seconds": [], "peak_mb": [], "phases": []} for kind in RUNS} for f in recipe.fractions}
     for repeat in range(recipe.repeats):
         kinds = RUNS[repeat % len(RUNS):] + RUNS[:repeat % len(RUNS)]
         for fraction in recipe.fractions:
@@ -198,9 +209,10 @@ def whole_runs(recipe: SpeedRecipe, original_dir: Path, mf_dir: Path, out: Path)
                 target = out / "runs" / f"forget-{fraction}" / kind.split()[0]
                 shutil.rmtree(target, ignore_errors=True)
                 print(f"[whole] repeat {repeat + 1}/{recipe.repeats}, forget {fraction}: {kind}")
-                wall, peak = timed(run_once(recipe, kind, fraction, original_dir, mf_dir, target))
+                wall, peak, result = timed(run_once(recipe, kind, fraction, original_dir, mf_dir, target))
                 results[fraction][kind]["seconds"].append(wall)
                 results[fraction][kind]["peak_mb"].append(peak)
+                results[fraction][kind]["phases"].append(phases(kind, wall, result))
                 print(f"[whole] {kind} at {fraction}: {wall:.1f}s")
     return results
 

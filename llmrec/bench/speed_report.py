@@ -69,6 +69,14 @@ def speed_markdown(payload: dict, profile: str | None) -> str:
         lines.append(f"| {fraction} | " + " | ".join(
             _number(statistics.median(p), ".0f") if all(v is not None for v in p) else "–" for p in peaks) + " |")
 
+    lines += ["", "Where the time went (seconds, median over repeats; `outside` = loading data and model, hashing the "
+              "original before and after, saving):", "", "| forget fraction | run | phases |", "|---|---|---|"]
+    for fraction, whole in payload["whole"].items():
+        for kind in ("e2urec", "neggrad", "retrain"):
+            runs = whole[kind]["phases"]
+            cells = ", ".join(f"{name.removesuffix('_seconds')} {statistics.median([r[name] for r in runs]):.1f}"
+                              for name in runs[0])
+            lines.append(f"| {fraction} | {kind} | {cells} |")
     lines += ["", "Does the E2URec run count? The E2URec issue's targets, on the last repeat's models "
               "(JSD and closure on the forget set, against that fraction's retrain):", "",
               "| forget fraction | model | test AUC | forget AUC | closure | JSD to retrain |", "|---|---|---|---|---|---|"]
@@ -76,7 +84,7 @@ def speed_markdown(payload: dict, profile: str | None) -> str:
         for name in ("original", "retrain", "e2urec", "neggrad"):
             row = check[name]
             lines.append(f"| {fraction} | {name} | {_number(row['test_auc'])} | {_number(row['forget_auc'])} | "
-                         f"{_number(row['closure'], '.2f')} | {_number(row['js_divergence'], '.5f')} |")
+                         f"{_number(row['closure'], '.3f')} | {_number(row['js_divergence'], '.5f')} |")
         targets = check["targets"]
         lines.append(f"| {fraction} | targets | test AUC ≥ retrain − 0.01: "
                      f"{_yes(targets['test_auc_within_0.01_of_retrain'])} | | closure ≥ 0.5: "
