@@ -26,7 +26,7 @@ from llmrec.bench.classic import classic_recipe
 from llmrec.bench.memory import PeakMemory
 from llmrec.bench.run import base_recipe, ensure_trained, machine_info
 from llmrec.bench.speed_report import RUNS, plot_speed, speed_markdown
-from llmrec.bench.steps import VARIANTS, StepRunner, bf16_autocast, full_logits, llmrec_variant
+from llmrec.bench.steps import VARIANTS, StepRunner, Variant, bf16_autocast, full_logits, llmrec_variant
 from llmrec.classic.methods.ifru import IfruConfig
 from llmrec.classic.train import ClassicModelConfig, ClassicTrainConfig, train_classic
 from llmrec.classic.unlearn import ClassicUnlearnRecipe, run_classic_unlearning
@@ -157,22 +157,23 @@ def step_benchmark(recipe: SpeedRecipe, original_dir: Path, splits, accelerator)
         print(f"[step] repeat {repeat + 1}/{recipe.repeats}: " + ", ".join(
             f"{name} {2 * batch_size * steps / s[-1]:.1f}/s" for name, s in seconds.items()))
     reference = statistics.median(seconds[VARIANTS[0].name])
-    ours = llmrec_variant(accelerator.mixed_precision).name
+    ours = getattr(llmrec_variant(accelerator.mixed_precision, config.length_buckets), "name", None)
     rows = [{"variant": name, "samples_per_second": spread([2 * batch_size * steps / s for s in values]),
              "speedup": reference / statistics.median(values), "seconds": values, "llmrec": name == ours,
              "batch_size": batch_size, "steps": steps} for name, values in seconds.items()]
 
     profile = None
     if recipe.profile:
-        profile = profile_steps(runner, plans, cursor, accelerator.mixed_precision)
+        profile = profile_steps(runner, plans, cursor, llmrec_variant(accelerator.mixed_precision,
+                                                                      config.length_buckets) or VARIANTS[-1])
     return rows, profile
 
 
-def profile_steps(runner: StepRunner, plans: dict, cursor: int, mixed_precision: str) -> str:
+def profile_steps(runner: StepRunner, plans: dict, cursor: int, ours: Variant) -> str:
     from torch.profiler import ProfilerActivity, profile
 
     parts = []
-    for variant in (VARIANTS[0], llmrec_variant(mixed_precision)):
+    for variant in (VARIANTS[0], ours):
         forget_batches, retained_batches = plans[variant.length_buckets]
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             runner.step(variant, forget_batches[cursor], retained_batches[cursor])

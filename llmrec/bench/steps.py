@@ -104,9 +104,13 @@ VARIANTS = [
 ]
 
 
-def llmrec_variant(mixed_precision: str) -> Variant:
-    """The row that is llmrec as configured: with autocast only when the recipe's precision is bf16."""
-    return VARIANTS[-1] if mixed_precision == "bf16" else VARIANTS[-2]
+def llmrec_variant(mixed_precision: str, length_buckets: bool) -> Variant | None:
+    """The row that is llmrec as configured (None when the configuration is not one of the rows: bf16 without
+    length buckets)."""
+    bf16 = mixed_precision == "bf16"
+    if length_buckets:
+        return VARIANTS[-1] if bf16 else VARIANTS[-2]
+    return None if bf16 else VARIANTS[-3]
 
 
 def bf16_autocast(device: torch.device):

@@ -56,7 +56,9 @@ class E2URecConfig:
     )
     batch_size: int = option(32, "samples per forget batch and per retained batch")
     precompute_teachers: bool = option(True, "one no-grad teacher pass up front; false recomputes them every step")
-    length_buckets: bool = option(True, "batch prompts of similar length together (less padding per step)")
+    length_buckets: bool = option(
+        False, "batch prompts of similar length together: ~5% faster steps, but it changes the batch draw, and on the "
+        "synthetic default it closed less of the forget gap (0.27 vs 0.51)")
 
 
 def build_augmented(original, forget_loader: DataLoader, answer: AnswerTokens, config: AugmentConfig,

@@ -12,7 +12,8 @@ from tests.conftest import SMALL_OVERRIDES
 
 QUICK = ["train.max_steps=10", "e2urec.batch_size=8", "e2urec.augment.epochs=0.3", "e2urec.warmup_epochs=0.2",
          "e2urec.joint_epochs=0.2", "e2urec.lora.r=4", "neggrad.epochs=0.3", "neggrad.batch_size=8",
-         "mf.train.epochs=2", "step.steps=1", "fractions=[0.1,0.3]", "repeats=2", "train.mixed_precision=auto"]
+         "mf.train.epochs=2", "step.steps=1", "fractions=[0.1,0.3]", "repeats=2", "train.mixed_precision=auto",
+         "e2urec.length_buckets=true"]
 
 
 def speed_recipe(root, *overrides) -> SpeedRecipe:
