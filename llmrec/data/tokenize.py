@@ -64,6 +64,12 @@ def tokenize(dataset: Dataset, tokenizer, prompt: PromptConfig, max_length: int)
     )
 
 
+def length_order(dataset: Dataset) -> list[int]:
+    """Row indices by prompt length (stable), so each batch pads to nearly its own length."""
+    lengths = dataset["length"]
+    return sorted(range(len(lengths)), key=lengths.__getitem__)
+
+
 class AnswerCollator:
     """Left-pads a batch; labels stay 0/1 so the loss can map them to answer tokens."""
 

@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from llmrec.config import PromptConfig, Recipe, to_dict
 from llmrec.data.samples import prepare_splits
-from llmrec.data.tokenize import AnswerCollator, tokenize
+from llmrec.data.tokenize import AnswerCollator, length_order, tokenize
 from llmrec.errors import LlmrecError
 from llmrec.eval.forgetting import (
     forget_gap_closure,
@@ -35,12 +35,6 @@ from llmrec.llm.scoring import answer_logits, p_yes
 
 def make_loader(dataset, collator, batch_size: int, shuffle: bool = False) -> DataLoader:
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=collator)
-
-
-def length_order(dataset) -> list[int]:
-    """Row indices by prompt length (stable), so each scoring batch pads to nearly its own length."""
-    lengths = dataset["length"]
-    return sorted(range(len(lengths)), key=lengths.__getitem__)
 
 
 @torch.no_grad()

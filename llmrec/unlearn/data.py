@@ -15,7 +15,7 @@ from datasets import Dataset, DatasetDict
 from torch.utils.data import DataLoader
 
 from llmrec.config import PromptConfig
-from llmrec.data.tokenize import AnswerCollator, tokenize
+from llmrec.data.tokenize import AnswerCollator, length_order, tokenize
 from llmrec.llm.backbone import AnswerTokens
 
 
@@ -102,6 +102,4 @@ class UnlearningData:
 
     def all_rows(self, dataset: Dataset, batch_size: int) -> DataLoader:
         """Every row once, shortest prompts first (least padding); batches carry their `row` indices."""
-        lengths = dataset["length"]
-        by_length = sorted(range(len(dataset)), key=lengths.__getitem__)
-        return DataLoader(dataset, batch_size=batch_size, sampler=by_length, collate_fn=self.collator)
+        return DataLoader(dataset, batch_size=batch_size, sampler=length_order(dataset), collate_fn=self.collator)
