@@ -53,14 +53,16 @@ def js_divergence(p, q) -> float:
 
 
 def symmetric_kl(p, q) -> float:
-    """Mean of KL(P||Q) + KL(Q||P) between the two models' answer distributions.
+    """Mean over samples of 0.5*KL(P||Q) + 0.5*KL(Q||P) (nats) between the two models' answer distributions.
 
-    The reference E2URec code reports this quantity under the name "JSD"; it is kept so our numbers
-    can be compared with theirs, but it is not the Jensen-Shannon divergence (see `js_divergence`)
-    and is unbounded.
+    The E2URec reference (`evaluate.py`, github.com/justarter/E2URec) reports exactly this per-sample
+    average under the name "JSD"; we keep its value so numbers compare with theirs. It is not the
+    Jensen-Shannon divergence (see `js_divergence`) and is unbounded. One difference: the reference
+    takes P and Q over the whole vocabulary at the answer position, we over the Yes/No pair.
+    `p`, `q`: P(yes) per sample, shape [n]; raises ValueError when the lengths differ.
     """
     p, q = _pair(p, q)
-    return _mean(_bernoulli_kl(p, q) + _bernoulli_kl(q, p))
+    return _mean(0.5 * _bernoulli_kl(p, q) + 0.5 * _bernoulli_kl(q, p))
 
 
 def l2_distance(p, q) -> float:

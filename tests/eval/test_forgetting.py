@@ -43,14 +43,19 @@ def test_symmetric_kl_identical_is_zero():
     assert abs(symmetric_kl(p, p)) < 1e-12
 
 
-def test_symmetric_kl_hand_computed():
-    expected = (
-        0.9 * math.log(0.9 / 0.5)
-        + 0.1 * math.log(0.1 / 0.5)
-        + 0.5 * math.log(0.5 / 0.9)
-        + 0.5 * math.log(0.5 / 0.1)
-    )
-    assert symmetric_kl([0.9], [0.5]) == pytest.approx(expected)
+def test_symmetric_kl_is_the_e2urec_reference_half_sum():
+    """E2URec's evaluate.py: 0.5*KL(p||q) + 0.5*KL(q||p) per sample, then the mean over samples."""
+    p, q = [0.9, 0.2, 0.6], [0.7, 0.4, 0.5]
+
+    def kl(a, b):  # Bernoulli KL([a, 1-a] || [b, 1-b]) in nats, written out
+        return a * math.log(a / b) + (1 - a) * math.log((1 - a) / (1 - b))
+
+    per_sample = [0.5 * kl(a, b) + 0.5 * kl(b, a) for a, b in zip(p, q)]
+    expected = sum(per_sample) / 3
+    # by hand, sample 1: KL(p||q) = 0.9 ln(9/7) + 0.1 ln(1/3) = 0.11632, KL(q||p) = 0.7 ln(7/9) + 0.3 ln 3 = 0.15366
+    assert per_sample == pytest.approx([0.134993, 0.098083, 0.020273], abs=1e-6)
+    assert expected == pytest.approx(0.084450, abs=1e-6)
+    assert symmetric_kl(p, q) == pytest.approx(expected, rel=1e-9)
 
 
 def test_symmetric_kl_is_symmetric_and_exceeds_jsd():
