@@ -1,8 +1,11 @@
 """E2URec-style samples: each rating becomes (user profile, previous K rated items, target item, label).
 
-Splits are a global time split (the future is never in train); the forget set is a set of
-training users, and `retained` is train without them. Built splits are cached on disk as HF
-datasets under a fingerprint of the input bytes and the config, so a rerun loads in seconds.
+Ratings are ordered by (timestamp, user, item), as the E2URec reference orders them
+(`data_preprocess/ml-1m.ipynb`: `sort_values(by=["timestamp", "User ID", "Movie ID"], kind="stable")`):
+a history is the user's earlier ratings in that order, and the splits cut it. Splits are a global
+time split (the future is never in train); the forget set is a set of training users, and
+`retained` is train without them. Built splits are cached on disk as HF datasets under a
+fingerprint of the input bytes and the config, so a rerun loads in seconds.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ from llmrec.data.interactions import Interactions
 from llmrec.errors import LlmrecError
 
 SPLITS = ("train", "valid", "test", "forget", "retained")
-FORMAT_VERSION = 1  # bump when the sample layout changes, so old caches are not reused
+# Bump when the samples built from the same input change, so old caches are not reused.
+# 2: ties within a second ordered by (user, item) instead of file order.
+FORMAT_VERSION = 2
 
 
 def input_fingerprint(config: DataConfig) -> str:
@@ -61,10 +66,27 @@ def _hash_inputs(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
+def _id_key(ids: pd.Series) -> pd.Series:
+    """Ids compare as integers when every id is one (MovieLens; the reference's ids are ints), else as strings."""
+    if ids.str.fullmatch(r"-?\d{1,18}").all():
+        return ids.astype("int64")
+    return ids
+
+
+def reference_order(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows (with user_id, item_id, timestamp columns) sorted by (timestamp, user, item), as the E2URec reference
+    sorts ratings (data_preprocess/ml-1m.ipynb). Stable: rows equal on all three keep their input order."""
+    keys = pd.DataFrame({"t": frame["timestamp"].to_numpy(), "u": _id_key(frame["user_id"]).to_numpy(),
+                         "i": _id_key(frame["item_id"]).to_numpy(), "us": frame["user_id"].to_numpy(),
+                         "is": frame["item_id"].to_numpy()})  # the strings break ties between '7' and '07'
+    order = keys.sort_values(["t", "u", "i", "us", "is"], kind="stable").index.to_numpy()
+    return frame.iloc[order].reset_index(drop=True)
+
+
 def build_samples(interactions: Interactions, config: DataConfig) -> pd.DataFrame:
-    """One row per rating that has at least `min_history` earlier ratings by the same user."""
-    ratings = interactions.ratings.reset_index(drop=True)
-    ratings = ratings.assign(order=np.arange(len(ratings))).sort_values(["user_id", "timestamp", "order"], kind="stable")
+    """One row per rating that has at least `min_history` earlier ratings by the same user, in reference order
+    (timestamp, user, item); the history is the user's previous `history_len` ratings in that order."""
+    ratings = reference_order(interactions.ratings)
     titles = interactions.items["title"].to_dict()
     rows = []
     for user_id, group in ratings.groupby("user_id", sort=False):
@@ -87,7 +109,7 @@ def build_samples(interactions: Interactions, config: DataConfig) -> pd.DataFram
     profile = _profiles(interactions)
     for column in ("age", "gender", "occupation"):
         samples[column] = samples["user_id"].map(profile[column]) if profile is not None else ""
-    return samples
+    return reference_order(samples)
 
 
 def _profiles(interactions: Interactions) -> pd.DataFrame | None:
@@ -97,18 +119,37 @@ def _profiles(interactions: Interactions) -> pd.DataFrame | None:
     return users.where(users.notna(), "").astype(str)
 
 
-def time_split(samples: pd.DataFrame, fractions: list[float]) -> dict[str, pd.DataFrame]:
-    """Global split by time: the oldest fraction trains, the newest tests."""
+def time_split(samples: pd.DataFrame, fractions: list[float], key: str = "data.split") -> dict[str, pd.DataFrame]:
+    """Global split by time: the oldest fraction trains, the newest tests. Samples are cut in reference order
+    (timestamp, user, item), so ties within a second fall as in the E2URec reference. A split whose samples all
+    share one second with a neighbouring split was decided by ids alone, not time: LlmrecError."""
     if len(fractions) != 3 or any(f <= 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
-        raise LlmrecError(f"data.split must be three positive fractions summing to 1, got {fractions}")
-    ordered = samples.sort_values(["timestamp", "user_id"], kind="stable").reset_index(drop=True)
+        raise LlmrecError(f"{key} must be three positive fractions summing to 1, got {fractions}")
+    ordered = reference_order(samples)
     n_train = int(fractions[0] * len(ordered))
     n_valid = int(fractions[1] * len(ordered))
-    return {
+    parts = {
         "train": ordered.iloc[:n_train],
         "valid": ordered.iloc[n_train : n_train + n_valid],
         "test": ordered.iloc[n_train + n_valid :],
     }
+    _require_time_separation(parts, key)
+    return parts
+
+
+def _require_time_separation(parts: dict[str, pd.DataFrame], key: str) -> None:
+    names = list(parts)
+    for i, name in enumerate(names):
+        times = parts[name]["timestamp"]
+        if times.empty or times.iat[0] != times.iat[-1]:
+            continue
+        for other in names[max(i - 1, 0) : i + 2]:
+            if other != name and (parts[other]["timestamp"] == times.iat[0]).any():
+                raise LlmrecError(
+                    f"{key}: cannot split by time: all {len(times)} {name} samples and some {other} samples have "
+                    f"the same timestamp {times.iat[0]}, so user and item ids alone would decide the split "
+                    "(the log needs distinct timestamps)"
+                )
 
 
 def subsample(splits: dict[str, pd.DataFrame], config: SubsampleConfig) -> dict[str, pd.DataFrame]:

@@ -57,6 +57,61 @@ def test_time_split_never_puts_the_future_in_train():
     assert splits["valid"].timestamp.max() <= splits["test"].timestamp.min()
 
 
+def _log(rows: list[tuple[str, str, float, int]]) -> Interactions:
+    """A log of (user, item, stars, timestamp) rows in file order; items titled 'Movie <id>', no profiles."""
+    ratings = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
+    ids = sorted(set(ratings.item_id))
+    items = pd.DataFrame({"title": [f"Movie {i}" for i in ids], "genres": ""}, index=pd.Index(ids, name="item_id"))
+    return Interactions(ratings, items, None, "log")
+
+
+def test_same_second_ratings_are_ordered_by_user_then_item_as_the_reference():
+    # user 9 rates items 30, 4, 10 in one second, file order 30, 4, 10; the reference (E2URec
+    # data_preprocess/ml-1m.ipynb) sorts by (timestamp, User ID, Movie ID) with integer ids: 4, 10, 30
+    rows = [("9", "1", 4.0, 100), ("9", "30", 5.0, 200), ("9", "4", 2.0, 200), ("9", "10", 3.0, 200),
+            ("9", "2", 1.0, 300), ("10", "1", 4.0, 200), ("10", "2", 4.0, 200), ("10", "3", 4.0, 350),
+            ("10", "4", 4.0, 400)]
+    samples = build_samples(_log(rows), DataConfig(history_len=5, min_history=1))
+    nine = samples[samples.user_id == "9"]
+    assert list(nine.item_id) == ["4", "10", "30", "2"]
+    assert list(nine.iloc[-1].history_item_ids) == ["1", "4", "10", "30"]
+    assert list(nine.iloc[-1].history_ratings) == [4.0, 2.0, 3.0, 5.0]
+    # globally, same-second samples of users 9 and 10 go user 9 first (9 < 10 as integers, not as strings)
+    assert list(zip(samples.user_id, samples.item_id)) == [("9", "4"), ("9", "10"), ("9", "30"), ("10", "2"),
+                                                           ("9", "2"), ("10", "3"), ("10", "4")]
+    splits = time_split(samples, [0.6, 0.15, 0.25])
+    assert [list(splits[s].item_id) for s in ("train", "valid", "test")] == [["4", "10", "30", "2"], ["2"], ["3", "4"]]
+
+
+def test_ids_that_are_not_all_integers_are_ordered_as_strings():
+    rows = [("u", "b", 4.0, 1), ("u", "a9", 2.0, 2), ("u", "a10", 5.0, 2), ("u", "c", 3.0, 3)]
+    samples = build_samples(_log(rows), DataConfig(min_history=1))
+    assert list(samples.item_id) == ["a10", "a9", "c"]
+
+
+def test_a_time_split_that_only_ids_could_decide_is_refused():
+    rows = [(str(u), str(i), 4.0, 1000) for u in range(1, 5) for i in range(1, 7)]
+    samples = build_samples(_log(rows), DataConfig(min_history=1))
+    with pytest.raises(LlmrecError, match="data.split: cannot split by time: all 4 train samples and some valid "
+                                          "samples have the same timestamp 1000"):
+        time_split(samples, [0.2, 0.4, 0.4])
+    # two seconds are not enough for three splits: valid and test both lie in the second one
+    rows = [(u, i, s, 2000 if u in "34" else t) for u, i, s, t in rows]
+    with pytest.raises(LlmrecError, match="all 5 valid samples and some test samples have the same timestamp 2000"):
+        time_split(build_samples(_log(rows), DataConfig(min_history=1)), [0.5, 0.25, 0.25])
+
+
+def test_llmrec_data_refuses_a_log_without_distinct_timestamps(tmp_path, capsys):
+    from llmrec.cli import main
+
+    log = tmp_path / "ratings.csv"
+    log.write_text("user_id,item_id,rating,timestamp\n" + "".join(f"{u},{i},4,0\n" for u in range(4) for i in range(8)))
+    code = main(["data", "data.format=csv", f"data.path={log}", f"data.cache_dir={tmp_path / 'cache'}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "cannot split by time" in err[0]
+    assert not (tmp_path / "cache").exists()
+
+
 @pytest.mark.parametrize("fractions", [[0.5, 0.5], [0.6, 0.3, 0.3], [1.0, 0.0, 0.0]])
 def test_bad_split_fractions(fractions):
     with pytest.raises(LlmrecError, match="data.split"):
