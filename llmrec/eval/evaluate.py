@@ -18,6 +18,7 @@ from llmrec.eval.forgetting import (
     js_divergence,
     l2_distance,
     membership_inference_auc,
+    mia_skip_reason,
     symmetric_kl,
     true_label_confidence,
 )
@@ -84,11 +85,12 @@ def score_model(model_dir: Path, names: list[str], splits, batch_size: int, acce
 
 
 def forgetting_metrics(model: dict, reference: dict, original: dict, floor: dict | None = None,
-                       folds: int = 5) -> dict[str, float]:
+                       folds: int = 5) -> dict[str, float | str | None]:
     """How far the model's forget-set answers moved from the original towards the reference retrain.
 
     `floor` is a second-seed retrain: retraining is itself noisy, so a method is judged against how
-    far two retrains sit apart (floor_*), not against zero.
+    far two retrains sit apart (floor_*), not against zero. With fewer than `folds` forget or test
+    samples the membership-inference AUCs are None and `mia_skipped` says why; the rest is reported.
     """
     labels, probs = model["forget"]
     _, reference_probs = reference["forget"]
@@ -110,9 +112,12 @@ def forgetting_metrics(model: dict, reference: dict, original: dict, floor: dict
             confidence["original"], confidence["model"], confidence["reference"]
         ),
     }
+    skipped = mia_skip_reason(len(labels), len(model["test"][0]), folds)
     for name, scored in (("model", model), ("reference", reference), ("original", original)):
         key = "mia_auc" if name == "model" else f"{name}_mia_auc"
-        metrics[key] = membership_inference_auc(*scored["forget"], *scored["test"], folds=folds)
+        metrics[key] = None if skipped else membership_inference_auc(*scored["forget"], *scored["test"], folds=folds)
+    if skipped:
+        metrics["mia_skipped"] = skipped
     if floor is not None:
         _, floor_probs = floor["forget"]
         metrics["floor_js_divergence"] = js_divergence(floor_probs, reference_probs)
@@ -120,6 +125,13 @@ def forgetting_metrics(model: dict, reference: dict, original: dict, floor: dict
         metrics["floor_l2"] = l2_distance(floor_probs, reference_probs)
         metrics["floor_forget_auc"] = utility_metrics(*floor["forget"])["auc"]
     return metrics
+
+
+def _cell(value) -> str:
+    """A forgetting-table cell: numbers to 4 decimals, a skipped metric as '–', a reason as written."""
+    if value is None:
+        return "–"
+    return value if isinstance(value, str) else f"{value:.4f}"
 
 
 def evaluate(recipe: Recipe, accelerator: Accelerator | None = None) -> dict[str, dict[str, float]]:
@@ -141,6 +153,9 @@ def evaluate(recipe: Recipe, accelerator: Accelerator | None = None) -> dict[str
     if unknown:
         raise LlmrecError(f"eval.splits: unknown split '{unknown[0]}' (choose from {', '.join(splits)})")
 
+    skipped = mia_skip_reason(len(splits["forget"]), len(splits["test"])) if cfg.reference_dir else None
+    if skipped:  # known from the split sizes, before any model is scored
+        accelerator.print(f"membership-inference attack skipped: {skipped}; the other metrics are reported")
     needed = list(dict.fromkeys([*cfg.splits, *(["forget", "test"] if cfg.reference_dir else [])]))
     scored = score_model(model_dir, needed, splits, cfg.batch_size, accelerator)
     results = {name: utility_metrics(*scored[name]) for name in cfg.splits}
@@ -158,7 +173,7 @@ def evaluate(recipe: Recipe, accelerator: Accelerator | None = None) -> dict[str
         )
         results["forgetting"] = forgetting_metrics(scored, reference, original, floor)
         table += "\n\n| forgetting (forget set) | value |\n|---|---|\n" + "\n".join(
-            f"| {key} | {value:.4f} |" for key, value in results["forgetting"].items()
+            f"| {key} | {_cell(value)} |" for key, value in results["forgetting"].items()
         )
 
     if accelerator.is_main_process:

@@ -99,6 +99,17 @@ def true_label_confidence(labels, probs) -> float:
     return _mean(_true_label_confidence(labels, probs))
 
 
+def mia_skip_reason(members: int, nonmembers: int, folds: int = 5) -> str | None:
+    """Why the membership-inference attack cannot run on groups of these sizes, or None when it can.
+
+    Each group must hold at least `folds` samples (the larger is subsampled to the smaller, then split
+    into `folds` stratified folds). Sizes are known before any model is scored, so callers check first.
+    """
+    short = [f"{count} {name} samples < {folds} folds"
+             for count, name in ((members, "forget"), (nonmembers, "test")) if count < folds]
+    return "; ".join(short) or None
+
+
 def membership_inference_auc(
     member_labels, member_probs, nonmember_labels, nonmember_probs, folds: int = 5, seed: int = 0
 ) -> float:
@@ -108,7 +119,8 @@ def membership_inference_auc(
     logistic regression is cross-validated (stratified `folds`, seeded) on groups balanced by
     subsampling the larger one, so the AUC of its out-of-fold probabilities is not flattered by
     class imbalance. 0.5 means the forget samples look like never-seen ones; near 1, the model
-    still remembers them.
+    still remembers them. Raises ValueError when a group has fewer than `folds` samples (see
+    `mia_skip_reason`).
     """
     member_conf = _true_label_confidence(member_labels, member_probs)
     nonmember_conf = _true_label_confidence(nonmember_labels, nonmember_probs)

@@ -101,3 +101,59 @@ def test_scoring_in_length_order_returns_the_dataset_order_scores():
     plain_labels, plain_probs = score_split(model, make_loader(dataset, collator, 4), accelerator, answer)
     assert labels == plain_labels == dataset["label"]
     assert np.allclose(probs, plain_probs, atol=1e-5)
+
+
+TWO_FORGET_SAMPLES = ["forget.unit=interactions", "forget.fraction=0.004"]  # round(0.004 * 511 train samples) = 2
+
+
+def test_too_few_forget_samples_skip_the_membership_attack_and_keep_the_rest():
+    from llmrec.eval.evaluate import forgetting_metrics
+
+    rng = np.random.default_rng(0)
+    test_labels, test_probs = list(rng.integers(0, 2, 40)), list(rng.uniform(0.1, 0.9, 40))
+    scored = [{"forget": ([1, 0], [p, 1 - p]), "test": (test_labels, test_probs)} for p in (0.8, 0.6, 0.9)]
+    metrics = forgetting_metrics(*scored)
+    assert metrics["mia_auc"] is None and metrics["reference_mia_auc"] is None and metrics["original_mia_auc"] is None
+    assert metrics["mia_skipped"] == "2 forget samples < 5 folds"
+    assert metrics["js_divergence"] > 0 and metrics["l2"] == pytest.approx(np.sqrt(2) * 0.2)
+
+
+def test_evaluate_reports_forgetting_without_the_attack_when_the_forget_set_is_tiny(recipe_factory, capsys,
+                                                                                  monkeypatch):
+    import llmrec.eval.evaluate as evaluate_module
+
+    recipe = recipe_factory("train.max_steps=2", *TWO_FORGET_SAMPLES)
+    train(recipe)
+    recipe = recipe_factory("train.max_steps=2", *TWO_FORGET_SAMPLES, f"eval.reference_dir={recipe.output_dir}/model")
+    score_model, printed_first = evaluate_module.score_model, []
+
+    def watched(*args, **kwargs):  # the reason is known, and printed, before any model is scored
+        if not printed_first:
+            printed_first.append("membership-inference attack skipped: 2 forget samples" in capsys.readouterr().out)
+        return score_model(*args, **kwargs)
+
+    monkeypatch.setattr(evaluate_module, "score_model", watched)
+    results = evaluate(recipe)
+    assert printed_first == [True]
+    saved = json.loads(open(f"{recipe.output_dir}/evaluation.json").read())["metrics"]["forgetting"]
+    assert saved["mia_auc"] is None and saved["mia_skipped"] == "2 forget samples < 5 folds"
+    assert saved["js_divergence"] == results["forgetting"]["js_divergence"] == 0  # its own reference
+    table = open(f"{recipe.output_dir}/evaluation.md").read()
+    assert "| mia_auc | – |" in table and "| mia_skipped | 2 forget samples < 5 folds |" in table
+
+
+def test_a_classic_model_with_a_tiny_forget_set_is_evaluated_without_the_attack(tmp_path):
+    from llmrec.classic.train import train_classic
+    from llmrec.cli import main
+    from tests.classic.conftest import classic_recipe
+
+    recipe = classic_recipe(tmp_path, *TWO_FORGET_SAMPLES)
+    train_classic(recipe)
+    data = [f"data.cache_dir={recipe.data.cache_dir}"] + [
+        f"data.synthetic.{k}={v}" for k, v in vars(recipe.data.synthetic).items()]
+    code = main(["evaluate", *data, *TWO_FORGET_SAMPLES, f"eval.model_dir={recipe.output_dir}/model",
+                 f"eval.reference_dir={recipe.output_dir}/model", f"output_dir={tmp_path / 'eval'}"])
+    assert code == 0
+    forgetting = json.loads((tmp_path / "eval" / "evaluation.json").read_text())["metrics"]["forgetting"]
+    assert forgetting["mia_auc"] is None and forgetting["mia_skipped"] == "2 forget samples < 5 folds"
+    assert forgetting["l2"] == 0
