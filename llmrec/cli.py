@@ -78,9 +78,10 @@ def _run(args) -> int:
     recipe = load_recipe(recipe_path, overrides, cls=recipe_class)
 
     if args.verb == "data":
-        from llmrec.data.samples import prepare_splits
+        from llmrec.data.samples import prepare_splits, source_summary
 
         splits = prepare_splits(recipe.data, recipe.forget)
+        print(source_summary(splits.metadata))
         for name, dataset in splits.items():
             users = len(set(dataset["user_id"]))
             print(f"{name:9} {len(dataset):>8} samples {users:>6} users  positive rate {sum(dataset['label']) / max(len(dataset), 1):.3f}")

@@ -77,7 +77,9 @@ def test_data_verb_prints_split_sizes(capsys, tmp_path):
     code, out, _ = run(capsys, "data", f"data.cache_dir={tmp_path / 'cache'}", "data.synthetic.num_users=30",
                        "data.synthetic.num_items=20", "data.synthetic.ratings_per_user=12")
     assert code == 0
-    assert [line.split()[0] for line in out.strip().splitlines()] == ["train", "valid", "test", "forget", "retained"]
+    lines = out.strip().splitlines()
+    assert [line.split()[0] for line in lines] == ["source", "train", "valid", "test", "forget", "retained"]
+    assert "0 repeated (user, item) ratings dropped" in lines[0]
 
 
 def test_module_entry_point_exit_code(tmp_path):

@@ -25,8 +25,9 @@ from llmrec.data.interactions import Interactions
 from llmrec.errors import LlmrecError
 
 SPLITS = ("train", "valid", "test", "forget", "retained")
+METADATA = "metadata.json"  # beside the cached splits: how they were built
 # Bump when the samples built from the same input change, so old caches are not reused.
-# 2: ties within a second ordered by (user, item) instead of file order.
+# 2: ties within a second ordered by (user, item) instead of file order; repeated (user, item) ratings dropped.
 FORMAT_VERSION = 2
 
 
@@ -83,10 +84,21 @@ def reference_order(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.iloc[order].reset_index(drop=True)
 
 
+def latest_ratings(ratings: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """One rating per (user, item): the latest in reference order (newest timestamp; within one second the later
+    file row), so a re-rated item never sits in the history of its own sample with its answer. Returns the
+    ratings in reference order and how many rows were dropped. The reference assumes no repeats (ML-1M has none)."""
+    ordered = reference_order(ratings)
+    latest = ordered.drop_duplicates(["user_id", "item_id"], keep="last").reset_index(drop=True)
+    return latest, len(ordered) - len(latest)
+
+
 def build_samples(interactions: Interactions, config: DataConfig) -> pd.DataFrame:
     """One row per rating that has at least `min_history` earlier ratings by the same user, in reference order
-    (timestamp, user, item); the history is the user's previous `history_len` ratings in that order."""
-    ratings = reference_order(interactions.ratings)
+    (timestamp, user, item); the history is the user's previous `history_len` ratings in that order. Repeated
+    (user, item) ratings keep only the latest (`latest_ratings`); `samples.attrs["repeated_ratings_dropped"]`
+    counts the rows dropped."""
+    ratings, dropped = latest_ratings(interactions.ratings)
     titles = interactions.items["title"].to_dict()
     rows = []
     for user_id, group in ratings.groupby("user_id", sort=False):
@@ -109,7 +121,9 @@ def build_samples(interactions: Interactions, config: DataConfig) -> pd.DataFram
     profile = _profiles(interactions)
     for column in ("age", "gender", "occupation"):
         samples[column] = samples["user_id"].map(profile[column]) if profile is not None else ""
-    return reference_order(samples)
+    samples = reference_order(samples)
+    samples.attrs["repeated_ratings_dropped"] = dropped
+    return samples
 
 
 def _profiles(interactions: Interactions) -> pd.DataFrame | None:
@@ -217,14 +231,24 @@ def prepare_splits(data: DataConfig, forget: ForgetConfig) -> DatasetDict:
         del data_key["subsample"]  # keeps the fingerprints of caches built before the option existed
     fingerprint = _digest({"v": FORMAT_VERSION, "input": input_hash, "data": data_key, "forget": forget_key})
     cache = Path(data.cache_dir).expanduser() / f"samples-{interactions.name}-{fingerprint}"
-    if (cache / "dataset_dict.json").is_file():
-        return load_from_disk(str(cache))
+    if (cache / "dataset_dict.json").is_file() and (cache / METADATA).is_file():
+        return load_splits(cache)
 
-    splits = subsample(time_split(build_samples(interactions, data), data.split), data.subsample)
+    samples = build_samples(interactions, data)
+    metadata = {
+        "format_version": FORMAT_VERSION,
+        "source": interactions.name,
+        "input_fingerprint": input_hash,
+        "order": "timestamp, user_id, item_id (E2URec reference; ids as integers when all are)",
+        "ratings_read": len(interactions.ratings),
+        "repeated_ratings_dropped": samples.attrs["repeated_ratings_dropped"],
+        "repeated_ratings_rule": "latest rating per (user, item) kept",
+    }
+    splits = subsample(time_split(samples, data.split), data.subsample)
     if forget.unit == "interactions":
         forgotten = choose_forget_interactions(splits["train"], forget)
         splits["forget"], splits["retained"] = splits["train"][forgotten], splits["train"][~forgotten]
-        return save_splits(splits, cache)
+        return save_splits(splits, cache, metadata)
     forget_users = set(choose_forget_users(splits["train"], forget))
     erased = set(forget_users)
     if forget.already_forgotten:
@@ -234,7 +258,7 @@ def prepare_splits(data: DataConfig, forget: ForgetConfig) -> DatasetDict:
         raise LlmrecError("the forget set and the users already forgotten cover the whole training set")
     splits["forget"] = splits["train"][splits["train"]["user_id"].isin(forget_users)]
     splits["retained"] = splits["train"][~splits["train"]["user_id"].isin(erased)]
-    return save_splits(splits, cache)
+    return save_splits(splits, cache, metadata)
 
 
 def require_user_forgetting(forget: ForgetConfig, what: str) -> None:
@@ -261,16 +285,31 @@ def choose_forget_interactions(train: pd.DataFrame, config: ForgetConfig) -> np.
     return mask
 
 
-def save_splits(splits: dict[str, pd.DataFrame], cache: Path) -> DatasetDict:
-    """The splits as HF datasets, written to the fingerprinted cache dir atomically."""
+def save_splits(splits: dict[str, pd.DataFrame], cache: Path, metadata: dict) -> DatasetDict:
+    """The splits as HF datasets, written with their metadata (strict JSON) to the fingerprinted cache dir
+    atomically."""
     dataset = DatasetDict({name: Dataset.from_pandas(df, preserve_index=False) for name, df in splits.items()})
 
     tmp = cache.with_name(cache.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     dataset.save_to_disk(str(tmp))
+    (tmp / METADATA).write_text(json.dumps(metadata, indent=1, allow_nan=False) + "\n")
     shutil.rmtree(cache, ignore_errors=True)
     tmp.rename(cache)
-    return load_from_disk(str(cache))
+    return load_splits(cache)
+
+
+def load_splits(cache: Path) -> DatasetDict:
+    """Cached splits; `.metadata` holds how they were built (metadata.json: ratings read, repeats dropped, ...)."""
+    splits = load_from_disk(str(cache))
+    splits.metadata = json.loads((cache / METADATA).read_text())
+    return splits
+
+
+def source_summary(metadata: dict) -> str:
+    """One line for `llmrec data` on what was read and dropped."""
+    return (f"source    {metadata['ratings_read']:>8} ratings read, {metadata['repeated_ratings_dropped']} repeated "
+            "(user, item) ratings dropped (the latest kept)")
 
 
 def training_split(splits, train_on: str, only_users: str | None = None) -> Dataset:

@@ -112,6 +112,36 @@ def test_llmrec_data_refuses_a_log_without_distinct_timestamps(tmp_path, capsys)
     assert not (tmp_path / "cache").exists()
 
 
+def repeated_ratings_csv(path) -> str:
+    """4 users rate items 1..8, then re-rate items 2, 4, 6 later with other stars; user 1 also rates item 7
+    twice in one second (2 then 5 stars, file order): 45 rows, 13 repeats."""
+    rows = [(u, i, 1 + (u + i) % 5, 1000 * i + u) for u in range(1, 5) for i in range(1, 9)]
+    rows += [(u, i, 1 + (u + i + 2) % 5, 10_000 + 100 * i + u) for u in range(1, 5) for i in (2, 4, 6)]
+    rows += [(1, 7, 5, 7001)]
+    rows[6] = (1, 7, 2, 7001)
+    path.write_text("user_id,item_id,rating,timestamp\n" + "".join(f"{u},{i},{r},{t}\n" for u, i, r, t in rows))
+    return str(path)
+
+
+def test_repeated_ratings_keep_the_latest_so_no_target_sits_in_its_own_history(tmp_path, capsys):
+    from llmrec.cli import main
+
+    log = repeated_ratings_csv(tmp_path / "ratings.csv")
+    data = DataConfig(format="csv", path=log, min_history=2, history_len=10, cache_dir=str(tmp_path / "cache"))
+    splits = prepare_splits(data, ForgetConfig(fraction=0.25))
+    samples = pd.concat([splits[s].to_pandas() for s in ("train", "valid", "test")])
+    leaks = [t for t, h in zip(samples.item_id, samples.history_item_ids) if t in list(h)]
+    assert leaks == [] and len(samples) == 4 * (8 - 2)  # 8 distinct items per user, the first 2 only as history
+    assert splits.metadata["repeated_ratings_dropped"] == 13 and splits.metadata["ratings_read"] == 45
+    kept = {(u, i): r for u, i, r in zip(samples.user_id, samples.item_id, samples.rating)}
+    assert kept[("3", "4")] == 1 + (3 + 4 + 2) % 5  # the re-rating, not the first one
+    assert kept[("1", "7")] == 5  # same second: the later file row
+    assert main(["data", "data.format=csv", f"data.path={log}", f"data.cache_dir={tmp_path / 'cache'}",
+                 "data.min_history=2", "forget.fraction=0.25"]) == 0
+    assert len(list((tmp_path / "cache").iterdir())) == 1  # it printed the cached splits' metadata
+    assert "45 ratings read, 13 repeated (user, item) ratings dropped (the latest kept)" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("fractions", [[0.5, 0.5], [0.6, 0.3, 0.3], [1.0, 0.0, 0.0]])
 def test_bad_split_fractions(fractions):
     with pytest.raises(LlmrecError, match="data.split"):
