@@ -23,6 +23,7 @@ from transformers import (
     AutoTokenizer,
     LlamaConfig,
     LlamaForCausalLM,
+    PretrainedConfig,
     PreTrainedTokenizerFast,
     T5Config,
     T5ForConditionalGeneration,
@@ -119,10 +120,13 @@ def model_class(config):
 
 
 def model_config(model):
-    """The HF config, also through wrappers (DDP's .module; peft forwards .config itself)."""
-    while hasattr(model, "module") and not hasattr(model, "config"):
-        model = model.module
-    return getattr(model, "config", None)
+    """The HF config behind any wrapper: the model's own (peft forwards .config), else the first submodule's that
+    has one (DDP's .module, a SISA ensemble's shards, torch.compile's original). None for a module without any."""
+    for module in model.modules():
+        config = getattr(module, "config", None)
+        if isinstance(config, PretrainedConfig):
+            return config
+    return None
 
 
 def is_encoder_decoder(model) -> bool:

@@ -34,6 +34,7 @@ from llmrec.llm.backbone import (
     read_model_card,
     write_model_card,
 )
+from llmrec.llm.scoring import answer_logits
 from llmrec.unlearn.registry import register
 
 
@@ -100,7 +101,10 @@ def train_ensemble(recipe: Recipe) -> dict:
 
 
 class SisaEnsemble(nn.Module):
-    """Shard models behind one causal-LM-like forward: answer logits are log of the mean shard P(yes), P(no)."""
+    """Shard models behind one forward: answer logits are log of the mean shard P(yes), P(no).
+
+    Causal-LM and encoder-decoder shards alike: each shard is scored by `scoring.answer_logits`, which learns the
+    kind from the shard's own config."""
 
     def __init__(self, shards: list[nn.Module], answer: AnswerTokens):
         super().__init__()
@@ -112,13 +116,19 @@ class SisaEnsemble(nn.Module):
         card = read_model_card(model_dir)
         return cls([load_model(str(shard)) for shard in shard_model_dirs(model_dir)], AnswerTokens(**card["answer"])).eval()
 
-    def forward(self, input_ids, attention_mask=None, logits_to_keep=1, **kwargs):
+    def forward(self, input_ids, attention_mask=None, **ignored):
+        """[batch, 1, vocab] logits, -1e4 outside the answer pair. input_ids, attention_mask: [batch, seq], left-padded.
+        What a caller adds for one kind of model (position_ids, decoder_input_ids, logits_to_keep) is `ignored`:
+        answer_logits derives it for each shard."""
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
         pair = [self.answer.yes_id, self.answer.no_id]
-        probs = torch.stack([
-            shard(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=1, **kwargs).logits[:, -1, pair]
-            .float().softmax(-1) for shard in self.shards
-        ]).mean(0)
-        vocab = self.shards[0].config.vocab_size
+        probs, vocab = [], 0
+        for shard in self.shards:
+            shard_logits = answer_logits(shard, input_ids, attention_mask)
+            probs.append(shard_logits[:, pair].float().softmax(-1))
+            vocab = shard_logits.shape[-1]
+        probs = torch.stack(probs).mean(0)
         logits = torch.full((input_ids.shape[0], 1, vocab), -1e4, device=input_ids.device)
         logits[:, 0, pair] = probs.clamp_min(1e-12).log()
         return SimpleNamespace(logits=logits)
