@@ -74,6 +74,11 @@ class DataConfig:
         "synthetic", "synthetic | auto | ml-100k | ml-1m | csv"
     )
     path: str | None = option(None, "folder or file of the input data (not used by 'synthetic')")
+    encoding: str = option(
+        "auto", "text encoding of the input files: auto = per file, UTF-8 when the bytes are valid UTF-8, else "
+        "Latin-1 (as GroupLens ships u.item and movies.dat) | a Python codec name (utf-8, latin-1, cp1252, ...) "
+        "forced on every file"
+    )
     synthetic: SyntheticConfig = option(SyntheticConfig(), "settings of the embedded generator")
     like_threshold: float = option(3.0, "label is 1 when rating > like_threshold")
     history_len: int = option(10, "K: previous ratings shown in each prompt")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -15,9 +15,11 @@ class Interactions:
     items:   indexed by item_id (str); columns title (str), genres (str, '|'-joined, may be '')
     users:   indexed by user_id (str); columns age (int), gender ('M'/'F'), occupation (str);
              None when the source has no user profiles.
+    encodings: the codec each file was decoded with, by file name ({} for generated data).
     """
 
     ratings: pd.DataFrame
     items: pd.DataFrame
     users: pd.DataFrame | None
     name: str
+    encodings: dict[str, str] = field(default_factory=dict)

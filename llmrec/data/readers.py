@@ -5,12 +5,16 @@ Every problem in an input file is reported as a DataFormatError naming the file 
 Parsing is vectorised (pandas' C parser, fast casts); Python only counts separators per line
 beforehand and, when a cast fails, the slower coercion runs just to find the culprit row.
 Quoted CSV files go through the csv module, which keeps line numbers right across quoted
-newlines.
+newlines. Every text file is decoded as UTF-8 when it is valid UTF-8, else as Latin-1 (how
+MovieLens ships u.item and movies.dat; a re-saved UTF-8 copy reads the same), unless an
+encoding is forced; the Interactions record which codec each file was read with.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
+import dataclasses
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -54,6 +58,7 @@ class _Table:
     path: Path
     frame: pd.DataFrame  # all columns str, RangeIndex
     lines: np.ndarray  # lines[i] is the 1-based file line of frame row i
+    encoding: str = "utf-8"  # the codec the file was decoded with
 
     def check(self, bad: pd.Series, values: pd.Series, problem: str) -> None:
         """Raise at the first bad row; `problem` gets that row's value through str.format."""
@@ -103,8 +108,20 @@ class _Table:
         self.check(~ids.isin(known), ids, f"unknown {what} '{{}}' (not in {source.name})")
 
 
-def _read_text(path: Path, encoding: str) -> str:
-    """Whole-file decode, so a bad byte is reported with its line instead of a traceback."""
+def check_encoding(encoding: str) -> str:
+    """'auto' or a codec Python knows; anything else is an LlmrecError naming data.encoding."""
+    if encoding != "auto":
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise LlmrecError(f"data.encoding: unknown encoding '{encoding}' (auto, or a Python codec such as "
+                              "utf-8, latin-1, cp1252)") from None
+    return encoding
+
+
+def _read_text(path: Path, encoding: str) -> tuple[str, str]:
+    """Whole-file decode, so a bad byte is reported with its line instead of a traceback. 'auto' is UTF-8 when
+    the bytes are valid UTF-8, else Latin-1 (which decodes any byte). Returns the text and the codec used."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -113,23 +130,29 @@ def _read_text(path: Path, encoding: str) -> str:
         raise DataFormatError(path, "is a folder, expected a file") from None
     except OSError as error:
         raise DataFormatError(path, f"cannot be read ({error.strerror})") from None
-    try:
-        text = raw.decode(encoding)
-    except UnicodeDecodeError as error:
-        line = raw.count(b"\n", 0, error.start) + 1
-        problem = f"undecodable byte 0x{raw[error.start]:02x} (not valid {encoding})"
-        raise DataFormatError(path, problem, line) from None
+    if encoding == "auto":
+        try:
+            text, encoding = raw.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            text, encoding = raw.decode("latin-1"), "latin-1"
+    else:
+        try:
+            text = raw.decode(encoding)
+        except UnicodeDecodeError as error:
+            line = raw.count(b"\n", 0, error.start) + 1
+            problem = f"undecodable byte 0x{raw[error.start]:02x} (not valid {encoding})"
+            raise DataFormatError(path, problem, line) from None
     if not text.strip():
         raise DataFormatError(path, "file is empty")
-    return text.removeprefix("\ufeff")
+    return text.removeprefix("\ufeff"), encoding
 
 
-def _delimited(path: Path, sep: str, names: Sequence[str], encoding: str = "utf-8") -> _Table:
+def _delimited(path: Path, sep: str, names: Sequence[str], encoding: str) -> _Table:
     """A headerless file with no quoting, as MovieLens ships them."""
-    text = _read_text(path, encoding)
+    text, encoding = _read_text(path, encoding)
     if len(sep) > 1:
         text, sep = text.replace(sep, _UNIT_SEPARATOR), _UNIT_SEPARATOR
-    return _split(path, text.split("\n"), 1, sep, names)
+    return dataclasses.replace(_split(path, text.split("\n"), 1, sep, names), encoding=encoding)
 
 
 def _split(path: Path, lines: list[str], first: int, sep: str, names: Sequence[str]) -> _Table:
@@ -162,10 +185,10 @@ def _split(path: Path, lines: list[str], first: int, sep: str, names: Sequence[s
     return _Table(path, frame, numbers)
 
 
-def _csv(path: Path, required: Sequence[str], optional: Sequence[str] = ()) -> _Table:
+def _csv(path: Path, encoding: str, required: Sequence[str], optional: Sequence[str] = ()) -> _Table:
     """A CSV with a header naming at least the required columns; keeps those and whichever
     optional ones are present. Files without quotes take the fast line-based path."""
-    text = _read_text(path, "utf-8")
+    text, encoding = _read_text(path, encoding)
     if '"' in text:
         table = _quoted_csv(path, text, required)
     else:
@@ -175,7 +198,7 @@ def _csv(path: Path, required: Sequence[str], optional: Sequence[str] = ()) -> _
         _check_header(path, header, start + 1, required)
         table = _split(path, lines[start + 1 :], start + 2, ",", header)
     keep = [*required, *(name for name in optional if name in table.frame)]
-    return _Table(path, table.frame[keep], table.lines)
+    return _Table(path, table.frame[keep], table.lines, encoding)
 
 
 def _quoted_csv(path: Path, text: str, required: Sequence[str]) -> _Table:
@@ -241,14 +264,17 @@ def _assemble(
     items_path: Path | None,
     users: pd.DataFrame | None,
     users_path: Path | None,
+    side: Sequence[_Table],
 ) -> Interactions:
-    """Cross-check ratings against the side files, so every id a rating uses can be looked up."""
+    """Cross-check ratings against the side files, so every id a rating uses can be looked up.
+    `side` are the side files read, whose codecs are recorded with the ratings file's."""
     ratings = _ratings(table)
     if items_path is not None:
         table.known(ratings["item_id"], items.index, "item id", items_path)
     if users is not None and users_path is not None:
         table.known(ratings["user_id"], users.index, "user id", users_path)
-    return Interactions(ratings=ratings, items=items, users=users, name=name)
+    encodings = {t.path.name: t.encoding for t in sorted([table, *side], key=lambda t: t.path.name)}
+    return Interactions(ratings=ratings, items=items, users=users, name=name, encodings=encodings)
 
 
 def _users_frame(
@@ -258,12 +284,13 @@ def _users_frame(
     return frame.set_index("user_id")
 
 
-def read_ml100k(folder: str | Path) -> Interactions:
-    """MovieLens-100K: u.data and u.item are required, u.user is optional."""
-    folder = _folder(folder)
+def read_ml100k(folder: str | Path, encoding: str = "auto") -> Interactions:
+    """MovieLens-100K: u.data and u.item are required, u.user is optional. `encoding`: 'auto' (UTF-8 when
+    valid, else Latin-1, as GroupLens ships u.item) or a codec forced on every file."""
+    folder, encoding = _folder(folder), check_encoding(encoding)
     item_path, user_path = folder / "u.item", folder / "u.user"
     fields = ("item_id", "title", "release_date", "video_release_date", "url", *ML100K_GENRES)
-    table = _delimited(item_path, "|", fields, encoding="latin-1")
+    table = item_table = _delimited(item_path, "|", fields, encoding)
     flags = []
     for genre in ML100K_GENRES:
         flag = table.frame[genre].str.strip()
@@ -280,24 +307,26 @@ def read_ml100k(folder: str | Path) -> Interactions:
             "genres": pd.Series(genres, dtype="str"),
         }
     ).set_index("item_id")
-    users = None
+    users, side = None, [item_table]
     if user_path.exists():
-        table = _delimited(user_path, "|", ("user_id", "age", "gender", "occupation", "zip_code"))
+        table = _delimited(user_path, "|", ("user_id", "age", "gender", "occupation", "zip_code"), encoding)
+        side.append(table)
         users = _users_frame(
             table.unique_ids("user_id", "user id"),
             table.number("age", "age", integer=True),
             table.gender("gender"),
             table.frame["occupation"].str.strip(),
         )
-    ratings = _delimited(folder / "u.data", "\t", _RATING_FIELDS)
-    return _assemble("ml-100k", ratings, items, item_path, users, user_path)
+    ratings = _delimited(folder / "u.data", "\t", _RATING_FIELDS, encoding)
+    return _assemble("ml-100k", ratings, items, item_path, users, user_path, side)
 
 
-def read_ml1m(folder: str | Path) -> Interactions:
-    """MovieLens-1M: ratings.dat and movies.dat are required, users.dat is optional."""
-    folder = _folder(folder)
+def read_ml1m(folder: str | Path, encoding: str = "auto") -> Interactions:
+    """MovieLens-1M: ratings.dat and movies.dat are required, users.dat is optional. `encoding`: 'auto'
+    (UTF-8 when valid, else Latin-1, as GroupLens ships movies.dat) or a codec forced on every file."""
+    folder, encoding = _folder(folder), check_encoding(encoding)
     movie_path, user_path = folder / "movies.dat", folder / "users.dat"
-    table = _delimited(movie_path, "::", ("item_id", "title", "genres"), encoding="latin-1")
+    table = movie_table = _delimited(movie_path, "::", ("item_id", "title", "genres"), encoding)
     items = pd.DataFrame(
         {
             "item_id": table.unique_ids("item_id", "movie id"),
@@ -305,9 +334,10 @@ def read_ml1m(folder: str | Path) -> Interactions:
             "genres": table.frame["genres"].str.strip(),
         }
     ).set_index("item_id")
-    users = None
+    users, side = None, [movie_table]
     if user_path.exists():
-        table = _delimited(user_path, "::", ("user_id", "gender", "age", "occupation", "zip_code"))
+        table = _delimited(user_path, "::", ("user_id", "gender", "age", "occupation", "zip_code"), encoding)
+        side.append(table)
         codes = table.number("occupation", "occupation code", integer=True)
         valid = (codes >= 0) & (codes < len(ML1M_OCCUPATIONS))
         problem = f"occupation code '{{}}' is not between 0 and {len(ML1M_OCCUPATIONS) - 1}"
@@ -318,16 +348,16 @@ def read_ml1m(folder: str | Path) -> Interactions:
             table.gender("gender"),
             pd.Series(np.array(ML1M_OCCUPATIONS)[codes.to_numpy()], dtype="str"),
         )
-    ratings = _delimited(folder / "ratings.dat", "::", _RATING_FIELDS)
-    return _assemble("ml-1m", ratings, items, movie_path, users, user_path)
+    ratings = _delimited(folder / "ratings.dat", "::", _RATING_FIELDS, encoding)
+    return _assemble("ml-1m", ratings, items, movie_path, users, user_path, side)
 
 
-def read_csv_logs(path: str | Path) -> Interactions:
+def read_csv_logs(path: str | Path, encoding: str = "auto") -> Interactions:
     """Generic logs (GoodReads, Amazon, ...): a ratings CSV file, or a folder with
     ratings.csv and optional items.csv and users.csv. Without items.csv the items are
     the ids the ratings use, titled 'item <id>'. Profile columns missing from users.csv
-    are left empty: age <NA> (nullable Int64), gender and occupation ''."""
-    path = Path(path)
+    are left empty: age <NA> (nullable Int64), gender and occupation ''. `encoding` as in read_ml100k."""
+    path, encoding = Path(path), check_encoding(encoding)
     if path.is_dir():
         ratings_path, items_path, users_path = (
             path / f"{stem}.csv" for stem in ("ratings", "items", "users")
@@ -336,9 +366,10 @@ def read_csv_logs(path: str | Path) -> Interactions:
     else:
         ratings_path, items_path, users_path = path, None, None
         name = path.stem
-    table = _csv(ratings_path, _RATING_FIELDS)
+    table, side = _csv(ratings_path, encoding, _RATING_FIELDS), []
     if items_path is not None and items_path.exists():
-        items_table = _csv(items_path, ("item_id", "title"), ("genres",))
+        items_table = _csv(items_path, encoding, ("item_id", "title"), ("genres",))
+        side.append(items_table)
         genres = items_table.frame.get("genres")
         items = pd.DataFrame(
             {
@@ -355,7 +386,8 @@ def read_csv_logs(path: str | Path) -> Interactions:
         )
     users = None
     if users_path is not None and users_path.exists():
-        users_table = _csv(users_path, ("user_id",), ("age", "gender", "occupation"))
+        users_table = _csv(users_path, encoding, ("user_id",), ("age", "gender", "occupation"))
+        side.append(users_table)
         frame = users_table.frame
         blank = pd.Series("", index=frame.index, dtype="str")
         users = _users_frame(
@@ -366,18 +398,19 @@ def read_csv_logs(path: str | Path) -> Interactions:
             users_table.gender("gender") if "gender" in frame else blank,
             frame["occupation"].str.strip() if "occupation" in frame else blank,
         )
-    return _assemble(name, table, items, items_path, users, users_path)
+    return _assemble(name, table, items, items_path, users, users_path, side)
 
 
-def read_interactions(path: str | Path, format: str = "auto") -> Interactions:
-    """Entry point for the CLI: `format` names the layout, or 'auto' infers it from the files."""
+def read_interactions(path: str | Path, format: str = "auto", encoding: str = "auto") -> Interactions:
+    """Entry point for the CLI: `format` names the layout, or 'auto' infers it from the files;
+    `encoding` is 'auto' (per file: UTF-8 when valid, else Latin-1) or a codec forced on every file."""
     if format not in FORMATS:
         raise LlmrecError(f"unknown data format '{format}'; choose one of {', '.join(FORMATS)}")
-    path = Path(path)
+    path, encoding = Path(path), check_encoding(encoding)
     if format == "auto":
         format = _detect(path)
     readers = {"ml-100k": read_ml100k, "ml-1m": read_ml1m, "csv": read_csv_logs}
-    return readers[format](path)
+    return readers[format](path, encoding)
 
 
 def _detect(path: Path) -> str:

@@ -50,7 +50,7 @@ def load_interactions(config: DataConfig) -> tuple[Interactions, str]:
 
     if not config.path:
         raise LlmrecError(f"data.path is required for data.format={config.format}")
-    interactions = read_interactions(config.path, config.format)  # a missing or malformed input fails here
+    interactions = read_interactions(config.path, config.format, config.encoding)  # a bad input fails here
     return interactions, input_fingerprint(config)
 
 
@@ -243,6 +243,7 @@ def prepare_splits(data: DataConfig, forget: ForgetConfig) -> DatasetDict:
         "ratings_read": len(interactions.ratings),
         "repeated_ratings_dropped": samples.attrs["repeated_ratings_dropped"],
         "repeated_ratings_rule": "latest rating per (user, item) kept",
+        "encodings": interactions.encodings,
     }
     splits = subsample(time_split(samples, data.split), data.subsample)
     if forget.unit == "interactions":
@@ -307,9 +308,10 @@ def load_splits(cache: Path) -> DatasetDict:
 
 
 def source_summary(metadata: dict) -> str:
-    """One line for `llmrec data` on what was read and dropped."""
+    """One line for `llmrec data` on what was read (and in which encoding) and dropped."""
+    files = ", ".join(f"{name} {codec}" for name, codec in metadata["encodings"].items())
     return (f"source    {metadata['ratings_read']:>8} ratings read, {metadata['repeated_ratings_dropped']} repeated "
-            "(user, item) ratings dropped (the latest kept)")
+            "(user, item) ratings dropped (the latest kept)" + (f"; read {files}" if files else ""))
 
 
 def training_split(splits, train_on: str, only_users: str | None = None) -> Dataset:

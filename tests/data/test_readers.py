@@ -103,7 +103,8 @@ def test_ml100k_skips_blank_lines_and_crlf_but_keeps_line_numbers(tmp_path: Path
         ("1\t1\t5\t1\n1\t2\t3\t2\n1\t9999\t4\t3\n", 3, "unknown item id '9999' (not in u.item)"),
         ("1\t1\t5\t1\n7\t2\t3\t2\n", 2, "unknown user id '7' (not in u.user)"),
         ("1\t1\t5\t1\n\t2\t3\t2\n", 2, "empty user id"),
-        (b"1\t1\t5\t1\n1\t2\t3\t2\xff\n", 2, "undecodable byte 0xff (not valid utf-8)"),
+        # not UTF-8, so read as Latin-1 (data.encoding=auto): the byte is a 'ÿ' in the timestamp
+        (b"1\t1\t5\t1\n1\t2\t3\t2\xff\n", 2, "timestamp '2\xff' is not a number"),
         ("", None, "file is empty"),
         (" \n\n", None, "file is empty"),
     ],
@@ -337,7 +338,49 @@ def test_csv_missing_and_undecodable_file(tmp_path: Path) -> None:
     (tmp_path / "ratings.csv").write_bytes(HEAD.encode() + b"u1,b\xe91,4,1\n")
     undecodable = where("ratings.csv", 2, "undecodable byte 0xe9 (not valid utf-8)")
     with pytest.raises(DataFormatError, match=undecodable):
-        read_csv_logs(tmp_path)
+        read_csv_logs(tmp_path, encoding="utf-8")  # forced; 'auto' reads this file as Latin-1
+    data = read_csv_logs(tmp_path)
+    assert data.ratings["item_id"].tolist() == ["bé1"] and data.encodings == {"ratings.csv": "latin-1"}
+
+
+# ---------------------------------------------------------------- encodings
+
+MISERABLES = "Misérables, Les (1995)"
+
+
+def test_u_item_saved_as_utf8_reads_like_the_latin1_original(tmp_path: Path) -> None:
+    # the reproducer: u.item re-saved as UTF-8 used to give 'MisÃ©rables'
+    item = U_ITEM.replace("Nothing (1996)", MISERABLES)
+    latin = read_ml100k(ml100k(tmp_path / "latin", item=item))
+    utf8_folder = ml100k(tmp_path / "utf8", item=item)
+    (utf8_folder / "u.item").write_bytes(item.encode("utf-8"))
+    utf8 = read_ml100k(utf8_folder)
+    assert latin.items.loc["3", "title"] == utf8.items.loc["3", "title"] == MISERABLES
+    assert latin.items.equals(utf8.items)
+    assert latin.encodings == {"u.data": "utf-8", "u.item": "latin-1", "u.user": "utf-8"}
+    assert utf8.encodings == {"u.data": "utf-8", "u.item": "utf-8", "u.user": "utf-8"}
+    forced = read_interactions(utf8_folder, encoding="latin-1")  # the override wins, mojibake and all
+    assert forced.items.loc["3", "title"] == "MisÃ©rables, Les (1995)"
+    assert forced.encodings["u.item"] == "latin-1"
+
+
+def test_every_reader_detects_the_encoding_of_each_file(tmp_path: Path) -> None:
+    folder = ml1m(tmp_path / "ml1m")
+    (folder / "movies.dat").write_bytes(MOVIES.encode("utf-8"))
+    data = read_ml1m(folder)
+    assert data.items.loc["2", "title"] == "Café: The Movie (1995)"
+    assert data.encodings == {"movies.dat": "utf-8", "ratings.dat": "utf-8", "users.dat": "utf-8"}
+    assert read_ml1m(ml1m(tmp_path / "original")).encodings["movies.dat"] == "latin-1"
+    books = logs(tmp_path / "books", items="item_id,title\nb1,Dune\nb2,Émile\n")
+    (books / "items.csv").write_bytes("item_id,title\nb1,Dune\nb2,Émile\n".encode("latin-1"))
+    data = read_csv_logs(books)
+    assert data.items.loc["b2", "title"] == "Émile" and data.encodings["items.csv"] == "latin-1"
+    assert data.encodings["ratings.csv"] == "utf-8"
+
+
+def test_an_unknown_encoding_is_named(tmp_path: Path) -> None:
+    with pytest.raises(LlmrecError, match="data.encoding: unknown encoding 'latin-9x'"):
+        read_interactions(ml100k(tmp_path), encoding="latin-9x")
 
 
 # ---------------------------------------------------------------- dispatch

@@ -142,6 +142,35 @@ def test_repeated_ratings_keep_the_latest_so_no_target_sits_in_its_own_history(t
     assert "45 ratings read, 13 repeated (user, item) ratings dropped (the latest kept)" in capsys.readouterr().out
 
 
+def test_u_item_in_latin1_or_utf8_gives_identical_prompts(tmp_path):
+    from llmrec.config import PromptConfig
+    from llmrec.data.prompts import render_prompt
+    from tests.data.test_readers import U_USER, item_line, ml100k
+
+    titles = ["Misérables, Les (1995)", "Café au lait (1993)", "Heat (1995)", "Amélie (2001)", "Fargo (1996)",
+              "Señorita (1990)"]
+    item = "".join(item_line(i, title, {"Drama"}) for i, title in enumerate(titles, start=1))
+    data = "".join(f"{u}\t{i}\t{1 + (u * i) % 5}\t{100 * i + u}\n" for u in (1, 2) for i in range(1, 7))
+    prompts, metadata = {}, {}
+    for codec in ("latin-1", "utf-8"):
+        folder = ml100k(tmp_path / codec, data=data, item=item, user=U_USER)
+        (folder / "u.item").write_bytes(item.encode(codec))
+        config = DataConfig(format="ml-100k", path=str(folder), min_history=2, cache_dir=str(tmp_path / "cache"))
+        splits = prepare_splits(config, ForgetConfig(fraction=0.5))
+        prompts[codec] = [render_prompt(row, PromptConfig()) for name in ("train", "valid", "test")
+                          for row in splits[name]]
+        metadata[codec] = splits.metadata["encodings"]["u.item"]
+    assert prompts["latin-1"] == prompts["utf-8"] and len(prompts["utf-8"]) == 8
+    assert any("Misérables" in prompt for prompt in prompts["utf-8"])
+    assert metadata == {"latin-1": "latin-1", "utf-8": "utf-8"}
+    forced = DataConfig(format="ml-100k", path=str(tmp_path / "utf-8"), min_history=2, encoding="latin-1",
+                        cache_dir=str(tmp_path / "cache"))
+    splits = prepare_splits(forced, ForgetConfig(fraction=0.5))  # the override is part of the fingerprint
+    assert len(list((tmp_path / "cache").iterdir())) == 3
+    assert splits.metadata["encodings"]["u.item"] == "latin-1"
+    assert any("MisÃ©rables" in render_prompt(row, PromptConfig()) for row in splits["train"])
+
+
 @pytest.mark.parametrize("fractions", [[0.5, 0.5], [0.6, 0.3, 0.3], [1.0, 0.0, 0.0]])
 def test_bad_split_fractions(fractions):
     with pytest.raises(LlmrecError, match="data.split"):
