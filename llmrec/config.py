@@ -84,6 +84,14 @@ class DataConfig:
     history_len: int = option(10, "K: previous ratings shown in each prompt")
     min_history: int = option(5, "samples with fewer previous ratings are dropped")
     split: list[float] = option([0.6, 0.2, 0.2], "train/valid/test fractions of a global time-ordered split")
+    resplit_last: int = option(
+        0, "0: off | N: after data.split, keep only the newest N samples of valid+test (all when fewer) and split "
+        "them again by time with data.resplit; the first train split is dropped (E2URec's ML-1M protocol: "
+        "split [0.8, 0.1, 0.1], resplit_last 100000, resplit [0.6, 0.2, 0.2])"
+    )
+    resplit: list[float] = option(
+        [0.6, 0.2, 0.2], "train/valid/test fractions of the second time split (used only when resplit_last > 0)"
+    )
     cache_dir: str = option("~/.cache/llmrec", "where built datasets are cached, keyed by fingerprint")
     subsample: SubsampleConfig = option(
         SubsampleConfig(), "smaller splits after the time split, for large backbones on small machines; the forget "

@@ -166,6 +166,17 @@ def _require_time_separation(parts: dict[str, pd.DataFrame], key: str) -> None:
                 )
 
 
+def resplit_newest(splits: dict[str, pd.DataFrame], last: int, fractions: list[float]) -> dict[str, pd.DataFrame]:
+    """E2URec's ML-1M protocol (data_preprocess/split_ml-1m.ipynb): the newest `last` samples of valid+test
+    (`pd.concat([valid_df, test_df]).iloc[-100000:]`; all of them when fewer) split again by time with `fractions`
+    (the reference cuts at int(0.6 n) and int(0.8 n); we cut at int(0.6 n) and int(0.6 n) + int(0.2 n), the same
+    for its n = 100,000). The first split's train is dropped: it only lends its ratings to the histories."""
+    if last < 0:
+        raise LlmrecError(f"data.resplit_last must be 0 (off) or a positive count, got {last}")
+    newest = pd.concat([splits["valid"], splits["test"]]).iloc[-last:]
+    return time_split(newest, fractions, key="data.resplit")
+
+
 def subsample(splits: dict[str, pd.DataFrame], config: SubsampleConfig) -> dict[str, pd.DataFrame]:
     """At most `config.<split>` samples of each split, drawn at random and kept in time order."""
     rng = np.random.default_rng(config.seed)
@@ -229,6 +240,8 @@ def prepare_splits(data: DataConfig, forget: ForgetConfig) -> DatasetDict:
     data_key = {k: v for k, v in dataclasses.asdict(data).items() if k not in ("cache_dir", "path")}
     if data.subsample == SubsampleConfig():
         del data_key["subsample"]  # keeps the fingerprints of caches built before the option existed
+    if not data.resplit_last:
+        del data_key["resplit_last"], data_key["resplit"]  # off: data.resplit is not used either
     fingerprint = _digest({"v": FORMAT_VERSION, "input": input_hash, "data": data_key, "forget": forget_key})
     cache = Path(data.cache_dir).expanduser() / f"samples-{interactions.name}-{fingerprint}"
     if (cache / "dataset_dict.json").is_file() and (cache / METADATA).is_file():
@@ -245,7 +258,13 @@ def prepare_splits(data: DataConfig, forget: ForgetConfig) -> DatasetDict:
         "repeated_ratings_rule": "latest rating per (user, item) kept",
         "encodings": interactions.encodings,
     }
-    splits = subsample(time_split(samples, data.split), data.subsample)
+    splits = time_split(samples, data.split)
+    metadata["time_split"] = {name: len(frame) for name, frame in splits.items()}
+    if data.resplit_last:
+        splits = resplit_newest(splits, data.resplit_last, data.resplit)
+        metadata["resplit"] = {"newest_valid_test_samples": sum(len(frame) for frame in splits.values()),
+                               **{name: len(frame) for name, frame in splits.items()}}
+    splits = subsample(splits, data.subsample)
     if forget.unit == "interactions":
         forgotten = choose_forget_interactions(splits["train"], forget)
         splits["forget"], splits["retained"] = splits["train"][forgotten], splits["train"][~forgotten]

@@ -3,6 +3,7 @@ import pytest
 
 from llmrec.config import DataConfig, ForgetConfig
 from llmrec.data.interactions import Interactions
+from llmrec.data.synthetic import generate_synthetic
 from llmrec.data.samples import (
     build_samples,
     choose_forget_users,
@@ -287,6 +288,54 @@ def test_interaction_level_forgetting_draws_samples_not_users(tmp_path, recipe_f
     with pytest.raises(LlmrecError, match="forget.users and forget.already_forgotten name users"):
         named = recipe_factory("forget.unit=interactions", f"forget.users={tmp_path / 'x.txt'}")
         prepare_splits(named.data, named.forget)
+
+
+def test_the_e2urec_ml1m_protocol_resplits_the_newest_valid_and_test_samples(tmp_path, recipe_factory):
+    # E2URec data_preprocess: 80/10/10 time split, then the last 100,000 samples of valid+test split
+    # 60/20/20, 20% of those train users forgotten (recipes/bench/ml1m-e2urec.yaml); here the last 100
+    # of this small synthetic log's
+    from llmrec.bench.run import BenchRecipe
+    from llmrec.config import load_recipe
+    from tests.conftest import REPO
+
+    shipped = load_recipe(REPO / "recipes/bench/ml1m-e2urec.yaml", cls=BenchRecipe)
+    assert (shipped.data.split, shipped.data.resplit_last, shipped.data.resplit, shipped.forget.fraction) == (
+        [0.8, 0.1, 0.1], 100_000, [0.6, 0.2, 0.2], 0.2)
+    protocol = [f"data.split={shipped.data.split}", f"data.resplit={shipped.data.resplit}",
+                f"forget.fraction={shipped.forget.fraction}"]
+    whole = recipe_factory(*protocol)
+    samples = time_split(build_samples(generate_synthetic(whole.data.synthetic), whole.data), whole.data.split)
+    newest = pd.concat([samples["valid"], samples["test"]])
+    assert len(newest) > 100
+    splits = prepare_splits((recipe := recipe_factory(*protocol, "data.resplit_last=100")).data, recipe.forget)
+    assert [len(splits[s]) for s in ("train", "valid", "test")] == [60, 20, 20]
+    keys = [(u, i) for name in ("train", "valid", "test") for u, i in zip(splits[name]["user_id"],
+                                                                             splits[name]["item_id"])]
+    assert keys == list(zip(newest.user_id, newest.item_id))[-100:]
+    train_users = set(splits["train"]["user_id"])
+    assert len(set(splits["forget"]["user_id"])) == round(0.2 * len(train_users))
+    assert len(splits["forget"]) + len(splits["retained"]) == 60
+    assert splits.metadata["resplit"] == {"newest_valid_test_samples": 100, "train": 60, "valid": 20, "test": 20}
+    fewer = recipe_factory(*protocol, "data.resplit_last=100000")  # all of valid+test when there are fewer
+    splits = prepare_splits(fewer.data, fewer.forget)
+    n = len(newest)
+    assert [len(splits[s]) for s in ("train", "valid", "test")] == [int(0.6 * n), int(0.2 * n),
+                                                                   n - int(0.6 * n) - int(0.2 * n)]
+    assert splits.metadata["time_split"] == {name: len(frame) for name, frame in samples.items()}
+    with pytest.raises(LlmrecError, match="data.resplit_last must be 0"):
+        bad = recipe_factory(*protocol, "data.resplit_last=-5")
+        prepare_splits(bad.data, bad.forget)
+    with pytest.raises(LlmrecError, match=r"data.resplit must be three positive fractions"):
+        bad = recipe_factory(*protocol, "data.resplit_last=100", "data.resplit=[0.5, 0.5]")
+        prepare_splits(bad.data, bad.forget)
+
+
+def test_the_resplit_option_off_keeps_the_fingerprint(tmp_path, recipe_factory):
+    default = recipe_factory()
+    prepare_splits(default.data, default.forget)
+    unused = recipe_factory("data.resplit=[0.5, 0.25, 0.25]")  # ignored while resplit_last is 0
+    prepare_splits(unused.data, unused.forget)
+    assert len(list((tmp_path / "cache").iterdir())) == 1
 
 
 @pytest.mark.slow
