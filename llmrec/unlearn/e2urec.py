@@ -30,7 +30,7 @@ from llmrec.unlearn.data import UnlearningData, steps_for
 from llmrec.unlearn.loop import batch_ce, make_trainable, optimize
 from llmrec.unlearn.losses import distillation_kl, e2urec_loss, forgetting_teacher_logits
 from llmrec.unlearn.registry import register
-from llmrec.unlearn.teachers import pair_logits, precompute_answer_logits
+from llmrec.unlearn.teachers import pair_logits, precompute_answer_logits, teacher_mode
 
 
 @dataclass
@@ -77,14 +77,15 @@ def build_augmented(original, forget_loader: DataLoader, answer: AnswerTokens, c
 
 
 class Teachers:
-    """Teacher [yes, no] logits by sample index: precomputed tables, or recomputed per batch."""
+    """Teacher [yes, no] logits by sample index: precomputed tables, or recomputed per batch; either way in
+    `teacher_mode` (eval mode, as the reference's `.eval()` teachers), the student left in the mode it trains in."""
 
     def __init__(self, student, augmented, answer: AnswerTokens, alpha: float):
         self.student, self.augmented, self.answer, self.alpha = student, augmented, answer, alpha
         self.forget_table = self.retained_table = None
 
     def _original(self, batch) -> torch.Tensor:
-        with torch.no_grad(), self.student.disable_adapter():
+        with teacher_mode(self.student), self.student.disable_adapter():
             return pair_logits(answer_logits(self.student, batch["input_ids"], batch["attention_mask"]), self.answer)
 
     def precompute(self, forget_loader: DataLoader, retained_loader: DataLoader,
@@ -103,7 +104,7 @@ class Teachers:
     def forget(self, batch) -> torch.Tensor:
         if self.forget_table is not None:
             return self.forget_table[batch["row"]]
-        with torch.no_grad():
+        with teacher_mode(self.augmented):
             augmented = pair_logits(answer_logits(self.augmented, batch["input_ids"], batch["attention_mask"]),
                                     self.answer)
         return forgetting_teacher_logits(self._original(batch), augmented, self.alpha)

@@ -3,11 +3,17 @@
 Distillation then costs one student forward/backward per step, and the stored logits stream from
 memory by sample index. Only the two answer columns are kept: they are what the recommender's
 score is made of, and a full-vocabulary table would not fit for real LLMs (vocab × samples).
+Teachers, stored or recomputed, are evaluated as the E2URec reference evaluates its frozen models
+(`unlearning_e2urec.py`: `.eval()`): in eval mode (`teacher_mode`).
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
+from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -20,15 +26,31 @@ def pair_logits(full_logits: torch.Tensor, answer: AnswerTokens) -> torch.Tensor
     return full_logits[:, [answer.yes_id, answer.no_id]]
 
 
-@torch.no_grad()
+@contextlib.contextmanager
+def teacher_mode(*models: nn.Module | None) -> Iterator[None]:
+    """Evaluate frozen teachers: no gradient; eval mode, so no dropout (the base model's, e.g. T5's 0.1, or LoRA's)
+    even while the student trains, every module's mode restored after."""
+    models = [m for m in models if m is not None]
+    modes = [(module, module.training) for model in models for module in model.modules()]
+    try:
+        with torch.no_grad():
+            for model in models:
+                model.eval()
+            yield
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
 def precompute_answer_logits(model, loader: DataLoader, answer: AnswerTokens, desc: str) -> torch.Tensor:
     """[samples, 2] float32 logits by each batch's `row` index (the loader may visit rows in any order,
-    e.g. by length), on the batches' device."""
-    model.eval()
+    e.g. by length), on the batches' device; computed in `teacher_mode`."""
     rows, logits = [], []
-    for batch in tqdm(loader, desc=desc, leave=False):
-        rows.append(batch["row"])
-        logits.append(pair_logits(answer_logits(model, batch["input_ids"], batch["attention_mask"]), answer).float())
+    with teacher_mode(model):
+        for batch in tqdm(loader, desc=desc, leave=False):
+            rows.append(batch["row"])
+            logits.append(pair_logits(answer_logits(model, batch["input_ids"], batch["attention_mask"]),
+                                      answer).float())
     if not rows:
         return torch.empty(0, 2)
     rows, logits = torch.cat(rows), torch.cat(logits)

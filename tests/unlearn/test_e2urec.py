@@ -171,3 +171,43 @@ def test_lora_augmentation_shares_the_original_weights_and_leaves_them_unchanged
 
     with pytest.raises(ConfigError, match="precompute_teachers"):
         unlearn_e2urec(original_and_data(trained)[0], data, dataclasses.replace(config, precompute_teachers=False))
+
+
+def t5_teachers(alpha: float = 10.0, lora_dropout: float = 0.5):
+    """A tiny T5 (E2URec's backbone: dropout 0.1 in its own layers) under a LoRA student with dropout, an augmented
+    copy that differs from it, and one left-padded batch: Teachers as `precompute_teachers: false` uses them."""
+    from tests.bench.test_steps import ANSWER, batch
+    from tests.llm.test_scoring import tiny_t5
+
+    original, augmented = tiny_t5(), tiny_t5()
+    with torch.no_grad():
+        augmented.lm_head.weight.add_(0.3 * torch.randn_like(augmented.lm_head.weight))
+    student = add_lora(original, dataclasses.replace(E2URecConfig().lora, r=2, dropout=lora_dropout))
+    with torch.no_grad():
+        for name, param in student.named_parameters():
+            if "lora_B" in name:
+                param.normal_(std=0.3)
+    return student, augmented, Teachers(student, augmented, ANSWER, alpha), batch(3, 6, 0)
+
+
+def test_teachers_are_evaluated_in_eval_mode_while_the_student_trains():
+    """Per-step teachers (precompute_teachers: false) see no dropout, as the reference's `.eval()` teachers; the student
+    and the augmented model are left in the mode they were in."""
+    from llmrec.llm.scoring import answer_logits
+
+    student, augmented, teachers, one = t5_teachers()
+    student.eval()
+    expected_forget, expected_retained = teachers.forget(one), teachers.retained(one)
+    student.train()
+    augmented.train()
+    for _ in range(2):
+        torch.testing.assert_close(teachers.forget(one), expected_forget, rtol=0, atol=0)
+        torch.testing.assert_close(teachers.retained(one), expected_retained, rtol=0, atol=0)
+    assert all(m.training for m in student.modules()) and all(m.training for m in augmented.modules())
+    with torch.no_grad():  # the student itself still trains with dropout on
+        assert not torch.equal(answer_logits(student, one["input_ids"], one["attention_mask"]),
+                               answer_logits(student, one["input_ids"], one["attention_mask"]))
+    teachers.precompute([one], [one])
+    assert all(m.training for m in student.modules())
+    torch.testing.assert_close(teachers.forget(one), expected_forget, rtol=1e-6, atol=1e-6)
+
