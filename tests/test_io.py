@@ -1,5 +1,7 @@
 import json
+import math
 
+import numpy as np
 import pytest
 
 from llmrec.io import atomic_dir, write_json
@@ -26,3 +28,14 @@ def test_write_json_leaves_no_temp_file(tmp_path):
     write_json(tmp_path / "sub" / "m.json", {"auc": 0.5})
     assert json.loads((tmp_path / "sub" / "m.json").read_text()) == {"auc": 0.5}
     assert [p.name for p in (tmp_path / "sub").iterdir()] == ["m.json"]
+
+
+def test_write_json_writes_non_finite_floats_as_null(tmp_path):
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    payload = {"auc": math.nan, "best": -math.inf, "rows": [1.5, np.float32("nan"), np.array([math.inf, 2.0])],
+               "pair": (np.float64(0.25), math.inf), "path": tmp_path}
+    write_json(tmp_path / "m.json", payload)
+    assert json.loads((tmp_path / "m.json").read_text(), parse_constant=refuse) == {
+        "auc": None, "best": None, "rows": [1.5, None, [None, 2.0]], "pair": [0.25, None], "path": str(tmp_path)}

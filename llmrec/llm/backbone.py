@@ -31,6 +31,7 @@ from transformers import (
 
 from llmrec.config import LoraSettings, TinyBackboneConfig
 from llmrec.errors import LlmrecError
+from llmrec.io import write_json
 from llmrec.llm.presets import resolve_backbone
 
 SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
@@ -215,7 +216,7 @@ def resolve_answer_tokens(tokenizer, yes: str, no: str, chat: bool = False) -> A
 
 
 def write_model_card(model_dir: Path, card: dict) -> None:
-    (model_dir / MODEL_CARD).write_text(json.dumps(card, indent=2))
+    write_json(Path(model_dir) / MODEL_CARD, card)  # strict JSON: an undefined metric is null
 
 
 def read_model_card(model_dir: Path) -> dict:

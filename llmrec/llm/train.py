@@ -1,9 +1,9 @@
 """Instruction tuning under accelerate, readable top to bottom.
 
 `llmrec train RECIPE` and `accelerate launch -m llmrec train RECIPE` both end up in `train()`.
-Outputs in `output_dir`: `config.yaml` (resolved recipe), `model/` (best epoch by valid AUC,
-`save_pretrained` + tokenizer + llmrec_model.json), `checkpoints/last/` (resumable state),
-`train_metrics.json`.
+Outputs in `output_dir`: `config.yaml` (resolved recipe), `model/` (best epoch by valid AUC, or by
+valid log-loss when the valid split has one class; `save_pretrained` + tokenizer + llmrec_model.json),
+`checkpoints/last/` (resumable state), `train_metrics.json`.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -27,10 +28,11 @@ from llmrec.data.tokenize import AnswerCollator, tokenize
 from llmrec.errors import LlmrecError
 from llmrec.eval.evaluate import make_loader, score_split
 from llmrec.eval.metrics import utility_metrics
-from llmrec.io import atomic_dir, write_json, write_text
+from llmrec.io import atomic_dir, finite_or_none, write_json, write_text
 from llmrec.llm.accel import make_accelerator
 from llmrec.llm.backbone import (
     add_lora,
+    MODEL_CARD,
     build_tiny_backbone,
     load_model,
     load_tokenizer,
@@ -80,8 +82,15 @@ class TrainerState:
     epoch: int = 0
     batches_done_in_epoch: int = 0
     global_step: int = 0
-    best_valid_auc: float = -math.inf
+    best_epoch: int = 0  # the epoch in model/ (0: none yet)
+    best_valid_auc: float | None = None  # its valid AUC (None: undefined, the valid split has one class)
+    best_valid_log_loss: float | None = None
     history: list = field(default_factory=list)
+
+    @classmethod
+    def load(cls, path: Path) -> TrainerState:
+        """Older checkpoints wrote -Infinity for "no best yet": read as None."""
+        return cls(**finite_or_none(json.loads(path.read_text())))
 
 
 def save_checkpoint(accelerator: Accelerator, state: TrainerState, checkpoints: Path) -> None:
@@ -89,8 +98,24 @@ def save_checkpoint(accelerator: Accelerator, state: TrainerState, checkpoints: 
     if accelerator.is_main_process:
         with atomic_dir(checkpoints / "last") as tmp:
             accelerator.save_state(str(tmp), safe_serialization=True)
-            (tmp / "trainer_state.json").write_text(json.dumps(asdict(state)))
+            write_json(tmp / "trainer_state.json", asdict(state))
     accelerator.wait_for_everyone()
+
+
+def one_class_note(labels) -> str | None:
+    """Why valid AUC cannot pick the epoch, or None when both classes are present."""
+    counts = Counter(int(label) for label in labels)
+    if len(counts) == 2:
+        return None
+    return (f"the valid split has one class ({counts[1]} positive, {counts[0]} negative samples), so its AUC is "
+            "undefined: the epoch with the lowest valid log-loss is kept")
+
+
+def improves(metrics: dict, state: TrainerState, by_log_loss: bool) -> bool:
+    """Does this epoch beat the one in model/? Higher valid AUC, or lower log-loss for a one-class valid split."""
+    if by_log_loss:
+        return state.best_valid_log_loss is None or metrics["log_loss"] < state.best_valid_log_loss
+    return state.best_valid_auc is None or metrics["auc"] > state.best_valid_auc
 
 
 def save_model(accelerator: Accelerator, model, tokenizer, card: dict, target: Path) -> None:
@@ -105,6 +130,15 @@ def save_model(accelerator: Accelerator, model, tokenizer, card: dict, target: P
             tokenizer.save_pretrained(tmp)
             write_model_card(tmp, card)
     accelerator.wait_for_everyone()
+
+
+def describe(metrics: dict) -> str:
+    auc = "undefined (one class)" if math.isnan(metrics["auc"]) else f"{metrics['auc']:.4f}"
+    return f"valid auc {auc} acc {metrics['accuracy']:.4f} log-loss {metrics['log_loss']:.4f}"
+
+
+def selected_by(one_class: str | None) -> str:
+    return "valid log-loss (one-class valid split)" if one_class else "valid auc"
 
 
 def train(recipe: Recipe) -> dict:
@@ -134,6 +168,9 @@ def train(recipe: Recipe) -> dict:
     resuming = cfg.resume and (last / "trainer_state.json").is_file()
     if resuming:
         check_resumable(recipe, output_dir / "config.yaml")
+    one_class = one_class_note(splits["valid"]["label"])
+    if one_class:
+        accelerator.print(one_class)
     if accelerator.is_main_process:
         write_text(output_dir / "config.yaml", to_yaml(recipe))
     start_from = backbone_path(recipe, splits["train"], accelerator, resuming)
@@ -176,7 +213,7 @@ def train(recipe: Recipe) -> dict:
     state = TrainerState()
     if resuming:
         accelerator.load_state(str(last))
-        state = TrainerState(**json.loads((last / "trainer_state.json").read_text()))
+        state = TrainerState.load(last / "trainer_state.json")
         accelerator.print(f"resumed from {last}: epoch {state.epoch}, step {state.global_step}")
 
     card = {
@@ -191,8 +228,7 @@ def train(recipe: Recipe) -> dict:
     if cfg.eval_before:  # what the backbone knows with no tuning: a pretrained instruct model's zero-shot score
         with torch.random.fork_rng():  # iterating a loader draws from the global generator: training must not see it
             before = utility_metrics(*score_split(model, valid_loader, accelerator, answer, desc="valid (before)"))
-        accelerator.print(f"before training: valid auc {before['auc']:.4f} acc {before['accuracy']:.4f} "
-                          f"log-loss {before['log_loss']:.4f}")
+        accelerator.print(f"before training: {describe(before)}")
     for epoch in range(state.epoch, cfg.epochs):
         if state.global_step >= total_steps:
             break
@@ -240,20 +276,25 @@ def train(recipe: Recipe) -> dict:
             "train_seconds": train_seconds, "valid_seconds": time.perf_counter() - tick - train_seconds,
             "samples_per_second": seen_samples / train_seconds, "tokens_per_second": seen_tokens / train_seconds,
         })
-        improved = metrics["auc"] > state.best_valid_auc
-        accelerator.print(
-            f"epoch {epoch + 1}: valid auc {metrics['auc']:.4f} acc {metrics['accuracy']:.4f} "
-            f"log-loss {metrics['log_loss']:.4f}" + (" (best so far, saved)" if improved else "")
-        )
+        improved = improves(metrics, state, by_log_loss=one_class is not None)
+        accelerator.print(f"epoch {epoch + 1}: {describe(metrics)}" + (" (best so far, saved)" if improved else ""))
         if improved:
-            state.best_valid_auc = metrics["auc"]
-            save_model(accelerator, model, tokenizer, {**card, "epoch": epoch + 1, "valid": metrics},
+            state.best_epoch, state.best_valid_log_loss = epoch + 1, metrics["log_loss"]
+            state.best_valid_auc = None if one_class else metrics["auc"]
+            save_model(accelerator, model, tokenizer,
+                       {**card, "epoch": epoch + 1, "valid": metrics, "selected_by": selected_by(one_class)},
                        output_dir / "model")
         state.epoch, state.batches_done_in_epoch = epoch + 1, 0
         save_checkpoint(accelerator, state, checkpoints)
 
+    if not (output_dir / "model" / MODEL_CARD).is_file():
+        raise LlmrecError(f"{last} holds a finished run but {output_dir / 'model'} is missing; "
+                          "add train.resume=false to train again")
     summary = {
         "best_valid_auc": state.best_valid_auc,
+        "best_valid_log_loss": state.best_valid_log_loss,
+        "best_epoch": state.best_epoch,
+        "selected_by": selected_by(one_class),
         "valid_before_training": before,
         "epochs": state.history,
         "train_seconds_this_run": time.perf_counter() - started,

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ import llmrec.llm.train as train_module
 from llmrec.config import to_dict
 from llmrec.llm.backbone import read_model_card
 from llmrec.llm.train import train
+from tests.conftest import SMALL_OVERRIDES
 
 
 def test_train_writes_model_config_metrics_and_checkpoint(recipe_factory):
@@ -137,3 +139,44 @@ def test_max_grad_norm_clips_once_per_optimizer_step(recipe_factory, monkeypatch
     calls.clear()
     train(recipe_factory("train.max_steps=2", "train.resume=false"))
     assert calls == []
+
+
+def _strict_json(path):
+    def refuse(constant):
+        raise ValueError(f"{path}: {constant} is not JSON")
+
+    return json.loads(Path(path).read_text(), parse_constant=refuse)
+
+
+def one_class_valid_log(folder: Path) -> Path:
+    """The issue's reproducer: 30 users x 20 ratings; the newest 45% of the ratings are all 5 stars, so the
+    valid and test splits (the newest 40% of the samples) hold positives only."""
+    folder.mkdir()
+    rows = ["user_id,item_id,rating,timestamp"]
+    for j in range(20):  # the j-th rating of every user, at distinct times
+        for u in range(30):
+            stars = 5 if j >= 11 else 1 + (u + j) % 5
+            rows.append(f"u{u},i{(7 * u + j) % 40},{stars},{1000 + 30 * j + u}")
+    (folder / "ratings.csv").write_text("\n".join(rows) + "\n")
+    return folder
+
+
+def test_a_one_class_valid_split_keeps_the_epoch_with_the_lowest_valid_log_loss(tmp_path, capsys):
+    from llmrec.cli import main
+
+    out = tmp_path / "run"
+    code = main(["train", f"output_dir={out}", f"data.cache_dir={tmp_path / 'cache'}", *SMALL_OVERRIDES,
+                 "data.format=csv", f"data.path={one_class_valid_log(tmp_path / 'log')}", "train.epochs=2"])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "the valid split has one class (90 positive, 0 negative samples)" in printed
+    assert "valid auc undefined (one class)" in printed
+    metrics = _strict_json(out / "train_metrics.json")  # null, not NaN / -Infinity
+    losses = [e["valid"]["log_loss"] for e in metrics["epochs"]]
+    assert [e["valid"]["auc"] for e in metrics["epochs"]] == [None, None]
+    assert metrics["best_valid_auc"] is None and metrics["selected_by"].startswith("valid log-loss")
+    card = _strict_json(out / "model" / "llmrec_model.json")
+    assert card["epoch"] == metrics["best_epoch"] == 1 + losses.index(min(losses))
+    assert card["valid"]["log_loss"] == metrics["best_valid_log_loss"] == min(losses)
+    _strict_json(out / "checkpoints" / "last" / "trainer_state.json")
+    assert AutoModelForCausalLM.from_pretrained(out / "model").config.model_type == "llama"
