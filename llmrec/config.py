@@ -193,6 +193,10 @@ class EvalConfig:
         None, "a second retrain (another seed): its distance to the reference is the noise floor of every distance"
     )
     forgetting: bool = option(False, "require forgetting metrics (an error when reference_dir is not set)")
+    base_model: str | None = option(
+        None, "the original an unlearned model (adapter) was made from, when it is no longer at the absolute path "
+        "its card records; checked against the card's sha256 like the recorded one"
+    )
 
 
 @dataclass

@@ -30,7 +30,7 @@ from llmrec.data.samples import prepare_splits
 from llmrec.errors import LlmrecError
 from llmrec.io import atomic_dir, write_json
 from llmrec.llm.backbone import parameter_counts, read_model_card
-from llmrec.unlearn.run import directory_hash, unlearning_manifest
+from llmrec.unlearn.run import directory_hash, original_card, unlearning_manifest
 
 
 @dataclass
@@ -93,7 +93,8 @@ def run_classic_unlearning(recipe: ClassicUnlearnRecipe) -> dict:
         result = runner(work, getattr(recipe, recipe.method, None))
         wall = time.perf_counter() - started
         kept = {key: work.card[key] for key in ("recipe", "partition") if key in work.card}
-        save_classic(result["model"], work.index, tmp, **kept, trained_on="retained", unlearned_from=str(model_dir))
+        save_classic(result["model"], work.index, tmp, **kept, trained_on="retained",
+                     **original_card(model_dir, original_hash))
         if directory_hash(model_dir) != original_hash:
             raise LlmrecError(f"{model_dir} changed during unlearning; refusing to write outputs")
         result["total_parameters"] = parameter_counts(result["model"])[1]

@@ -29,6 +29,7 @@ from llmrec.llm.backbone import (
     AnswerTokens,
     load_recommender,
     load_tokenizer,
+    original_model_dir,
     read_model_card,
 )
 from llmrec.llm.scoring import answer_logits, p_yes
@@ -64,8 +65,12 @@ def score_split(model, loader, accelerator: Accelerator, answer: AnswerTokens, d
     return labels, probs
 
 
-def score_model(model_dir: Path, names: list[str], splits, batch_size: int, accelerator: Accelerator) -> dict:
-    """{split: (labels, P(yes))} for one saved model, with the prompt and answer tokens it was trained with."""
+def score_model(model_dir: Path, names: list[str], splits, batch_size: int, accelerator: Accelerator,
+                base_model: str | None = None) -> dict:
+    """{split: (labels, P(yes))} for one saved model, with the prompt and answer tokens it was trained with.
+
+    `base_model`: where an adapter's original is, when not at the path its card records (hash-checked).
+    """
     card = read_model_card(model_dir)
     if "classic" in card:  # MF / LightGCN: scored from (user, item) ids, no prompt
         from llmrec.classic.store import score_classic
@@ -73,7 +78,7 @@ def score_model(model_dir: Path, names: list[str], splits, batch_size: int, acce
         return score_classic(model_dir, names, splits)
     prompt, answer = PromptConfig(**card["prompt"]), AnswerTokens(**card["answer"])
     tokenizer = load_tokenizer(str(model_dir))
-    model = accelerator.prepare(load_recommender(model_dir))
+    model = accelerator.prepare(load_recommender(model_dir, base_model))
     collator = AnswerCollator(tokenizer)
     scored = {}
     for name in names:
@@ -156,13 +161,19 @@ def evaluate(recipe: Recipe, accelerator: Accelerator | None = None) -> dict[str
     skipped = mia_skip_reason(len(splits["forget"]), len(splits["test"])) if cfg.reference_dir else None
     if skipped:  # known from the split sizes, before any model is scored
         accelerator.print(f"membership-inference attack skipped: {skipped}; the other metrics are reported")
+    # gap closure needs the original: checked (present, the very model by hash) before anything is scored;
+    # an adapter's is checked when it loads, also before scoring
+    original_dir = None
+    if cfg.reference_dir:
+        original_dir = Path(cfg.original_dir) if cfg.original_dir else original_model_dir(model_dir, card,
+                                                                                          cfg.base_model)
     needed = list(dict.fromkeys([*cfg.splits, *(["forget", "test"] if cfg.reference_dir else [])]))
-    scored = score_model(model_dir, needed, splits, cfg.batch_size, accelerator)
+    scored = score_model(model_dir, needed, splits, cfg.batch_size, accelerator, cfg.base_model)
     results = {name: utility_metrics(*scored[name]) for name in cfg.splits}
     table = markdown_table(results)
     if cfg.reference_dir:
         reference = score_model(Path(cfg.reference_dir), ["forget", "test"], splits, cfg.batch_size, accelerator)
-        original_dir = cfg.original_dir or card.get("unlearned_from") or card.get("merged_from") or str(model_dir)
+        original_dir = original_dir or model_dir
         original = (
             scored if Path(original_dir) == model_dir
             else score_model(Path(original_dir), ["forget", "test"], splits, cfg.batch_size, accelerator)

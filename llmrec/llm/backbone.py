@@ -226,8 +226,58 @@ def read_model_card(model_dir: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def load_recommender(model_dir: str | Path):
-    """A trained model dir, an unlearning output (peft adapter) on top of the original it names, or a SISA ensemble."""
+_VERIFIED: dict[tuple, str] = {}  # (directory, its files' names, sizes and mtimes) -> model_hash, per process
+
+
+def _original_hash(path: Path) -> str:
+    """`model_hash` of `path` (sha256 of every byte: reading it costs about what loading the weights does),
+    computed once per process while the directory's files keep their sizes and modification times."""
+    from llmrec.unlearn.run import model_hash
+
+    files = sorted(p for p in path.rglob("*") if p.is_file())
+    key = (str(path.resolve()), tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files))
+    if key not in _VERIFIED:
+        _VERIFIED[key] = model_hash(path)
+    return _VERIFIED[key]
+
+
+def original_model_dir(model_dir: str | Path, card: dict | None = None, base_model: str | None = None) -> Path | None:
+    """The original an unlearned (or merged) model was made from, checked to be that very model.
+
+    `base_model` (eval.base_model) overrides the path the card records. The card's
+    `unlearned_from_sha256` / `merged_from_sha256` (the `model_hash` `llmrec unlearn` took) must match the
+    directory's hash. None for a model that names no original. Raises LlmrecError, as one line, when the
+    original is missing or is another model; a card from before hashes were recorded is loaded with a
+    printed warning, since nothing can be checked.
+    """
+    card = read_model_card(model_dir) if card is None else card
+    key = next((k for k in ("unlearned_from", "merged_from") if card.get(k)), None)
+    if key is None:
+        if base_model:
+            raise LlmrecError(f"eval.base_model: {model_dir} was not unlearned from another model (its {MODEL_CARD} "
+                              "names no original)")
+        return None
+    path = Path(base_model or card[key])
+    hint = "eval.base_model=DIR" if base_model is None else "another eval.base_model"
+    if not (path / MODEL_CARD).is_file():
+        raise LlmrecError(f"{model_dir}: its original model {path} is missing (no {MODEL_CARD} there); point at "
+                          f"it with {hint}")
+    expected = card.get(f"{key}_sha256")
+    if expected is None:
+        print(f"warning: {model_dir}: {MODEL_CARD} records no sha256 of its original, so {path} cannot be checked "
+              "to be the model it was made from (rerun llmrec unlearn to record it)")
+    elif _original_hash(path) != expected:
+        raise LlmrecError(f"{model_dir}: {path} is not the model it was made from (sha256 "
+                          f"{_original_hash(path)[:12]}…, recorded {expected[:12]}…); point at the original with {hint}")
+    return path
+
+
+def load_recommender(model_dir: str | Path, base_model: str | None = None):
+    """A trained model dir, an unlearning output (peft adapter) on top of the original it names, or a SISA ensemble.
+
+    An adapter's original is checked by hash first (`original_model_dir`); `base_model` points at it when it
+    moved. Raises LlmrecError when it is missing or is another model.
+    """
     model_dir = Path(model_dir)
     if (model_dir / ENSEMBLE_FILE).is_file():
         from llmrec.unlearn.sisa import SisaEnsemble
@@ -239,8 +289,9 @@ def load_recommender(model_dir: str | Path):
         card = read_model_card(model_dir)
         if not card.get("unlearned_from"):
             raise LlmrecError(f"{model_dir}: adapter without 'unlearned_from' in {MODEL_CARD}")
+        base = original_model_dir(model_dir, card, base_model)
         # the adapter was trained on the original as loaded then (4-bit under QLoRA), so it is scored on that
-        return PeftModel.from_pretrained(load_model(card["unlearned_from"], quant=card.get("quant")), model_dir).eval()
+        return PeftModel.from_pretrained(load_model(str(base), quant=card.get("quant")), model_dir).eval()
     return load_model(str(model_dir))
 
 

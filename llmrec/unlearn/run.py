@@ -92,11 +92,17 @@ def check_quantizable(recipe: UnlearnRecipe) -> None:
 
 
 def directory_hash(folder: Path) -> str:
-    """sha256 over every file's name and bytes: proves the original was left untouched."""
+    """sha256 over every file's name and bytes: proves the original was left untouched.
+
+    Files are read in 16 MiB chunks (the digest is that of the whole bytes), so a multi-GB weight file is
+    never held in memory at once.
+    """
     digest = hashlib.sha256()
     for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
         digest.update(str(path.relative_to(folder)).encode())
-        digest.update(path.read_bytes())
+        with open(path, "rb") as handle:
+            while chunk := handle.read(1 << 24):
+                digest.update(chunk)
     return digest.hexdigest()
 
 
@@ -108,11 +114,19 @@ def model_hash(model_dir: Path) -> str:
     return hashlib.sha256("".join(parts).encode()).hexdigest()
 
 
-def unlearn_in_memory(runner, recipe: UnlearnRecipe, card: dict, splits, accelerator, output: Path | None) -> dict:
+def original_card(model_dir: Path, original_hash: str, key: str = "unlearned_from") -> dict:
+    """The card entries naming the original: its absolute path (so any working directory finds it) and its
+    `model_hash`, which `backbone.original_model_dir` checks before the original is used again."""
+    return {key: str(Path(model_dir).absolute()), f"{key}_sha256": original_hash}
+
+
+def unlearn_in_memory(runner, recipe: UnlearnRecipe, card: dict, splits, accelerator, output: Path | None,
+                      original_hash: str | None = None) -> dict:
     """Load θ₀, let the method train its student, save the student (adapter or whole model) into `output`.
 
     Under several processes each one trains on its share of every batch and gradients are averaged
-    (unlearn/loop.py), so all hold the same student; only the main process saves it (output None elsewhere).
+    (unlearn/loop.py), so all hold the same student; only the main process saves it (output None elsewhere),
+    with the original's `original_hash` in its card.
     """
     model_dir = Path(recipe.model)
     tokenizer = load_tokenizer(str(model_dir))
@@ -132,11 +146,12 @@ def unlearn_in_memory(runner, recipe: UnlearnRecipe, card: dict, splits, acceler
         return result
     student.save_pretrained(output)
     tokenizer.save_pretrained(output)
-    write_model_card(output, {**card, "unlearned_from": str(model_dir), "quant": recipe.quant})
+    write_model_card(output, {**card, **original_card(model_dir, original_hash), "quant": recipe.quant})
     if recipe.merge and hasattr(student, "merge_and_unload"):
         merged_copy(student).save_pretrained(output / "merged")
         tokenizer.save_pretrained(output / "merged")
-        write_model_card(output / "merged", {**card, "merged_from": str(model_dir)})
+        inherited = {k: v for k, v in card.items() if not k.startswith("unlearned_from")}  # its original's own
+        write_model_card(output / "merged", {**inherited, **original_card(model_dir, original_hash, "merged_from")})
     return result
 
 
@@ -148,7 +163,7 @@ def unlearning_manifest(recipe, splits, original_hash: str, result: dict, wall: 
     return {
         "method": recipe.method,
         "recipe": to_dict(recipe),
-        "original_model": str(recipe.model),
+        "original_model": str(Path(recipe.model).absolute()),
         "original_model_sha256": original_hash,
         "forgotten_user_ids": forget_users,
         "forgotten_samples_sha256": hashlib.sha256(repr(forgotten).encode()).hexdigest(),
@@ -197,9 +212,9 @@ def run_unlearning(recipe: UnlearnRecipe) -> dict | None:
         started = time.perf_counter()
         if getattr(runner, "rebuilds_model", False):
             result = runner(model_dir, splits, getattr(recipe, recipe.method), tmp)
-            write_model_card(tmp, {**read_model_card(tmp), "unlearned_from": str(model_dir)})
+            write_model_card(tmp, {**read_model_card(tmp), **original_card(model_dir, original_hash)})
         else:
-            result = unlearn_in_memory(runner, recipe, card, splits, accelerator, tmp)
+            result = unlearn_in_memory(runner, recipe, card, splits, accelerator, tmp, original_hash)
         wall = time.perf_counter() - started
         if model_hash(model_dir) != original_hash:
             raise LlmrecError(f"{model_dir} changed during unlearning; refusing to write outputs")
