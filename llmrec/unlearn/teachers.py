@@ -4,7 +4,7 @@ Distillation then costs one student forward/backward per step, and the stored lo
 memory by sample index. Only the two answer columns are kept: they are what the recommender's
 score is made of, and a full-vocabulary table would not fit for real LLMs (vocab × samples).
 Teachers, stored or recomputed, are evaluated as the E2URec reference evaluates its frozen models
-(`unlearning_e2urec.py`: `.eval()`): in eval mode (`teacher_mode`).
+(`unlearning_e2urec.py`: `.eval()`, fp32): in eval mode and float32 (`teacher_mode`).
 """
 
 from __future__ import annotations
@@ -29,11 +29,17 @@ def pair_logits(full_logits: torch.Tensor, answer: AnswerTokens) -> torch.Tensor
 @contextlib.contextmanager
 def teacher_mode(*models: nn.Module | None) -> Iterator[None]:
     """Evaluate frozen teachers: no gradient; eval mode, so no dropout (the base model's, e.g. T5's 0.1, or LoRA's)
-    even while the student trains, every module's mode restored after."""
+    even while the student trains, every module's mode restored after; autocast off, so logits come out float32
+    (from float32 weights): the forgetting teacher multiplies their rounding by α, and bf16 keeps 8 significant bits."""
     models = [m for m in models if m is not None]
     modes = [(module, module.training) for model in models for module in model.modules()]
+    devices = {"cpu"} | {p.device.type for model in models for p in model.parameters()}
+    devices = sorted(d for d in devices if torch.amp.is_autocast_available(d))
     try:
-        with torch.no_grad():
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(torch.no_grad())
+            for device in devices:
+                stack.enter_context(torch.autocast(device, enabled=False))
             for model in models:
                 model.eval()
             yield

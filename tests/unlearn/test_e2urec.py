@@ -211,3 +211,16 @@ def test_teachers_are_evaluated_in_eval_mode_while_the_student_trains():
     assert all(m.training for m in student.modules())
     torch.testing.assert_close(teachers.forget(one), expected_forget, rtol=1e-6, atol=1e-6)
 
+
+def test_teacher_logits_are_float32_under_bf16_autocast():
+    """α multiplies the teachers' rounding: their logits are float32 whatever autocast the caller runs under
+    (bf16 is forced here, so the test does not depend on the CPU having bf16 support)."""
+    _, _, teachers, one = t5_teachers()
+    full_forget, full_retained = teachers.forget(one), teachers.retained(one)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        forget, retained = teachers.forget(one), teachers.retained(one)
+        teachers.precompute([one], [one])
+    for logits, full in ((forget, full_forget), (retained, full_retained),
+                         (teachers.forget_table, full_forget), (teachers.retained_table, full_retained)):
+        assert logits.dtype == torch.float32
+        torch.testing.assert_close(logits, full, rtol=1e-5, atol=1e-5)  # computed in float32, not rounded to bf16
