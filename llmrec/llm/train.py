@@ -3,11 +3,12 @@
 `llmrec train RECIPE` and `accelerate launch -m llmrec train RECIPE` both end up in `train()`.
 Outputs in `output_dir`: `config.yaml` (resolved recipe), `model/` (best epoch by valid AUC, or by
 valid log-loss when the valid split has one class; `save_pretrained` + tokenizer + llmrec_model.json),
-`checkpoints/last/` (resumable state), `train_metrics.json`.
+`checkpoints/last/` (resumable state and the settings it belongs to), `train_metrics.json`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -23,7 +24,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from llmrec.config import Recipe, parse_yaml, to_dict, to_yaml
 from llmrec.data.prompts import render_prompt
-from llmrec.data.samples import prepare_splits, require_user_forgetting, training_split
+from llmrec.data.samples import input_fingerprint, prepare_splits, require_user_forgetting, training_split
 from llmrec.data.tokenize import AnswerCollator, tokenize
 from llmrec.errors import LlmrecError
 from llmrec.eval.evaluate import make_loader, score_split
@@ -44,35 +45,103 @@ from llmrec.llm.backbone import (
 from llmrec.llm.scoring import answer_logits, answer_loss
 
 
-def backbone_path(recipe: Recipe, train_split, accelerator: Accelerator, resuming: bool) -> str:
-    """The HF model to start from; 'tiny' is built from the train prompts, and reused only by a resumed run."""
+BACKBONE_STAMP = "llmrec_build.json"
+
+
+def backbone_path(recipe: Recipe, train_split, accelerator: Accelerator) -> str:
+    """The HF model to start from. 'tiny' is built from the train prompts (a deterministic tokenizer and a
+    seeded init) into output_dir/backbone and rebuilt only when its inputs changed, so a resumed checkpoint
+    always finds the tokenizer it was trained with, even after a train.resume=false run rebuilt it."""
     if recipe.model.name_or_path != "tiny":
         return recipe.model.name_or_path
     target = Path(recipe.output_dir) / "backbone"
-    if accelerator.is_main_process and not (resuming and (target / "config.json").is_file()):
+    if accelerator.is_main_process:
         labels = train_split["label"]
-        corpus = (
+        corpus = [
             render_prompt(row, recipe.prompt) + (" " + recipe.prompt.yes if label else " " + recipe.prompt.no)
             for row, label in zip(train_split, labels)
-        )
-        build_tiny_backbone(corpus, recipe.model.tiny, recipe.model.max_length, target)
+        ]
+        digest = hashlib.sha256(json.dumps([asdict(recipe.model.tiny), recipe.model.max_length]).encode())
+        for text in corpus:
+            digest.update(b"\0" + text.encode())
+        stamp = {"inputs": digest.hexdigest()}
+        stamp_file = target / BACKBONE_STAMP
+        if not (stamp_file.is_file() and json.loads(stamp_file.read_text()) == stamp):
+            build_tiny_backbone(corpus, recipe.model.tiny, recipe.model.max_length, target)
+            write_json(stamp_file, stamp)
     accelerator.wait_for_everyone()
     return str(target)
 
 
-RESUME_MUST_MATCH = ("data", "forget", "prompt", "model")
+# Settings that cannot change the trained weights or the epoch kept; every other key must match to resume.
+# eval.* configures `llmrec evaluate`, except eval.batch_size, which scores valid during training.
+NOT_RUN_SETTINGS = ("output_dir", "data.cache_dir", "train.resume", "train.checkpoint_every", "train.eval_before")
+USER_FILES = ("forget.users", "forget.already_forgotten", "train.only_users")
 
 
-def check_resumable(recipe: Recipe, saved_config: Path) -> None:
-    """A checkpoint only continues the run that wrote it: same data, forget set, prompt and model."""
-    saved = parse_yaml(saved_config.read_text()) if saved_config.is_file() else {}
-    current = to_dict(recipe)
-    for section in RESUME_MUST_MATCH:
-        if saved.get(section) != current[section]:
-            raise LlmrecError(
-                f"{saved_config.parent} holds a checkpoint of a run with a different '{section}' section; "
-                "use another output_dir, or train.resume=false to start over there"
-            )
+def flat_settings(tree: dict, prefix: str = "") -> dict:
+    """{'train': {'epochs': 1}} -> {'train.epochs': 1}."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flat_settings(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def shaping(key: str) -> bool:
+    return key not in NOT_RUN_SETTINGS and (not key.startswith("eval.") or key == "eval.batch_size")
+
+
+def run_settings(recipe: Recipe) -> dict:
+    """Every setting that shapes the run, as dotted keys, plus digests of the files those settings name
+    (the data, user lists): the same path with other contents is another run."""
+    flat = flat_settings(to_dict(recipe))
+    settings = {key: value for key, value in flat.items() if shaping(key)}
+    settings["data.path (contents)"] = input_fingerprint(recipe.data)
+    for key in USER_FILES:
+        if flat[key]:
+            path = Path(flat[key])
+            settings[f"{key} (contents)"] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+    return settings
+
+
+def check_resumable(recipe: Recipe, last: Path) -> None:
+    """A checkpoint only continues the run that wrote it: every setting in `run_settings` must match.
+
+    Compares with last/settings.json (older checkpoints: the shaping keys of output_dir/config.yaml). A key
+    the checkpoint lacks (an option added since) matches its default. Raises LlmrecError naming every
+    differing key, with the train.resume=false hint.
+    """
+    if (last / SETTINGS_FILE).is_file():
+        saved = json.loads((last / SETTINGS_FILE).read_text())
+    elif (config := last.parent.parent / "config.yaml").is_file():
+        saved = {key: value for key, value in flat_settings(parse_yaml(config.read_text())).items() if shaping(key)}
+    else:
+        raise LlmrecError(f"{last} has no record of the settings it was trained with (no {SETTINGS_FILE}, no "
+                          f"{config}); add train.resume=false to start over")
+    current, defaults = run_settings(recipe), flat_settings(to_dict(Recipe()))
+    differ = []
+    for key, value in current.items():
+        if key in saved:
+            before = saved[key]
+        elif key.endswith("(contents)"):
+            continue  # a checkpoint from before llmrec recorded file contents
+        else:
+            before = defaults.get(key, "<unset>")
+        if before != value:
+            differ.append(f"{key} ({_short(before)} in the checkpoint, now {_short(value)})")
+    if differ:
+        raise LlmrecError(
+            f"{last} is a checkpoint of a run with other settings: {'; '.join(differ)}; rerun with the "
+            "checkpoint's settings to resume it, or add train.resume=false to start over"
+        )
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 @dataclass
@@ -85,6 +154,7 @@ class TrainerState:
     best_epoch: int = 0  # the epoch in model/ (0: none yet)
     best_valid_auc: float | None = None  # its valid AUC (None: undefined, the valid split has one class)
     best_valid_log_loss: float | None = None
+    valid_before_training: dict | None = None
     history: list = field(default_factory=list)
 
     @classmethod
@@ -93,12 +163,17 @@ class TrainerState:
         return cls(**finite_or_none(json.loads(path.read_text())))
 
 
-def save_checkpoint(accelerator: Accelerator, state: TrainerState, checkpoints: Path) -> None:
+SETTINGS_FILE = "settings.json"
+
+
+def save_checkpoint(accelerator: Accelerator, state: TrainerState, checkpoints: Path, settings: dict) -> None:
+    """checkpoints/last, replaced atomically: accelerate's state, trainer_state.json and the run's settings."""
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         with atomic_dir(checkpoints / "last") as tmp:
             accelerator.save_state(str(tmp), safe_serialization=True)
             write_json(tmp / "trainer_state.json", asdict(state))
+            write_json(tmp / SETTINGS_FILE, settings)
     accelerator.wait_for_everyone()
 
 
@@ -165,15 +240,20 @@ def train(recipe: Recipe) -> dict:
     train_split = training_split(splits, cfg.train_on, cfg.only_users)
     checkpoints = output_dir / "checkpoints"
     last = checkpoints / "last"
-    resuming = cfg.resume and (last / "trainer_state.json").is_file()
+    has_checkpoint = (last / "trainer_state.json").is_file()
+    resuming = cfg.resume and has_checkpoint
     if resuming:
-        check_resumable(recipe, output_dir / "config.yaml")
+        check_resumable(recipe, last)  # before anything is written
+    elif has_checkpoint:
+        accelerator.print(f"train.resume=false: starting over; the checkpoint in {last} is replaced when this run "
+                          "writes its first one")
+    settings = run_settings(recipe)
     one_class = one_class_note(splits["valid"]["label"])
     if one_class:
         accelerator.print(one_class)
     if accelerator.is_main_process:
         write_text(output_dir / "config.yaml", to_yaml(recipe))
-    start_from = backbone_path(recipe, splits["train"], accelerator, resuming)
+    start_from = backbone_path(recipe, splits["train"], accelerator)
     tokenizer = load_tokenizer(start_from)
     answer = resolve_answer_tokens(tokenizer, recipe.prompt.yes, recipe.prompt.no, chat=recipe.prompt.chat_template)
     with accelerator.main_process_first():
@@ -224,17 +304,19 @@ def train(recipe: Recipe) -> dict:
         "trained_on": cfg.train_on,
     }
     started = time.perf_counter()
-    before = None
-    if cfg.eval_before:  # what the backbone knows with no tuning: a pretrained instruct model's zero-shot score
+    if cfg.eval_before and not resuming:  # what the backbone knows with no tuning (a resumed model is tuned)
         with torch.random.fork_rng():  # iterating a loader draws from the global generator: training must not see it
             before = utility_metrics(*score_split(model, valid_loader, accelerator, answer, desc="valid (before)"))
+        state.valid_before_training = before
         accelerator.print(f"before training: {describe(before)}")
     for epoch in range(state.epoch, cfg.epochs):
-        if state.global_step >= total_steps:
-            break
+        if state.global_step >= total_steps and state.batches_done_in_epoch == 0:
+            break  # a checkpoint taken at the last step mid-epoch still needs that epoch's validation below
         model.train()
         train_loader.set_epoch(epoch)
         loader = accelerator.skip_first_batches(train_loader, state.batches_done_in_epoch)
+        if state.global_step >= total_steps:
+            loader = []
         bar = tqdm(
             loader,
             total=len(train_loader),
@@ -263,7 +345,7 @@ def train(recipe: Recipe) -> dict:
             bar.set_postfix(loss=f"{loss.item():.4f}", samples_s=f"{seen_samples / elapsed:.0f}",
                             tokens_s=f"{seen_tokens / elapsed:.0f}")
             if cfg.checkpoint_every and state.global_step % cfg.checkpoint_every == 0:
-                save_checkpoint(accelerator, state, checkpoints)
+                save_checkpoint(accelerator, state, checkpoints, settings)
             if state.global_step >= total_steps:
                 break
         bar.close()
@@ -274,7 +356,8 @@ def train(recipe: Recipe) -> dict:
         state.history.append({
             "epoch": epoch + 1, "step": state.global_step, "valid": metrics,
             "train_seconds": train_seconds, "valid_seconds": time.perf_counter() - tick - train_seconds,
-            "samples_per_second": seen_samples / train_seconds, "tokens_per_second": seen_tokens / train_seconds,
+            "samples_per_second": seen_samples / train_seconds if seen_samples else 0.0,
+            "tokens_per_second": seen_tokens / train_seconds if seen_samples else 0.0,
         })
         improved = improves(metrics, state, by_log_loss=one_class is not None)
         accelerator.print(f"epoch {epoch + 1}: {describe(metrics)}" + (" (best so far, saved)" if improved else ""))
@@ -285,7 +368,7 @@ def train(recipe: Recipe) -> dict:
                        {**card, "epoch": epoch + 1, "valid": metrics, "selected_by": selected_by(one_class)},
                        output_dir / "model")
         state.epoch, state.batches_done_in_epoch = epoch + 1, 0
-        save_checkpoint(accelerator, state, checkpoints)
+        save_checkpoint(accelerator, state, checkpoints, settings)
 
     if not (output_dir / "model" / MODEL_CARD).is_file():
         raise LlmrecError(f"{last} holds a finished run but {output_dir / 'model'} is missing; "
@@ -295,7 +378,7 @@ def train(recipe: Recipe) -> dict:
         "best_valid_log_loss": state.best_valid_log_loss,
         "best_epoch": state.best_epoch,
         "selected_by": selected_by(one_class),
-        "valid_before_training": before,
+        "valid_before_training": state.valid_before_training,
         "epochs": state.history,
         "train_seconds_this_run": time.perf_counter() - started,
         "parameters": total,

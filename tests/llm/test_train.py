@@ -41,8 +41,8 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(recipe_factory, 
     interrupted = recipe_factory(*settings, f"output_dir={tmp_path / 'interrupted'}")
     real_save = train_module.save_checkpoint
 
-    def save_then_crash(accelerator, state, checkpoints):
-        real_save(accelerator, state, checkpoints)
+    def save_then_crash(accelerator, state, *args):
+        real_save(accelerator, state, *args)
         if state.global_step == 40:  # mid-way through epoch 2 (each epoch has 32 steps)
             raise KeyboardInterrupt
 
@@ -104,12 +104,97 @@ def test_a_checkpoint_of_another_run_is_not_resumed(recipe_factory):
     from llmrec.errors import LlmrecError
 
     train(recipe_factory("train.max_steps=2"))
-    with pytest.raises(LlmrecError, match="different 'forget' section.*train.resume=false"):
-        train(recipe_factory("train.max_steps=4", "forget.seed=3"))
-    summary = train(recipe_factory("train.max_steps=4", "train.epochs=2"))  # a longer schedule may resume
-    assert summary["epochs"][-1]["step"] == 4
+    with pytest.raises(LlmrecError, match=r"forget.seed \(0 in the checkpoint, now 3\).*train.resume=false"):
+        train(recipe_factory("train.max_steps=2", "forget.seed=3"))
+    # a longer schedule is another learning-rate schedule, not the rest of this one
+    with pytest.raises(LlmrecError, match=r"train.epochs \(1 in the checkpoint, now 2\); train.max_steps \(2 in the "
+                       r"checkpoint, now 4\)"):
+        train(recipe_factory("train.max_steps=4", "train.epochs=2"))
+    summary = train(recipe_factory("train.max_steps=2", "train.checkpoint_every=1", "train.eval_before=true"))
+    assert summary["epochs"][-1]["step"] == 2  # settings that do not shape the run may change
     fresh = train(recipe_factory("train.max_steps=3", "forget.seed=3", "train.resume=false"))
     assert [e["step"] for e in fresh["epochs"]] == [3]
+
+
+def _crash_at_checkpoint(monkeypatch, step, keep=True):
+    """Make save_checkpoint raise KeyboardInterrupt at `step`, after writing it (keep) or before."""
+    real_save = train_module.save_checkpoint
+
+    def save_then_crash(accelerator, state, *args):
+        if keep or state.global_step != step:
+            real_save(accelerator, state, *args)
+        if state.global_step == step:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "save_checkpoint", save_then_crash)
+    return lambda: monkeypatch.setattr(train_module, "save_checkpoint", real_save)
+
+
+def test_a_checkpoint_resumes_only_with_every_setting_that_shapes_the_run(recipe_factory, monkeypatch, capsys):
+    from llmrec.cli import main
+
+    # the issue's case: killed after the step-8 checkpoint, rerun with another train.batch_size
+    run = ("train.max_steps=8", "train.checkpoint_every=8")
+    recipe = recipe_factory(*run)
+    restore = _crash_at_checkpoint(monkeypatch, 8)
+    with pytest.raises(KeyboardInterrupt):
+        train(recipe)
+    restore()
+    out = recipe.output_dir
+    config = open(f"{out}/config.yaml", "rb").read()
+    common = [f"output_dir={out}", f"data.cache_dir={recipe.data.cache_dir}", *SMALL_OVERRIDES, *run]
+    changes = {"train.batch_size=8": "train.batch_size (16 in the checkpoint, now 8)",
+               "train.learning_rate=0.01": "train.learning_rate", "train.epochs=2": "train.epochs",
+               "train.warmup_ratio=0.2": "train.warmup_ratio", "train.seed=1": "train.seed",
+               "train.gradient_accumulation_steps=2": "train.gradient_accumulation_steps",
+               "train.weight_decay=0.1": "train.weight_decay", "train.max_grad_norm=1.0": "train.max_grad_norm",
+               "model.finetune=lora": "model.finetune", "prompt.yes=Sure": "prompt.yes",
+               "eval.batch_size=8": "eval.batch_size"}
+    for change, named in changes.items():
+        capsys.readouterr()
+        assert main(["train", *common, change]) == 2, change
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and named in err and "train.resume=false" in err, err
+        assert open(f"{out}/config.yaml", "rb").read() == config  # refused before config.yaml is written
+        assert not Path(f"{out}/model").exists()
+
+    # same settings: the checkpoint was the last step, taken mid-epoch; the rerun trains nothing more,
+    # but still validates that epoch and writes model/ (it used to stop with no model)
+    steps = []
+    real_loss = train_module.answer_loss
+    monkeypatch.setattr(train_module, "answer_loss", lambda *a: steps.append(1) or real_loss(*a))
+    summary = train(recipe)
+    assert steps == [] and [e["step"] for e in summary["epochs"]] == [8]
+    assert read_model_card(f"{out}/model")["epoch"] == 1
+
+
+def test_resume_false_starts_over_and_keeps_the_old_checkpoint_until_its_own(recipe_factory, monkeypatch, capsys):
+    from llmrec.errors import LlmrecError
+
+    old = recipe_factory("train.max_steps=8", "train.checkpoint_every=4")
+    restore = _crash_at_checkpoint(monkeypatch, 8)
+    with pytest.raises(KeyboardInterrupt):
+        train(old)
+    restore()
+    state = f"{old.output_dir}/checkpoints/last/trainer_state.json"
+    assert json.load(open(state))["global_step"] == 8
+
+    # a fresh run with another batch size, killed before it wrote any checkpoint: the old one is still there
+    new = ("train.max_steps=8", "train.checkpoint_every=4", "train.batch_size=8")
+    restore = _crash_at_checkpoint(monkeypatch, 4, keep=False)
+    with pytest.raises(KeyboardInterrupt):
+        train(recipe_factory(*new, "train.resume=false"))
+    restore()
+    assert "starting over" in capsys.readouterr().out
+    assert json.load(open(state))["global_step"] == 8
+    # config.yaml now holds the new settings, but the checkpoint records its own: it is not taken for the new run
+    with pytest.raises(LlmrecError, match=r"train.batch_size \(16 in the checkpoint, now 8\)"):
+        train(recipe_factory(*new))
+    summary = train(old)  # and the old command still resumes it
+    assert [e["step"] for e in summary["epochs"]] == [8]
+    fresh = train(recipe_factory(*new, "train.resume=false"))
+    assert [e["step"] for e in fresh["epochs"]] == [8] and json.load(open(state))["global_step"] == 8
+    assert json.load(open(f"{old.output_dir}/checkpoints/last/settings.json"))["train.batch_size"] == 8
 
 
 def test_eval_before_records_the_untuned_backbones_valid_metrics_and_leaves_training_unchanged(
