@@ -197,6 +197,10 @@ class EvalConfig:
         None, "the original an unlearned model (adapter) was made from, when it is no longer at the absolute path "
         "its card records; checked against the card's sha256 like the recorded one"
     )
+    forget_from_manifest: bool = option(
+        True, "when the model dir holds unlearning_manifest.json, evaluate on the forget set it records (false: on "
+        "the recipe's forget.*); either way the set must be the one the model forgot (same samples hash)"
+    )
 
 
 @dataclass

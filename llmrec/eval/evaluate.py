@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -9,10 +11,10 @@ from accelerate import Accelerator
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from llmrec.config import PromptConfig, Recipe, to_dict
+from llmrec.config import ForgetConfig, PromptConfig, Recipe, from_dict, to_dict
 from llmrec.data.samples import prepare_splits
 from llmrec.data.tokenize import AnswerCollator, length_order, tokenize
-from llmrec.errors import LlmrecError
+from llmrec.errors import ConfigError, LlmrecError
 from llmrec.eval.forgetting import (
     forget_gap_closure,
     js_divergence,
@@ -33,6 +35,8 @@ from llmrec.llm.backbone import (
     read_model_card,
 )
 from llmrec.llm.scoring import answer_logits, p_yes
+
+MANIFEST = "unlearning_manifest.json"
 
 
 def make_loader(dataset, collator, batch_size: int, shuffle: bool = False) -> DataLoader:
@@ -132,6 +136,55 @@ def forgetting_metrics(model: dict, reference: dict, original: dict, floor: dict
     return metrics
 
 
+def _describe_forget(forget: dict) -> str:
+    """The settings that drew a forget set, as the recipe keys a user would type."""
+    keys = (["users"] if forget.get("users") else ["fraction", "seed"]) + [
+        key for key in ("unit", "already_forgotten") if forget.get(key) not in (None, "users")]
+    return ", ".join(f"forget.{key}={forget.get(key)}" for key in keys)
+
+
+def manifest_forget(model_dir: Path, recipe: Recipe) -> tuple[ForgetConfig, dict | None]:
+    """The forget settings to evaluate with and the unlearning manifest of `model_dir` (None when it has none).
+
+    With eval.forget_from_manifest (the default) the settings are the ones the unlearning run recorded, so
+    the forget set is the one the model forgot. Raises LlmrecError when the manifest cannot be read.
+    """
+    path = model_dir / MANIFEST
+    if not path.is_file():
+        return recipe.forget, None
+    try:
+        manifest = json.loads(path.read_text())
+        recorded = manifest["recipe"]["forget"]
+        forget = from_dict(ForgetConfig, recorded, "forget.") if recipe.eval.forget_from_manifest else recipe.forget
+    except (ValueError, KeyError, TypeError, ConfigError) as exc:
+        raise LlmrecError(f"{path}: cannot take the forget set from it ({exc}); evaluate with "
+                          "eval.forget_from_manifest=false") from None
+    if forget != recipe.forget:
+        print(f"forget set: the one {model_dir} forgot ({_describe_forget(recorded)}, from its {MANIFEST}), not "
+              f"the recipe's ({_describe_forget(to_dict(recipe.forget))})")
+    return forget, manifest
+
+
+def check_forget_set(model_dir: Path, manifest: dict, forget_split, forget: ForgetConfig) -> None:
+    """Forgetting is measured on what the model forgot: the evaluated forget samples must hash to the manifest's
+    `forgotten_samples_sha256`. Raises LlmrecError naming both sets otherwise."""
+    from llmrec.unlearn.run import forget_samples_sha256  # unlearn methods import llm.train, which imports us
+
+    evaluated, forgot = forget_samples_sha256(forget_split), manifest.get("forgotten_samples_sha256")
+    if forgot is None or evaluated == forgot:
+        return
+    counts = manifest.get("counts", {})
+    hint = ("evaluate with eval.forget_from_manifest=true, or the forget.* settings it records"
+            if forget != from_dict(ForgetConfig, manifest["recipe"]["forget"], "forget.") else
+            "the data differ from the unlearning run's: evaluate with the data.* settings in its config.yaml")
+    raise LlmrecError(
+        f"{model_dir}: the forget set to evaluate ({_describe_forget(to_dict(forget))}: {len(forget_split)} samples "
+        f"of {len(set(forget_split['user_id']))} users, sha256 {evaluated[:12]}…) is not the one this model forgot "
+        f"({_describe_forget(manifest['recipe']['forget'])}: {counts.get('forget_samples')} samples of "
+        f"{counts.get('forget_users')} users, sha256 {forgot[:12]}…, in its {MANIFEST}); {hint}"
+    )
+
+
 def _cell(value) -> str:
     """A forgetting-table cell: numbers to 4 decimals, a skipped metric as '–', a reason as written."""
     if value is None:
@@ -152,11 +205,15 @@ def evaluate(recipe: Recipe, accelerator: Accelerator | None = None) -> dict[str
             "forgetting metrics need a reference: set eval.reference_dir to a model retrained on the retained "
             "split (llmrec train RECIPE train.train_on=retained output_dir=...)"
         )
+    forget, manifest = manifest_forget(model_dir, recipe)
+    recipe = replace(recipe, forget=forget)  # evaluation.json records the forget set actually evaluated
     with accelerator.main_process_first():
-        splits = prepare_splits(recipe.data, recipe.forget)
+        splits = prepare_splits(recipe.data, forget)
     unknown = [s for s in cfg.splits if s not in splits]
     if unknown:
         raise LlmrecError(f"eval.splits: unknown split '{unknown[0]}' (choose from {', '.join(splits)})")
+    if manifest is not None and ("forget" in cfg.splits or cfg.reference_dir):
+        check_forget_set(model_dir, manifest, splits["forget"], forget)
 
     skipped = mia_skip_reason(len(splits["forget"]), len(splits["test"])) if cfg.reference_dir else None
     if skipped:  # known from the split sizes, before any model is scored

@@ -155,10 +155,16 @@ def unlearn_in_memory(runner, recipe: UnlearnRecipe, card: dict, splits, acceler
     return result
 
 
+def forget_samples_sha256(forget) -> str:
+    """sha256 of a forget split's sorted (user_id, item_id, timestamp) triples: which samples it holds, whatever
+    settings drew them (the manifest's `forgotten_samples_sha256`; `llmrec evaluate` compares against it)."""
+    forgotten = sorted(zip(forget["user_id"], forget["item_id"], forget["timestamp"]))
+    return hashlib.sha256(repr(forgotten).encode()).hexdigest()
+
+
 def unlearning_manifest(recipe, splits, original_hash: str, result: dict, wall: float) -> dict:
     """What was forgotten, from which original (by hash), at what cost: the same record for every method."""
     forget_users = sorted(set(splits["forget"]["user_id"]))
-    forgotten = sorted(zip(splits["forget"]["user_id"], splits["forget"]["item_id"], splits["forget"]["timestamp"]))
     trainable, total = result["trainable_parameters"], result["total_parameters"]
     return {
         "method": recipe.method,
@@ -166,7 +172,7 @@ def unlearning_manifest(recipe, splits, original_hash: str, result: dict, wall: 
         "original_model": str(Path(recipe.model).absolute()),
         "original_model_sha256": original_hash,
         "forgotten_user_ids": forget_users,
-        "forgotten_samples_sha256": hashlib.sha256(repr(forgotten).encode()).hexdigest(),
+        "forgotten_samples_sha256": forget_samples_sha256(splits["forget"]),
         "counts": {"forget_users": len(forget_users), "forget_samples": len(splits["forget"]),
                    "retained_samples": len(splits["retained"])},
         "timings": {**result["timings"], "wall_seconds": wall},
