@@ -3,7 +3,8 @@
 Each backbone is a family judged against its own retrain (and second-seed retrain as the noise floor): an
 MF's forget-set predictions are compared with an MF retrained without the forgotten users, never with the
 LLM. Unlearn-ALS forgets from an ALS-trained MF, so it brings its own family ("mf-als"); SISA and RecEraser
-forget from shard ensembles of the backbone, rows "<backbone>/original (sisa|receraser)".
+forget from shard ensembles of the backbone, rows "<backbone>/original (sisa|receraser)". IFRU runs once per
+`ifru_gradients` value: row "ifru" for the removed-data gradient (the reference), "ifru (retained_objective)".
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import get_args, get_type_hints
 
 from llmrec.bench.memory import PeakMemory
 from llmrec.classic.methods.alteraser import AltEraserConfig
@@ -30,6 +32,7 @@ from llmrec.errors import ConfigError
 CLASSIC_METHODS = ["retrain", "finetune", "neggrad", "bad_t", "bad_teacher", "e2urec", "ifru", "alteraser",
                    "unlearn_als", "sisa", "receraser"]
 MF_ONLY = {"alteraser", "unlearn_als"}
+IFRU_GRADIENTS = get_args(get_type_hints(IfruConfig)["gradient"])
 ENSEMBLES = {"sisa": EnsembleConfig(shards=4), "receraser": EnsembleConfig(shards=4, partition="kmeans",
                                                                             aggregation="attention")}
 
@@ -47,7 +50,10 @@ class ClassicBenchConfig:
     bad_t: ClassicBadTConfig = option(ClassicBadTConfig(), "Bad-T settings")
     bad_teacher: ClassicBadTeacherConfig = option(ClassicBadTeacherConfig(), "Bad Teacher settings")
     e2urec: ClassicE2URecConfig = option(ClassicE2URecConfig(), "E2URec-style settings")
-    ifru: IfruConfig = option(IfruConfig(), "IFRU settings")
+    ifru: IfruConfig = option(IfruConfig(), "IFRU settings (ifru.gradient comes from ifru_gradients)")
+    ifru_gradients: list[str] = option(["removed", "retained_objective"],
+                                       "ifru.gradient values to run, a row each: 'ifru' (removed) and "
+                                       "'ifru (retained_objective)'")
     alteraser: AltEraserConfig = option(AltEraserConfig(), "AltEraser settings")
     unlearn_als: UnlearnAlsConfig = option(UnlearnAlsConfig(), "Unlearn-ALS settings")
 
@@ -58,6 +64,23 @@ def check_classic(config: ClassicBenchConfig) -> None:
             raise ConfigError(f"classic.backbones: unknown backbone '{backbone}' (known: mf, lightgcn)")
     for method in config.methods:
         get_classic_method(method)  # unknown names fail before any training
+    for gradient in config.ifru_gradients:
+        if gradient not in IFRU_GRADIENTS:
+            raise ConfigError(f"classic.ifru_gradients: unknown gradient '{gradient}' "
+                              f"(known: {', '.join(IFRU_GRADIENTS)})")
+    if "ifru" in config.methods and not config.ifru_gradients:
+        raise ConfigError("classic.ifru_gradients: empty, but classic.methods lists ifru")
+    if config.ifru.gradient != "removed":
+        raise ConfigError("classic.ifru.gradient: the benchmark runs each of classic.ifru_gradients as its own row; "
+                          "set that list instead")
+
+
+def method_rows(config: ClassicBenchConfig, method: str) -> list[tuple[str, str, object]]:
+    """(row name, output folder name, method settings or None) for one classic method."""
+    if method != "ifru":
+        return [(method, method, getattr(config, method, None))]
+    return [("ifru" if g == "removed" else f"ifru ({g})", "ifru" if g == "removed" else f"ifru-{g}",
+             replace(config.ifru, gradient=g)) for g in dict.fromkeys(config.ifru_gradients)]
 
 
 @dataclass
@@ -111,20 +134,23 @@ def run_family(bench, name: str, plan: dict, ensure_trained, folder: Path) -> Fa
     costs = {row: ensure_trained(r, f"{name}/{row}", train_classic) for row, r in rows.items()}
     model_dirs = {row: Path(r.output_dir) / "model" for row, r in rows.items()}
     for method in plan["methods"]:
-        print(f"[{name}/{method}] unlearning")
-        output = folder / "methods" / method
-        unlearn = ClassicUnlearnRecipe(model=str(model_dirs[originals[method]]), output_dir=str(output),
-                                       method=method, data=bench.data, forget=bench.forget)
-        if hasattr(unlearn, method):
-            unlearn = replace(unlearn, **{method: getattr(config, method)})
-        if method == "unlearn_als" and unlearn.unlearn_als.reference is None:  # record the gap per sweep
-            unlearn = replace(unlearn, unlearn_als=replace(unlearn.unlearn_als, reference=str(model_dirs["retrain"])))
-        with PeakMemory() as memory:
-            started = time.perf_counter()
-            manifest = run_classic_unlearning(unlearn)
-            wall = time.perf_counter() - started
-        model_dirs[method] = output
-        costs[method] = {"wall_seconds": wall, "compute_seconds": manifest["timings"]["wall_seconds"],
-                         "peak_memory_mb": memory.peak_mb,
-                         "trainable_percent": manifest["trainable_percent"], "unlearning_steps": manifest["steps"]}
+        for row, folder_name, settings in method_rows(config, method):
+            print(f"[{name}/{row}] unlearning")
+            output = folder / "methods" / folder_name
+            unlearn = ClassicUnlearnRecipe(model=str(model_dirs[originals[method]]), output_dir=str(output),
+                                           method=method, data=bench.data, forget=bench.forget)
+            if hasattr(unlearn, method):
+                unlearn = replace(unlearn, **{method: settings})
+            if method == "unlearn_als" and unlearn.unlearn_als.reference is None:  # record the gap per sweep
+                unlearn = replace(unlearn, unlearn_als=replace(unlearn.unlearn_als,
+                                                               reference=str(model_dirs["retrain"])))
+            with PeakMemory() as memory:
+                started = time.perf_counter()
+                manifest = run_classic_unlearning(unlearn)
+                wall = time.perf_counter() - started
+            model_dirs[row] = output
+            originals.setdefault(row, originals[method])
+            costs[row] = {"wall_seconds": wall, "compute_seconds": manifest["timings"]["wall_seconds"],
+                          "peak_memory_mb": memory.peak_mb, "trainable_percent": manifest["trainable_percent"],
+                          "unlearning_steps": manifest["steps"]}
     return Family(name, model_dirs, costs, originals)

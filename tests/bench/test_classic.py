@@ -15,8 +15,9 @@ def test_classic_families_sit_beside_the_llm_rows(tmp_path, capsys):
                           "classic.methods=[ifru,alteraser,unlearn_als,sisa,receraser,neggrad]", *CLASSIC)
     records = run_benchmark(recipe)
     references = ["original", "retrain", "retrain (seed 2)"]
-    mf = [*references, "original (sisa)", "original (receraser)", "ifru", "alteraser", "sisa", "receraser", "neggrad"]
-    lightgcn = [*references, "original (sisa)", "original (receraser)", "ifru", "sisa", "receraser", "neggrad"]
+    ifru = ["ifru", "ifru (retained_objective)"]  # a row per classic.ifru_gradients value
+    mf = [*references, "original (sisa)", "original (receraser)", *ifru, "alteraser", "sisa", "receraser", "neggrad"]
+    lightgcn = [*references, "original (sisa)", "original (receraser)", *ifru, "sisa", "receraser", "neggrad"]
     assert [r["method"] for r in records] == [
         *references, "finetune", *[f"mf/{m}" for m in mf], *[f"lightgcn/{m}" for m in lightgcn],
         *[f"mf-als/{m}" for m in [*references, "unlearn_als"]]]
@@ -28,6 +29,12 @@ def test_classic_families_sit_beside_the_llm_rows(tmp_path, capsys):
     assert by_name["retrain"]["forgetting"]["js_divergence"] == 0.0  # the LLM keeps its own reference
     assert by_name["mf/sisa"]["forgetting"]["original_forget_auc"] == by_name["mf/original (sisa)"]["forget"]["auc"]
     assert by_name["mf/ifru"]["unlearning_steps"]["affected_users"] > 0
+    for family in ("mf", "lightgcn"):
+        removed, retained = (by_name[f"{family}/{row}"] for row in ifru)
+        assert [r["unlearning_steps"]["gradient"] for r in (removed, retained)] == ["removed", "retained_objective"]
+        assert removed["unlearning_steps"]["gradient_norm"] != retained["unlearning_steps"]["gradient_norm"]
+        assert removed["forget"]["auc"] != retained["forget"]["auc"]
+        assert retained["forgetting"]["original_forget_auc"] == by_name[f"{family}/original"]["forget"]["auc"]
     sweeps = by_name["mf-als/unlearn_als"]["unlearning_steps"]["history"]  # measured against the family's retrain
     assert all(0 <= sweep["forget_gap"]["mean"] <= sweep["forget_gap"]["max"] <= 1 for sweep in sweeps)
     for family in ("mf", "lightgcn", "mf-als"):  # compute time is kept beside wall time, the retrain's ratio is 1
@@ -47,4 +54,8 @@ def test_classic_settings_are_checked_before_training(tmp_path):
         run_benchmark(bench_recipe(tmp_path, "classic.backbones=[gcn]"))
     with pytest.raises(ConfigError, match="unknown classic unlearning method 'ifr'"):
         run_benchmark(bench_recipe(tmp_path, "classic.backbones=[mf]", "classic.methods=[ifr]"))
+    with pytest.raises(ConfigError, match="classic.ifru_gradients: unknown gradient 'retained'"):
+        run_benchmark(bench_recipe(tmp_path, "classic.backbones=[mf]", "classic.ifru_gradients=[removed,retained]"))
+    with pytest.raises(ConfigError, match="classic.ifru.gradient: the benchmark runs each of classic.ifru_gradients"):
+        run_benchmark(bench_recipe(tmp_path, "classic.backbones=[mf]", "classic.ifru.gradient=retained_objective"))
     assert not (tmp_path / "bench").exists()
