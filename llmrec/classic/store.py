@@ -41,7 +41,7 @@ def build_model(spec: dict, weights: dict | None = None, prefix: str = ""):
     """An untrained model of the shape `spec` describes; a LightGCN takes its graph from weights[prefix + 'edges']."""
     if spec["kind"] == "ensemble":
         shards = [build_model(shard, weights, f"{prefix}shards.{k}.") for k, shard in enumerate(spec["shards"])]
-        return ClassicEnsemble(shards, spec["aggregation"], spec["hidden"])
+        return ClassicEnsemble(shards, spec["aggregation"], spec["hidden"], spec.get("transform", False))
     settings = {k: v for k, v in spec.items() if k not in ("kind", "num_users", "num_items")}
     if spec["kind"] == "lightgcn":
         return LightGCN(spec["num_users"], spec["num_items"], weights[f"{prefix}edges"], **settings)

@@ -54,6 +54,9 @@ class EnsembleConfig:
     aggregation: Literal["mean", "attention"] = option(
         "mean", "mean of the shards' P(yes) (SISA) | attention over the shards' embeddings (RecEraser)")
     hidden: int = option(32, "attention hidden size")
+    transform: bool = option(
+        True, "attention: RecEraser's per-shard transform W_k e + b_k of the shard embeddings before attention, "
+        "trained with the aggregator (the reference's trans_W/trans_B); false: attention on the raw embeddings")
     aggregator_epochs: int = option(10, "epochs of the attention aggregator over all training triples")
     kmeans_iterations: int = option(10, "balanced k-means rounds")
 
@@ -176,9 +179,7 @@ def fit_aggregator(ensemble: ClassicEnsemble, train: Triples, valid: Triples, co
     for shard in ensemble.shards:
         shard.requires_grad_(False)
     torch.manual_seed(config.seed)
-    for attention in (ensemble.user_attention, ensemble.item_attention):
-        for layer in attention.children():
-            layer.reset_parameters()
+    ensemble.reset_aggregator()
     fit_gradient(ensemble, train, valid, replace(config, epochs=config.ensemble.aggregator_epochs, weight_decay=0.0),
                  desc="aggregator")
     ensemble.requires_grad_(True)
@@ -189,7 +190,7 @@ def fit_ensemble(recipe: ClassicRecipe, index: Index, train: Triples, valid: Tri
     config = recipe.train.ensemble
     shard_of = assignment[train.users]
     shards = [fit_shard(recipe, index, train.subset(shard_of == k), valid, k) for k in range(config.shards)]
-    ensemble = ClassicEnsemble(shards, config.aggregation, config.hidden)
+    ensemble = ClassicEnsemble(shards, config.aggregation, config.hidden, config.transform)
     if config.aggregation == "attention":
         fit_aggregator(ensemble, train, valid, recipe.train)
     return ensemble

@@ -1,9 +1,11 @@
 import json
+import math
 
 import torch
 
-from llmrec.classic.ensemble import balanced_kmeans
-from llmrec.classic.store import load_classic, score_classic
+from llmrec.classic.ensemble import ClassicEnsemble, ShardTransform, balanced_kmeans
+from llmrec.classic.mf import MatrixFactorization
+from llmrec.classic.store import build_model, load_classic, model_spec, score_classic
 from llmrec.classic.train import train_classic
 from llmrec.classic.unlearn import run_classic_unlearning
 from llmrec.data.samples import prepare_splits
@@ -64,3 +66,47 @@ def test_receraser_retrains_the_affected_shard_and_the_attention(classic_factory
     before, after = load_classic(model_dir)[0], load_classic(tmp_path / "rec")[0]
     assert torch.equal(before.shards[0].item.weight, after.shards[0].item.weight)
     assert not torch.equal(before.user_attention.project.weight, after.user_attention.project.weight)
+    # the per-shard transform is part of the aggregator: retrained too, so it keeps nothing of the forgotten users
+    assert not torch.equal(before.transform.weight, after.transform.weight)
+    assert manifest["trainable_parameters"] >= sum(p.numel() for p in after.transform.parameters())
+
+
+def test_shard_transform_is_the_references_per_shard_affine_map():
+    """trans_W/trans_B of RecEraser_BPR.py: einsum('abc,bcd->abd', e, W) + B, i.e. e W_k + b_k for shard k."""
+    torch.manual_seed(0)
+    transform = ShardTransform(shards=3, dim=4)
+    stacked = torch.randn(3, 5, 4)  # [shards, rows, dim]
+    expected = torch.stack([stacked[k] @ transform.weight[k] + transform.bias[k] for k in range(3)])
+    assert torch.allclose(transform(stacked), expected, atol=1e-6)
+    # Glorot-uniform with TensorFlow's fans for [shards, dim, dim] (dim·shards in and out) and [shards, dim]
+    assert transform.weight.abs().max() <= math.sqrt(3 / (4 * 3))
+    assert transform.bias.abs().max() <= math.sqrt(6 / (3 + 4))
+
+
+def test_receraser_trains_a_per_shard_transform_before_attention_and_it_changes_scores(classic_factory, tmp_path):
+    recipe = classic_factory("train.ensemble.shards=3", "train.ensemble.partition=kmeans",
+                             "train.ensemble.aggregation=attention", "train.ensemble.aggregator_epochs=3")
+    assert recipe.train.ensemble.transform  # the reference always transforms: the default
+    train_classic(recipe)
+    model, _, card = load_classic(tmp_path / "classic" / "model")
+    assert card["classic"]["transform"] is True and isinstance(model.transform, ShardTransform)
+    fresh = ClassicEnsemble(list(model.shards), "attention", model.hidden, transform=True)
+    torch.manual_seed(recipe.train.seed)  # the initial weights fit_aggregator started from
+    fresh.reset_aggregator()
+    assert not torch.allclose(model.transform.weight, fresh.transform.weight)  # trained, not left at its init
+
+    users, items = torch.arange(10), torch.arange(10)
+    with torch.no_grad():
+        with_transform = model(users, items)
+        model.transform = None
+        without = model(users, items)
+    assert not torch.allclose(with_transform, without, atol=1e-3)
+
+
+def test_an_attention_ensemble_saved_without_the_transform_still_loads():
+    """Model dirs written before the transform existed have no `transform` in their card: no transform."""
+    shards = [MatrixFactorization(5, 4, dim=3) for _ in range(2)]
+    spec = model_spec(ClassicEnsemble(shards, "attention", 8))
+    assert spec["transform"] is False
+    del spec["transform"]
+    assert build_model(spec).transform is None

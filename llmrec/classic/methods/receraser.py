@@ -1,6 +1,9 @@
 """RecEraser (Chen et al. 2022, "Recommendation Unlearning"): balanced k-means user shards, one sub-model per
-shard, attention-based aggregation of the sub-models' embeddings. Unlearning retrains the shards that held
-forgotten users and then the aggregator, on the retained triples.
+shard, attention-based aggregation of the sub-models' embeddings, each first mapped by its shard's own transform
+W_k e + b_k as in the reference code (chenchongthu/Recommendation-Unlearning, RecEraser_BPR.py L197-199;
+`train.ensemble.transform`, on by default). Unlearning retrains the shards that held forgotten users and then the
+whole aggregator (transform and attention, from fresh weights), on the retained triples. Where the aggregator
+differs from the reference: the table in classic/ensemble.py.
 
 Train the original with train.ensemble: {shards: 4, partition: kmeans, aggregation: attention}. Of the paper's
 three partitions (user-, item-, interaction-based) the user-based one is built here: user deletion touches one

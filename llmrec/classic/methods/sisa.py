@@ -39,7 +39,7 @@ def retrain_affected_shards(work, method: str) -> dict:
     retrained = sum(parameter_counts(ensemble.shards[k])[1] for k in affected)
     if ensemble.aggregation == "attention":
         fit_aggregator(ensemble, work.retained, work.valid, work.training.train)
-        retrained += sum(parameter_counts(net)[1] for net in (ensemble.user_attention, ensemble.item_attention))
+        retrained += sum(parameter_counts(net)[1] for net in ensemble.aggregator())
     return {"model": ensemble, "timings": {"shards_seconds": shards_done - started,
                                            "aggregator_seconds": time.perf_counter() - shards_done},
             "steps": {"shards": len(ensemble.shards), "shards_retrained": len(affected), "retrained": affected},
