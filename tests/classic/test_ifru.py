@@ -53,6 +53,22 @@ def test_steihaug_cg_matches_scipys_trust_ncg_subproblem_on_an_indefinite_system
     assert info["negative_curvature"]  # at 50 CG meets a direction of negative curvature before the boundary
 
 
+def test_each_cg_iterate_is_the_trust_region_solve_at_its_norm():
+    """What lets a rejected step shrink to an earlier iterate without new Hessian products."""
+    g = torch.Generator().manual_seed(2)
+    q = torch.linalg.qr(torch.randn(10, 10, generator=g, dtype=torch.float64))[0]
+    h = q @ torch.diag(torch.logspace(-2, 1, 10, dtype=torch.float64)) @ q.T
+    b = torch.randn(10, generator=g, dtype=torch.float64)
+    path = []
+    steihaug_cg(lambda v: h @ v, b, 1e3, iterations=100, tolerance=1e-8, path=path)
+    norms = [float(x.norm()) for x, _ in path]
+    assert len(path) > 3 and all(later > earlier for earlier, later in zip(norms, norms[1:]))
+    for x, decrease in path[:-1]:
+        again, info = steihaug_cg(lambda v: h @ v, b, float(x.norm()) * (1 + 1e-12), iterations=100, tolerance=1e-12)
+        assert torch.allclose(again, x, atol=1e-9) and info["model_decrease"] == pytest.approx(decrease, rel=1e-9)
+        assert decrease == pytest.approx(float(b @ x - 0.5 * x @ h @ x), rel=1e-9)
+
+
 def retained_loss(model, rows, retained, n, flat, weight_decay):
     scores = torch.func.functional_call(model, rows.parameters(flat), (retained.users, retained.items))
     return F.binary_cross_entropy_with_logits(scores, retained.labels, reduction="sum") / n + \
@@ -126,7 +142,7 @@ def test_the_step_at_negative_curvature_stays_in_the_trust_radius_and_lowers_the
     assert info["initial_trust_radius"] == pytest.approx(float(rows.flat.norm()))
     assert 0 < float(delta.norm()) <= info["trust_radius"] * (1 + 1e-9) <= info["initial_trust_radius"] * (1 + 1e-9)
     assert change < 0 and info["retained_decrease"] == pytest.approx(-change, rel=1e-6)
-    assert info["ratio"] >= 0.15 and info["gradient"] == gradient
+    assert info["ratio"] >= 0.25 and info["gradient"] == gradient
 
 
 def test_away_from_a_stationary_point_each_gradient_lowers_the_function_it_models():
