@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from llmrec.bench.classic import classic_recipe
@@ -259,6 +260,17 @@ def plain_scores(model, dataset, collator, batch_size: int, answer: AnswerTokens
     return probs
 
 
+def pairs_within(labels, probs, gap: float) -> float:
+    """Share of (positive, negative) pairs whose scores lie within `gap` of each other: the most the AUC can
+    change when every score moves by at most gap/2 (only those pairs can swap order). labels, probs: [samples]."""
+    labels, probs = np.asarray(labels), np.asarray(probs, dtype=float)
+    positives, negatives = probs[labels == 1], np.sort(probs[labels == 0])
+    if len(positives) == 0 or len(negatives) == 0:
+        return float("nan")
+    close = np.searchsorted(negatives, positives + gap, side="right") - np.searchsorted(negatives, positives - gap)
+    return float(close.sum() / (len(positives) * len(negatives)))
+
+
 def scoring_benchmark(recipe: SpeedRecipe, original_dir: Path, splits, accelerator) -> list[dict]:
     card = read_model_card(original_dir)
     answer, tokenizer = AnswerTokens(**card["answer"]), load_tokenizer(str(original_dir))
@@ -281,10 +293,15 @@ def scoring_benchmark(recipe: SpeedRecipe, original_dir: Path, splits, accelerat
     names = list(contenders)
     base = statistics.median(seconds[names[0]])
     labels = dataset["label"]
-    return [{"loop": name, "prompts_per_second": spread([len(dataset) / s for s in seconds[name]]),
-             "speedup": base / statistics.median(seconds[name]), "auc": utility_metrics(labels, probs[name])["auc"],
-             "max_abs_diff_vs_plain": max(abs(a - b) for a, b in zip(probs[name], probs[names[0]])),
-             "prompts": len(dataset), "batch_size": batch_size} for name in names]
+    rows = []
+    for name in names:
+        diff = max(abs(a - b) for a, b in zip(probs[name], probs[names[0]]))
+        rows.append({"loop": name, "prompts_per_second": spread([len(dataset) / s for s in seconds[name]]),
+                     "speedup": base / statistics.median(seconds[name]),
+                     "auc": utility_metrics(labels, probs[name])["auc"], "max_abs_diff_vs_plain": diff,
+                     "auc_change_rounding_allows": pairs_within(labels, probs[names[0]], 2 * diff),
+                     "prompts": len(dataset), "batch_size": batch_size})
+    return rows
 
 
 # ---------------------------------------------------------------- the benchmark

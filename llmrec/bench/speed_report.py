@@ -94,9 +94,11 @@ def speed_markdown(payload: dict, profile: str | None) -> str:
     scoring = payload["scoring"]
     lines += ["", f"## 3. Scoring ({scoring[0]['prompts']} prompts of the {recipe['score_split']} split, "
               f"batch {scoring[0]['batch_size']})", "",
-              "| loop | prompts/s | × plain | AUC | max abs ΔP(yes) vs plain |", "|---|---|---|---|---|"]
+              "| loop | prompts/s | × plain | AUC | max abs ΔP(yes) vs plain | largest AUC change that ΔP allows |",
+              "|---|---|---|---|---|---|"]
     lines += [f"| {row['loop']} | {_range(row['prompts_per_second'])} | {row['speedup']:.2f} | "
-              f"{_number(row['auc'])} | {_number(row['max_abs_diff_vs_plain'], '.2e')} |" for row in scoring]
+              f"{_number(row['auc'])} | {_number(row['max_abs_diff_vs_plain'], '.2e')} | "
+              f"{_number(row.get('auc_change_rounding_allows'))} |" for row in scoring]
     if profile:
         lines += ["", "## Profile", "", "```", profile, "```"]
     return "\n".join(lines) + "\n"
