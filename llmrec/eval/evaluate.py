@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -156,6 +157,8 @@ def manifest_forget(model_dir: Path, recipe: Recipe) -> tuple[ForgetConfig, dict
         manifest = json.loads(path.read_text())
         recorded = manifest["recipe"]["forget"]
         forget = from_dict(ForgetConfig, recorded, "forget.") if recipe.eval.forget_from_manifest else recipe.forget
+        if recipe.eval.forget_from_manifest and forget.users:  # the ids it forgot, not a file that may have moved
+            forget = replace(forget, users=str(_user_file(manifest["forgotten_user_ids"], recipe.data.cache_dir)))
     except (ValueError, KeyError, TypeError, ConfigError) as exc:
         raise LlmrecError(f"{path}: cannot take the forget set from it ({exc}); evaluate with "
                           "eval.forget_from_manifest=false") from None
@@ -165,7 +168,16 @@ def manifest_forget(model_dir: Path, recipe: Recipe) -> tuple[ForgetConfig, dict
     return forget, manifest
 
 
-def check_forget_set(model_dir: Path, manifest: dict, forget_split, forget: ForgetConfig) -> None:
+def _user_file(user_ids: list[str], cache_dir: str) -> Path:
+    """A one-id-per-line file of `user_ids` under the data cache, named by its content (written once)."""
+    text = "".join(f"{user}\n" for user in user_ids)
+    path = Path(cache_dir).expanduser() / "forget-users" / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.txt"
+    if not path.is_file():
+        write_text(path, text)
+    return path
+
+
+def check_forget_set(model_dir: Path, manifest: dict, forget_split, forget: ForgetConfig, from_manifest: bool) -> None:
     """Forgetting is measured on what the model forgot: the evaluated forget samples must hash to the manifest's
     `forgotten_samples_sha256`. Raises LlmrecError naming both sets otherwise."""
     from llmrec.unlearn.run import forget_samples_sha256  # unlearn methods import llm.train, which imports us
@@ -174,9 +186,9 @@ def check_forget_set(model_dir: Path, manifest: dict, forget_split, forget: Forg
     if forgot is None or evaluated == forgot:
         return
     counts = manifest.get("counts", {})
-    hint = ("evaluate with eval.forget_from_manifest=true, or the forget.* settings it records"
-            if forget != from_dict(ForgetConfig, manifest["recipe"]["forget"], "forget.") else
-            "the data differ from the unlearning run's: evaluate with the data.* settings in its config.yaml")
+    hint = ("the data differ from the unlearning run's: evaluate with the data.* settings in its config.yaml"
+            if from_manifest else "evaluate with eval.forget_from_manifest=true, or the forget.* settings (and the "
+            "contents of the user files) it records")
     raise LlmrecError(
         f"{model_dir}: the forget set to evaluate ({_describe_forget(to_dict(forget))}: {len(forget_split)} samples "
         f"of {len(set(forget_split['user_id']))} users, sha256 {evaluated[:12]}…) is not the one this model forgot "
@@ -213,7 +225,7 @@ def evaluate(recipe: Recipe, accelerator: Accelerator | None = None) -> dict[str
     if unknown:
         raise LlmrecError(f"eval.splits: unknown split '{unknown[0]}' (choose from {', '.join(splits)})")
     if manifest is not None and ("forget" in cfg.splits or cfg.reference_dir):
-        check_forget_set(model_dir, manifest, splits["forget"], forget)
+        check_forget_set(model_dir, manifest, splits["forget"], forget, cfg.forget_from_manifest)
 
     skipped = mia_skip_reason(len(splits["forget"]), len(splits["test"])) if cfg.reference_dir else None
     if skipped:  # known from the split sizes, before any model is scored

@@ -75,3 +75,25 @@ def test_a_classic_model_is_evaluated_on_the_interactions_it_forgot(tmp_path, ca
     saved = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
     assert saved["metrics"]["forget"]["samples"] == manifest["counts"]["forget_samples"]
     assert saved["recipe"]["forget"]["seed"] == 0
+
+
+def test_a_forget_users_file_is_not_needed_again_to_evaluate(forgot_seed_0, tmp_path, capsys, monkeypatch):
+    """The manifest's ids define the forget set: the relative users file it was drawn from may be gone or differ."""
+    manifest = json.loads((forgot_seed_0 / "adapter" / "unlearning_manifest.json").read_text())
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    work.mkdir(), elsewhere.mkdir()
+    (work / "users.txt").write_text("\n".join(manifest["forgotten_user_ids"][:2]) + "\n")
+    monkeypatch.chdir(work)
+    run_unlearning(load_recipe(None, [f"model={forgot_seed_0 / 'run' / 'model'}", f"output_dir={work / 'adapter'}",
+                                      *DATA, f"data.cache_dir={forgot_seed_0 / 'cache'}", "method=finetune",
+                                      "finetune.finetune=lora", "finetune.epochs=0.2", "finetune.batch_size=8",
+                                      "mixed_precision=no", "forget.users=users.txt"], cls=UnlearnRecipe))
+    forgot = json.loads((work / "adapter" / "unlearning_manifest.json").read_text())["counts"]["forget_samples"]
+    monkeypatch.chdir(elsewhere)
+    (elsewhere / "users.txt").write_text(manifest["forgotten_user_ids"][2] + "\n")  # another file, same name
+    code, _, err = evaluate(capsys, forgot_seed_0, work / "adapter", elsewhere / "out")
+    assert code == 0, err
+    assert json.loads((elsewhere / "out" / "evaluation.json").read_text())["metrics"]["forget"]["samples"] == forgot
+    code, _, err = evaluate(capsys, forgot_seed_0, work / "adapter", elsewhere / "out2",
+                            "eval.forget_from_manifest=false", "forget.users=users.txt")
+    assert code == 2 and "is not the one this model forgot" in err and "contents of the user files" in err
