@@ -115,7 +115,11 @@ def check_resumable(recipe: Recipe, last: Path) -> None:
     differing key, with the train.resume=false hint.
     """
     if (last / SETTINGS_FILE).is_file():
-        saved = json.loads((last / SETTINGS_FILE).read_text())
+        try:
+            saved = json.loads((last / SETTINGS_FILE).read_text())
+        except (ValueError, OSError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise LlmrecError(f"{last / SETTINGS_FILE}: unreadable ({type(exc).__name__}), so the checkpoint cannot "
+                              "be checked against this run; add train.resume=false to start over") from None
     elif (config := last.parent.parent / "config.yaml").is_file():
         saved = {key: value for key, value in flat_settings(parse_yaml(config.read_text())).items() if shaping(key)}
     else:

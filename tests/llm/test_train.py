@@ -158,6 +158,15 @@ def test_a_checkpoint_resumes_only_with_every_setting_that_shapes_the_run(recipe
         assert open(f"{out}/config.yaml", "rb").read() == config  # refused before config.yaml is written
         assert not Path(f"{out}/model").exists()
 
+    settings = Path(f"{out}/checkpoints/last/settings.json")
+    saved = settings.read_bytes()
+    settings.write_text("{")  # a corrupt record of the checkpoint's settings: one line, not a traceback
+    capsys.readouterr()
+    assert main(["train", *common]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "settings.json: unreadable" in err and "train.resume=false" in err, err
+    settings.write_bytes(saved)
+
     # same settings: the checkpoint was the last step, taken mid-epoch; the rerun trains nothing more,
     # but still validates that epoch and writes model/ (it used to stop with no model)
     steps = []
