@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import re
+import signal
 import sys
+import threading
+from contextlib import contextmanager
+from pathlib import Path
 
 from llmrec.errors import LlmrecError
 
@@ -76,6 +82,9 @@ def _run(args) -> int:
     if recipe_path and "=" in recipe_path and not os.path.exists(recipe_path):
         recipe_path, overrides = None, [recipe_path, *overrides]
     recipe = load_recipe(recipe_path, overrides, cls=recipe_class)
+    from llmrec.llm.accel import apply_threads
+
+    apply_threads(recipe.threads)  # before any work: torch's default thread count ignores what else runs here
 
     if args.verb == "data":
         from llmrec.data.samples import prepare_splits, source_summary
@@ -116,12 +125,102 @@ def _run(args) -> int:
     return 0
 
 
+class Terminated(BaseException):
+    """SIGTERM as an exception, so every `finally` and `atomic_dir` cleanup on the way out runs (a BaseException,
+    like KeyboardInterrupt, so no `except Exception` swallows it)."""
+
+
+@contextmanager
+def _sigterm_raises():
+    """While llmrec runs, SIGTERM raises Terminated (Python's default would end the process at once, leaving temp
+    dirs behind); the previous handler is restored after. Only the main thread may install handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+# A failed write names the file it was writing: (module file, function, local holding the path), innermost first.
+_WRITERS = (("torch/serialization.py", "save", "f"), ("safetensors/torch.py", "save_file", "filename"),
+            ("llmrec/io.py", "write_text", "path"))
+_FULL = (errno.ENOSPC, errno.EDQUOT)  # no space left, disk quota exceeded
+_DISK_HINT = "; is the disk full? Free space, or point output_dir / data.cache_dir at another disk"
+
+
+def _write_failure(exc: BaseException) -> str | None:
+    """One line for an input/output failure, naming the path when known: an OSError (no such file, permission
+    denied, no space left, ...), or torch.save's / safetensors' wrapping of a failed write (a full disk, most
+    often: `[enforce fail at inline_container.cc:672]`). None for anything else, which keeps its traceback."""
+    first_line = str(exc).strip().split("\n", 1)[0]
+    if isinstance(exc, OSError):
+        reason, path, full = exc.strerror or first_line, exc.filename, exc.errno in _FULL
+    elif isinstance(exc, RuntimeError) and "inline_container.cc" in first_line:  # torch.save's zip stream writer
+        reason, path, full = f"write failed (torch: {first_line})", None, True  # it does not say why
+    elif type(exc).__name__ == "SafetensorError" and "I/O error" in first_line:
+        reason, path = first_line.split("I/O error: ", 1)[-1], None
+        full = any(f"(os error {code})" in reason for code in _FULL)
+    else:
+        return None
+    hint = _DISK_HINT if full else ""
+    path = os.fspath(path) if path is not None else _path_being_written(exc.__traceback__)
+    if path is not None:  # name the output, not atomic_dir's / write_text's temp sibling (removed by now)
+        path = re.sub(r"(^|/)\.([^/]+)\.tmp-\d+(?=/|$)", r"\1\2", path)
+    return " ".join(f"{path + ': ' if path else ''}{reason}{hint}".split())
+
+
+def _path_being_written(tb) -> str | None:
+    """The path a known writer (torch.save, safetensors' save_file, llmrec.io.write_text) was writing, innermost
+    first, from the traceback's frames."""
+    frames = []
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    for frame in reversed(frames):
+        name = Path(frame.f_code.co_filename).as_posix()
+        for module, function, local in _WRITERS:
+            value = frame.f_locals.get(local)
+            if name.endswith(module) and frame.f_code.co_name == function and isinstance(value, (str, os.PathLike)):
+                return os.fspath(value)
+    return None
+
+
+_RERUN = "rerun the same command to go on (training resumes from its last checkpoint)"
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one verb. Exit codes: 0 done; 2 a one-line error (bad input or settings, a file that cannot be read
+    or written, a full disk); 130 interrupted (SIGINT, Ctrl-C); 143 terminated (SIGTERM). Interrupted or failed
+    runs leave no temp dirs (`llmrec.io.atomic_dir`). LLMREC_TRACEBACK=1 re-raises instead, with the traceback."""
     args = _parser().parse_args(argv)
     try:
-        return _run(args)
+        with _sigterm_raises():
+            return _run(args)
     except LlmrecError as exc:
         print(f"llmrec: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        if os.environ.get("LLMREC_TRACEBACK"):
+            raise
+        print(f"llmrec: interrupted (SIGINT); {_RERUN}", file=sys.stderr)
+        return 130
+    except Terminated:
+        if os.environ.get("LLMREC_TRACEBACK"):
+            raise
+        print(f"llmrec: terminated (SIGTERM); {_RERUN}", file=sys.stderr)
+        return 143
+    except Exception as exc:
+        line = _write_failure(exc)
+        if line is None or os.environ.get("LLMREC_TRACEBACK"):
+            raise
+        print(f"llmrec: error: {line}", file=sys.stderr)
         return 2
 
 

@@ -1,7 +1,10 @@
 """The CLI contract: one clear line on stderr, exit code 2, nothing half-written."""
 
+import errno
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -101,3 +104,143 @@ def test_accelerate_launch_runs_the_same_training(tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert (out / "model" / "llmrec_model.json").is_file() and (out / "config.yaml").is_file()
+
+
+# ---------------------------------------------------------------- faults: signals, full disks (issue 18 item 10)
+
+FAULT_SCRIPT = """
+import importlib, os, signal, sys
+module = importlib.import_module({module!r})
+real = getattr(module, {name!r})
+def step(*args, **kwargs):  # the fault strikes inside this named step
+    {fault}
+    return real(*args, **kwargs)
+setattr(module, {name!r}, step)
+from llmrec.cli import main
+sys.exit(main({argv!r}))
+"""
+
+
+@pytest.fixture(scope="module")
+def original(tmp_path_factory):
+    """A tiny trained original (2 steps) and the overrides that unlearn it quickly on the same cached data."""
+    from llmrec.llm.train import train
+    from tests.conftest import SMALL_OVERRIDES, small_recipe
+
+    root = tmp_path_factory.mktemp("original")
+    recipe = small_recipe(root, "train.max_steps=2")
+    train(recipe)
+    data = [o for o in SMALL_OVERRIDES if o.startswith("data.")]
+    unlearn = [f"model={recipe.output_dir}/model", f"data.cache_dir={recipe.data.cache_dir}", *data,
+               "method=finetune", "finetune.epochs=0.1", "finetune.batch_size=8"]
+    train_args = [*SMALL_OVERRIDES, f"data.cache_dir={recipe.data.cache_dir}", "train.max_steps=2"]
+    return root / "run" / "model", {"unlearn": unlearn, "train": train_args}
+
+
+def run_with_fault(verb, args, module, name, fault, cwd):
+    """`llmrec VERB ARGS` in a subprocess whose `module.name` first runs `fault` (a statement)."""
+    from tests.conftest import REPO
+
+    script = FAULT_SCRIPT.format(module=module, name=name, fault=fault, argv=[verb, *args])
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=cwd, env=env,
+                          timeout=300)
+
+
+def temp_litter(*folders):
+    return [p for folder in folders for p in Path(folder).rglob("*") if ".tmp" in p.name or ".old-" in p.name]
+
+
+def assert_last_line(result, code, *fragments):
+    """Exit `code`; stderr ends in one llmrec line holding `fragments`, with no traceback before it
+    (progress bars from the run may precede it)."""
+    assert result.returncode == code, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("llmrec: ") and sum(line.startswith("llmrec: ") for line in lines) == 1, lines
+    for fragment in fragments:
+        assert fragment in lines[-1], lines[-1]
+
+
+SIGNALS = [("SIGINT", 130, "interrupted (SIGINT)"), ("SIGTERM", 143, "terminated (SIGTERM)")]
+
+
+@pytest.mark.parametrize("signal_name, code, said", SIGNALS)
+def test_a_signal_while_unlearning_is_one_line_and_leaves_no_temp_dir(original, tmp_path, signal_name, code, said):
+    from llmrec.unlearn.run import model_hash
+
+    model_dir, args = original
+    before = model_hash(model_dir)
+    result = run_with_fault("unlearn", [*args["unlearn"], f"output_dir={tmp_path / 'out'}"], "llmrec.unlearn.run",
+                            "unlearning_manifest", f"os.kill(os.getpid(), signal.{signal_name})", tmp_path)
+    assert_last_line(result, code, said)
+    assert not (tmp_path / "out").exists() and not temp_litter(tmp_path, model_dir.parent)
+    assert model_hash(model_dir) == before
+
+
+@pytest.mark.parametrize("signal_name, code, said", [SIGNALS[0], pytest.param(*SIGNALS[1], marks=pytest.mark.slow)])
+def test_a_signal_while_training_saves_is_one_line_and_leaves_no_temp_dir(original, tmp_path, signal_name, code,
+                                                                          said):
+    _, args = original
+    result = run_with_fault("train", [*args["train"], f"output_dir={tmp_path / 'run'}"], "llmrec.llm.train",
+                            "write_model_card", f"os.kill(os.getpid(), signal.{signal_name})", tmp_path)
+    assert_last_line(result, code, said, "rerun the same command")
+    assert not (tmp_path / "run" / "model").exists() and not temp_litter(tmp_path)
+
+
+TORCH_DISK_FULL = ("[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file data/0: file "
+                   "write failed")
+
+
+def test_a_full_disk_while_checkpointing_is_one_line_naming_the_file(original, tmp_path, capsys, monkeypatch):
+    """torch.save's own words for a full disk (the fault trial's), raised where torch writes the zip."""
+    import torch.serialization
+
+    def full(*args, **kwargs):
+        raise RuntimeError(TORCH_DISK_FULL)
+
+    monkeypatch.setattr(torch.serialization, "_save", full)
+    _, args = original
+    code, _, err = run(capsys, "train", *args["train"], f"output_dir={tmp_path / 'run'}")
+    assert code == 2, err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("llmrec: error: ") and "Traceback" not in err
+    assert f"{tmp_path / 'run' / 'checkpoints' / 'last'}/" in line and "inline_container.cc:672" in line
+    assert "is the disk full?" in line
+    assert not (tmp_path / "run" / "checkpoints" / "last").exists() and not temp_litter(tmp_path)
+
+
+def test_no_space_left_while_unlearning_is_one_line_and_the_original_is_untouched(original, tmp_path, capsys,
+                                                                                    monkeypatch):
+    """A write() that fails as on a full disk: ENOSPC with no file name (the path comes from the writer)."""
+    from llmrec.unlearn.run import model_hash
+
+    real = Path.write_text
+
+    def full(self, *args, **kwargs):
+        if self.name.startswith(".unlearning_manifest.json"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full)
+    model_dir, args = original
+    before = model_hash(model_dir)
+    code, _, err = run(capsys, "unlearn", *args["unlearn"], f"output_dir={tmp_path / 'out'}")
+    assert code == 2, err
+    line = err.strip().splitlines()[-1]
+    assert line == (f"llmrec: error: {tmp_path / 'out' / 'unlearning_manifest.json'}: No space left on device; is "
+                    "the disk full? Free space, or point output_dir / data.cache_dir at another disk")
+    assert not (tmp_path / "out").exists() and not temp_litter(tmp_path, model_dir.parent)
+    assert model_hash(model_dir) == before
+
+
+def test_a_bug_keeps_its_traceback(capsys, monkeypatch):
+    """Only input/output failures become one line: anything else is a bug and must show where it happened."""
+    import llmrec.cli
+
+    def broken(args):
+        raise RuntimeError("a genuine bug")
+
+    monkeypatch.setattr(llmrec.cli, "_run", broken)
+    with pytest.raises(RuntimeError, match="a genuine bug"):
+        main(["data"])
