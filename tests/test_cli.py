@@ -244,3 +244,30 @@ def test_a_bug_keeps_its_traceback(capsys, monkeypatch):
     monkeypatch.setattr(llmrec.cli, "_run", broken)
     with pytest.raises(RuntimeError, match="a genuine bug"):
         main(["data"])
+
+
+SYNTHETIC = ["data.synthetic.num_users=30", "data.synthetic.num_items=20"]
+
+
+def test_a_forget_file_with_a_byte_order_mark_forgets_the_real_users(capsys, tmp_path):
+    """Notepad's UTF-8 with a byte-order mark and CRLF (users 11 and 4 train here): the fault trial got "unknown user
+    id '10'" for its training user 10, the mark glued to the id."""
+    ids = tmp_path / "forget.txt"
+    ids.write_bytes(b"\xef\xbb\xbf11\r\n4\r\n")
+    code, out, err = run(capsys, "data", f"forget.users={ids}", f"data.cache_dir={tmp_path / 'cache'}", *SYNTHETIC)
+    assert code == 0, err
+    forget = next(line for line in out.splitlines() if line.startswith("forget"))
+    assert forget.split()[3:5] == ["2", "users"]
+
+
+@pytest.mark.parametrize("content, fragment", [
+    ("11\n4\n".encode("utf-16"), "forget.txt:1: is UTF-16 (byte-order mark ff fe); save it as UTF-8"),
+    ("11\n4\n".encode("utf-16-le"), "forget.txt:1: NUL byte (a UTF-16 file? save it as UTF-8)"),
+    (b"11\n4\x00\n", "forget.txt:2: NUL byte"),
+    ("11\n4\nJos\u00e9\n".encode("latin-1"), "forget.txt:3: undecodable byte 0xe9 (not valid UTF-8"),
+])
+def test_a_forget_file_that_is_not_utf8_is_one_line_naming_file_and_line(capsys, tmp_path, content, fragment):
+    ids = tmp_path / "forget.txt"
+    ids.write_bytes(content)
+    code, _, err = run(capsys, "data", f"forget.users={ids}", f"data.cache_dir={tmp_path / 'cache'}", *SYNTHETIC)
+    assert_one_line_error(code, err, fragment)

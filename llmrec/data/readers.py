@@ -119,17 +119,48 @@ def check_encoding(encoding: str) -> str:
     return encoding
 
 
-def _read_text(path: Path, encoding: str) -> tuple[str, str]:
-    """Whole-file decode, so a bad byte is reported with its line instead of a traceback. 'auto' is UTF-8 when
-    the bytes are valid UTF-8, else Latin-1 (which decodes any byte). Returns the text and the codec used."""
+def _read_bytes(path: Path) -> bytes:
     try:
-        raw = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         raise DataFormatError(path, "no such file") from None
     except IsADirectoryError:
         raise DataFormatError(path, "is a folder, expected a file") from None
     except OSError as error:
         raise DataFormatError(path, f"cannot be read ({error.strerror})") from None
+
+
+def _line_of(raw: bytes, offset: int) -> int:
+    return raw.count(b"\n", 0, offset) + 1
+
+
+def read_id_lines(path: str | Path) -> list[str]:
+    """The lines of a one-id-per-line file (forget.users, forget.already_forgotten, train.only_users), split at
+    '\n' so list index + 1 is the file line. UTF-8, a leading UTF-8 byte-order mark dropped (Windows editors
+    write one). A UTF-16/32 file (its byte-order mark, or NUL bytes), any other NUL byte, or bytes that are not
+    UTF-8 raise DataFormatError naming the file and line: decoded anyhow they would be ids no user has."""
+    path = Path(path)
+    raw = _read_bytes(path)
+    for mark, name in ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
+                       (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16")):
+        if raw.startswith(mark):
+            raise DataFormatError(path, f"is {name} (byte-order mark {mark.hex(' ')}); save it as UTF-8", 1)
+    raw = raw.removeprefix(codecs.BOM_UTF8)
+    if (nul := raw.find(b"\0")) >= 0:
+        problem = "NUL byte (a UTF-16 file? save it as UTF-8)"
+        raise DataFormatError(path, problem, _line_of(raw, nul))
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        problem = f"undecodable byte 0x{raw[error.start]:02x} (not valid UTF-8; save the file as UTF-8)"
+        raise DataFormatError(path, problem, _line_of(raw, error.start)) from None
+    return text.split("\n")
+
+
+def _read_text(path: Path, encoding: str) -> tuple[str, str]:
+    """Whole-file decode, so a bad byte is reported with its line instead of a traceback. 'auto' is UTF-8 when
+    the bytes are valid UTF-8, else Latin-1 (which decodes any byte). Returns the text and the codec used."""
+    raw = _read_bytes(path)
     if encoding == "auto":
         try:
             text, encoding = raw.decode("utf-8"), "utf-8"
@@ -139,9 +170,8 @@ def _read_text(path: Path, encoding: str) -> tuple[str, str]:
         try:
             text = raw.decode(encoding)
         except UnicodeDecodeError as error:
-            line = raw.count(b"\n", 0, error.start) + 1
             problem = f"undecodable byte 0x{raw[error.start]:02x} (not valid {encoding})"
-            raise DataFormatError(path, problem, line) from None
+            raise DataFormatError(path, problem, _line_of(raw, error.start)) from None
     if not text.strip():
         raise DataFormatError(path, "file is empty")
     return text.removeprefix("\ufeff"), encoding

@@ -192,15 +192,18 @@ def subsample(splits: dict[str, pd.DataFrame], config: SubsampleConfig) -> dict[
 
 
 def read_user_file(path: str | Path, train_users: list[str], what: str) -> list[str]:
-    """Sorted unique ids from a one-per-line file; every id must be a training user."""
+    """Sorted unique ids from a one-per-line UTF-8 file (`readers.read_id_lines`: a byte-order mark is dropped;
+    UTF-16, NUL or undecodable bytes are refused with file:line); every id must be a training user."""
+    from llmrec.data.readers import read_id_lines
+
     path = Path(path)
     if not path.is_file():
         raise LlmrecError(f"{path}: no such {what} file")
     known = set(train_users)
-    lines = path.read_text().splitlines()
+    lines = read_id_lines(path)
     for line_no, user in enumerate(lines, start=1):
-        if user.strip() and user.strip() not in known:
-            raise LlmrecError(f"{path}:{line_no}: unknown user id '{user.strip()}' (not a training user)")
+        if user.strip() and user.strip() not in known:  # repr shows characters one cannot see
+            raise LlmrecError(f"{path}:{line_no}: unknown user id {user.strip()!r} (not a training user)")
     return sorted({line.strip() for line in lines if line.strip()})
 
 
