@@ -79,6 +79,10 @@ class DataConfig:
         "Latin-1 (as GroupLens ships u.item and movies.dat) | a Python codec name (utf-8, latin-1, cp1252, ...) "
         "forced on every file"
     )
+    rating_scale: list[float] = option(
+        [], "[lowest, highest] rating the input may hold: one outside stops reading with file:line | [] = the "
+        "source's own scale (ml-100k, ml-1m: whole stars 1 to 5; csv: any number)"
+    )
     synthetic: SyntheticConfig = option(SyntheticConfig(), "settings of the embedded generator")
     like_threshold: float = option(3.0, "label is 1 when rating > like_threshold")
     history_len: int = option(10, "K: previous ratings shown in each prompt")
