@@ -82,6 +82,9 @@ def _run(args) -> int:
     if recipe_path and "=" in recipe_path and not os.path.exists(recipe_path):
         recipe_path, overrides = None, [recipe_path, *overrides]
     recipe = load_recipe(recipe_path, overrides, cls=recipe_class)
+    from llmrec.llm.accel import apply_threads
+
+    apply_threads(recipe.threads)  # before any work: torch's default thread count ignores what else runs here
 
     if args.verb == "data":
         from llmrec.data.samples import prepare_splits, source_summary

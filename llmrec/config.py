@@ -6,6 +6,7 @@ Every field carries `metadata={"help": ...}` so `llmrec <verb> --help-config` ca
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -35,13 +36,25 @@ def parse_yaml(text: str):
 
 
 MixedPrecision = Literal["auto", "no", "bf16", "fp16"]
+THREADS_HELP = ("CPU threads torch computes with (torch.set_num_threads, set before any work); 0: auto = "
+                "OMP_NUM_THREADS when set, else the cores this process may run on (os.sched_getaffinity, capped by "
+                "a cgroup CPU quota) shared among the processes of this machine")
 Quantization = Literal["none", "4bit"]
 QUANT_HELP = ("none | 4bit: load the frozen original in NF4 for unlearning (QLoRA; E2URec and finetune=lora "
               "baselines; needs bitsandbytes>=0.47)")
 
 
-def option(default: Any = dataclasses.MISSING, help: str = "", **kwargs) -> Any:  # noqa: A002
-    """A dataclass field with help text; mutable defaults become factories."""
+def option(default: Any = dataclasses.MISSING, help: str = "", *, gt: float | None = None,  # noqa: A002
+           ge: float | None = None, lt: float | None = None, le: float | None = None, **kwargs) -> Any:
+    """A dataclass field with help text; mutable defaults become factories.
+
+    gt / ge / lt / le bound a number (every item of a list of numbers; None passes): `from_dict`, and so
+    `load_recipe`, refuses a value outside them with ConfigError before any work starts, and `describe`
+    (--help-config) shows them.
+    """
+    bounds = {name: limit for name, limit in (("gt", gt), ("ge", ge), ("lt", lt), ("le", le)) if limit is not None}
+    if bounds:
+        kwargs.setdefault("metadata", {})["bounds"] = bounds
     if isinstance(default, (list, dict)) or dataclasses.is_dataclass(default):
         value = default
         kwargs["default_factory"] = lambda: (
@@ -49,23 +62,48 @@ def option(default: Any = dataclasses.MISSING, help: str = "", **kwargs) -> Any:
         )
     elif default is not dataclasses.MISSING:
         kwargs["default"] = default
-    return field(metadata={"help": help}, **kwargs)
+    return field(metadata={"help": help, **kwargs.pop("metadata", {})}, **kwargs)
+
+
+def bounds_text(bounds: dict) -> str:
+    """{'ge': 0, 'le': 1} -> 'between 0 and 1'; {'gt': 0} -> 'greater than 0'; {'ge': 1} -> 'at least 1'."""
+    if bounds.keys() == {"ge", "le"}:
+        return f"between {bounds['ge']:g} and {bounds['le']:g}"
+    if bounds == {"ge": 0}:
+        return "0 or more"
+    words = {"gt": "greater than", "ge": "at least", "lt": "less than", "le": "at most"}
+    return " and ".join(f"{words[name]} {bounds[name]:g}" for name in words if name in bounds)
+
+
+_COMPARE = {"gt": float.__gt__, "ge": float.__ge__, "lt": float.__lt__, "le": float.__le__}
+
+
+def check_bounds(value: Any, bounds: dict, key: str) -> None:
+    """ConfigError naming `key` unless `value` (each item of a list; None passes) lies within `bounds`."""
+    if value is None or not bounds:
+        return
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            check_bounds(item, bounds, f"{key}[{i}]")
+        return
+    if not all(_COMPARE[name](float(value), float(limit)) for name, limit in bounds.items()):
+        raise ConfigError(f"{key} must be {bounds_text(bounds)}, got {value!r}")
 
 
 @dataclass
 class SyntheticConfig:
-    num_users: int = option(500, "users in the generated log")
-    num_items: int = option(200, "items (movies) in the generated catalogue")
-    ratings_per_user: int = option(40, "mean ratings per user (each user gets 0.5x to 1.5x this)")
-    seed: int = option(0, "generator seed; same seed, same data")
+    num_users: int = option(500, "users in the generated log", ge=1)
+    num_items: int = option(200, "items (movies) in the generated catalogue", ge=1)
+    ratings_per_user: int = option(40, "mean ratings per user (each user gets 0.5x to 1.5x this)", ge=1)
+    seed: int = option(0, "generator seed; same seed, same data", ge=0)
 
 
 @dataclass
 class SubsampleConfig:
-    train: int = option(0, "keep at most this many train samples, drawn at random (0: all)")
-    valid: int = option(0, "keep at most this many valid samples (0: all)")
-    test: int = option(0, "keep at most this many test samples (0: all)")
-    seed: int = option(0, "seed of the draw")
+    train: int = option(0, "keep at most this many train samples, drawn at random (0: all)", ge=0)
+    valid: int = option(0, "keep at most this many valid samples (0: all)", ge=0)
+    test: int = option(0, "keep at most this many test samples (0: all)", ge=0)
+    seed: int = option(0, "seed of the draw", ge=0)
 
 
 @dataclass
@@ -85,16 +123,18 @@ class DataConfig:
     )
     synthetic: SyntheticConfig = option(SyntheticConfig(), "settings of the embedded generator")
     like_threshold: float = option(3.0, "label is 1 when rating > like_threshold")
-    history_len: int = option(10, "K: previous ratings shown in each prompt")
-    min_history: int = option(5, "samples with fewer previous ratings are dropped")
-    split: list[float] = option([0.6, 0.2, 0.2], "train/valid/test fractions of a global time-ordered split")
+    history_len: int = option(10, "K: previous ratings shown in each prompt", ge=1)
+    min_history: int = option(5, "samples with fewer previous ratings are dropped", ge=1)
+    split: list[float] = option([0.6, 0.2, 0.2], "train/valid/test fractions of a global time-ordered split",
+                                 gt=0, lt=1)
     resplit_last: int = option(
         0, "0: off | N: after data.split, keep only the newest N samples of valid+test (all when fewer) and split "
         "them again by time with data.resplit; the first train split is dropped (E2URec's ML-1M protocol: "
-        "split [0.8, 0.1, 0.1], resplit_last 100000, resplit [0.6, 0.2, 0.2])"
+        "split [0.8, 0.1, 0.1], resplit_last 100000, resplit [0.6, 0.2, 0.2])", ge=0
     )
     resplit: list[float] = option(
-        [0.6, 0.2, 0.2], "train/valid/test fractions of the second time split (used only when resplit_last > 0)"
+        [0.6, 0.2, 0.2], "train/valid/test fractions of the second time split (used only when resplit_last > 0)",
+        gt=0, lt=1
     )
     cache_dir: str = option("~/.cache/llmrec", "where built datasets are cached, keyed by fingerprint")
     subsample: SubsampleConfig = option(
@@ -105,9 +145,9 @@ class DataConfig:
 
 @dataclass
 class ForgetConfig:
-    fraction: float = option(0.2, "fraction of training users to forget (ignored when users is set)")
+    fraction: float = option(0.2, "fraction of training users to forget (ignored when users is set)", gt=0, lt=1)
     users: str | None = option(None, "file of user ids to forget, one per line")
-    seed: int = option(0, "seed for choosing the forget users (or interactions)")
+    seed: int = option(0, "seed for choosing the forget users (or interactions)", ge=0)
     unit: Literal["users", "interactions"] = option(
         "users", "users: forget every training sample of the chosen users | interactions: forget `fraction` of the "
         "training samples themselves (IFRU's setting; classic models only)")
@@ -139,21 +179,21 @@ class PromptConfig:
 
 @dataclass
 class LoraSettings:
-    r: int = option(16, "LoRA rank")
-    alpha: int = option(32, "LoRA alpha")
-    dropout: float = option(0.05, "LoRA dropout")
+    r: int = option(16, "LoRA rank", ge=1)
+    alpha: int = option(32, "LoRA alpha (the update is scaled by alpha / r)", ge=1)
+    dropout: float = option(0.05, "LoRA dropout", ge=0, lt=1)
     target_modules: list[str] | None = option(None, "module names; None picks peft's default for the architecture")
 
 
 @dataclass
 class TinyBackboneConfig:
     architecture: Literal["llama", "t5"] = option("llama", "llama (decoder-only) | t5 (encoder-decoder, as E2URec)")
-    hidden_size: int = option(64, "width of the tiny Llama")
-    num_layers: int = option(2, "decoder layers")
-    num_heads: int = option(4, "attention heads")
-    intermediate_size: int = option(256, "MLP width")
-    vocab_size: int = option(8000, "size of the byte-level BPE trained on the train prompts")
-    seed: int = option(0, "weight-init seed")
+    hidden_size: int = option(64, "width of the tiny Llama", ge=1)
+    num_layers: int = option(2, "decoder layers", ge=1)
+    num_heads: int = option(4, "attention heads", ge=1)
+    intermediate_size: int = option(256, "MLP width", ge=1)
+    vocab_size: int = option(8000, "size of the byte-level BPE trained on the train prompts", ge=1)
+    seed: int = option(0, "weight-init seed", ge=0)
 
 
 @dataclass
@@ -162,33 +202,35 @@ class ModelConfig:
     tiny: TinyBackboneConfig = option(TinyBackboneConfig(), "shape of the tiny default backbone")
     finetune: Literal["full", "lora"] = option("full", "full | lora")
     lora: LoraSettings = option(LoraSettings(), "adapter shape when finetune=lora")
-    max_length: int = option(512, "prompts longer than this are cut from the left (history first)")
+    max_length: int = option(512, "prompts longer than this are cut from the left (history first)", ge=1)
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = option(1, "passes over the training split")
-    max_steps: int = option(0, "stop after this many optimizer steps (0: no limit)")
-    batch_size: int = option(32, "samples per device per micro-batch")
-    gradient_accumulation_steps: int = option(1, "micro-batches per optimizer step")
-    learning_rate: float = option(2e-3, "peak AdamW learning rate")
-    weight_decay: float = option(0.0, "AdamW weight decay")
+    epochs: int = option(1, "passes over the training split", ge=1)
+    max_steps: int = option(0, "stop after this many optimizer steps (0: no limit)", ge=0)
+    batch_size: int = option(32, "samples per device per micro-batch", ge=1)
+    gradient_accumulation_steps: int = option(1, "micro-batches per optimizer step", ge=1)
+    learning_rate: float = option(2e-3, "peak AdamW learning rate", gt=0)
+    weight_decay: float = option(0.0, "AdamW weight decay", ge=0)
     max_grad_norm: float = option(0.0, "clip the gradient norm to this before each step (0: no clipping; HF "
-                                  "Trainer uses 1.0)")
-    warmup_ratio: float = option(0.05, "fraction of steps with linear warm-up, then linear decay")
+                                  "Trainer uses 1.0)", ge=0)
+    warmup_ratio: float = option(0.05, "fraction of steps with linear warm-up, then linear decay", ge=0, le=1)
     mixed_precision: MixedPrecision = option("auto", "auto | no | bf16 | fp16; auto = bf16 where the device supports it")
     train_on: str = option("train", "split to train on: train | retained | forget")
     only_users: str | None = option(None, "file of user ids: train only on their samples of train_on (a SISA shard)")
-    shards: int = option(1, "SISA: more than 1 trains that many user-disjoint shard models; model/ is their ensemble")
-    checkpoint_every: int = option(200, "optimizer steps between resumable checkpoints (0: epoch ends only)")
+    shards: int = option(1, "SISA: more than 1 trains that many user-disjoint shard models; model/ is their "
+                        "ensemble", ge=1)
+    checkpoint_every: int = option(200, "optimizer steps between resumable checkpoints (0: epoch ends only)",
+                                   ge=0)
     resume: bool = option(True, "continue from output_dir/checkpoints/last when it exists")
     eval_before: bool = option(False, "score valid before the first step too (a pretrained backbone's zero-shot AUC)")
-    seed: int = option(42, "shuffling and dropout seed")
+    seed: int = option(42, "shuffling and dropout seed", ge=0)
 
 
 @dataclass
 class EvalConfig:
-    batch_size: int = option(64, "samples per device when scoring")
+    batch_size: int = option(64, "samples per device when scoring", ge=1)
     splits: list[str] = option(["test", "valid", "forget"], "splits to report")
     model_dir: str | None = option(None, "model to evaluate; default output_dir/model")
     reference_dir: str | None = option(None, "model retrained without the forget set; enables forgetting metrics")
@@ -205,6 +247,10 @@ class EvalConfig:
         True, "when the model dir holds unlearning_manifest.json, evaluate on the forget set it records (false: on "
         "the recipe's forget.*); either way the set must be the one the model forgot (same samples hash)"
     )
+    allow_other_data: bool = option(
+        False, "evaluate although the data differ from those each model was trained on (the data fingerprint in "
+        "its llmrec_model.json); false: such a run stops, naming both fingerprints"
+    )
 
 
 @dataclass
@@ -216,6 +262,7 @@ class Recipe:
     model: ModelConfig = option(ModelConfig(), "backbone")
     train: TrainConfig = option(TrainConfig(), "instruction tuning")
     eval: EvalConfig = option(EvalConfig(), "evaluation")
+    threads: int = option(0, THREADS_HELP, ge=0)
 
 
 def _type_name(tp: Any) -> str:
@@ -256,9 +303,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         return float(value)
     if tp is float and isinstance(value, str):  # YAML 1.1 reads 3e-3 (no dot) as a string
         try:
-            return float(value)
+            value = float(value)
         except ValueError:
             raise ConfigError(f"{key}: expected float, got {value!r}") from None
+    if tp is float and isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key}: expected a finite number, got {value!r}")
     if tp is str and isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
     if tp in (int, float, bool, str) and (type(value) is not tp):
@@ -276,6 +325,9 @@ def from_dict(cls: type, values: dict, prefix: str = "") -> Any:
                 f"unknown recipe key '{prefix}{key}' (known under '{prefix or 'top level'}': {', '.join(sorted(names))})"
             )
     kwargs = {name: _coerce(values[name], hints[name], f"{prefix}{name}") for name in names if name in values}
+    for f in dataclasses.fields(cls):
+        if f.name in kwargs:
+            check_bounds(kwargs[f.name], f.metadata.get("bounds"), f"{prefix}{f.name}")
     return cls(**kwargs)
 
 
@@ -328,5 +380,7 @@ def describe(cls: type = Recipe, prefix: str = "") -> list[tuple[str, str, str]]
         if dataclasses.is_dataclass(value):
             rows += describe(type(value), f"{prefix}{f.name}.")
         else:
-            rows.append((f"{prefix}{f.name}", repr(value), f.metadata.get("help", "")))
+            bounds = f.metadata.get("bounds")
+            limits = f" [{bounds_text(bounds)}]" if bounds else ""
+            rows.append((f"{prefix}{f.name}", repr(value), f.metadata.get("help", "") + limits))
     return rows

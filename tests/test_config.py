@@ -99,3 +99,56 @@ def test_there_are_recipes():
     assert any(p.parent.name == "train" for p in RECIPES) and any(p.parent.name == "speed" for p in RECIPES)
     assert {p.name for p in RECIPES if p.parent.name == "accelerate"} == {
         "cpu.yaml", "single_gpu.yaml", "multi_gpu.yaml", "deepspeed_zero2.yaml"}
+
+
+RECIPE_CLASSES = [Recipe, UnlearnRecipe, BenchRecipe, SpeedRecipe, ClassicRecipe, ClassicUnlearnRecipe]
+
+
+@pytest.mark.parametrize("cls", RECIPE_CLASSES, ids=lambda cls: cls.__name__)
+def test_every_default_lies_within_its_bounds(cls):
+    from llmrec.config import from_dict, to_dict
+
+    assert from_dict(cls, to_dict(cls())) == cls()  # from_dict checks every value it is given
+
+
+@pytest.mark.parametrize("verb, override, message", [
+    # issue 18's reproducers: a reversed forgetting teacher, a no-op run, fabricated samples (711 -> 747)
+    ("unlearn", "e2urec.alpha=-5", "e2urec.alpha must be 0 or more, got -5.0"),
+    ("unlearn", "finetune.epochs=0", "finetune.epochs must be greater than 0, got 0.0"),
+    ("unlearn", "e2urec.remember_weight=1.5", "e2urec.remember_weight must be between 0 and 1, got 1.5"),
+    ("data", "data.min_history=-1", "data.min_history must be at least 1, got -1"),
+    ("train", "train.epochs=0", "train.epochs must be at least 1, got 0"),
+    ("train", "train.learning_rate=0", "train.learning_rate must be greater than 0, got 0.0"),
+    ("train", "train.batch_size=0", "train.batch_size must be at least 1, got 0"),
+    ("train", "train.learning_rate=.inf", "train.learning_rate: expected a finite number, got inf"),
+    ("train", "data.split=[0.6, -0.2, 0.6]", "data.split[1] must be greater than 0 and less than 1, got -0.2"),
+    ("train", "threads=-1", "threads must be 0 or more, got -1"),
+    ("classic-train", "train.epochs=0", "train.epochs must be at least 1, got 0"),
+    ("classic-unlearn", "neggrad.learning_rate=-0.1", "neggrad.learning_rate must be greater than 0, got -0.1"),
+    ("classic-unlearn", "e2urec.alpha=-1", "e2urec.alpha must be 0 or more, got -1.0"),
+    ("benchmark", "bad_teacher.retain_fraction=2", "bad_teacher.retain_fraction must be greater than 0 and at most 1"),
+    ("bench-speed", "mf.ifru.cg_iterations=0", "mf.ifru.cg_iterations must be at least 1, got 0"),
+])
+def test_an_out_of_range_setting_is_one_line_before_anything_is_written(tmp_path, capsys, verb, override, message):
+    from llmrec.cli import main
+    from tests.conftest import SMALL_OVERRIDES
+
+    data = [o for o in SMALL_OVERRIDES if o.startswith("data.") or verb in ("train", "data")]
+    args = [f"output_dir={tmp_path / 'out'}", f"data.cache_dir={tmp_path / 'cache'}", *data, override]
+    if verb.endswith("unlearn"):
+        args.append(f"model={tmp_path / 'missing-model'}")
+    assert main([verb, *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"llmrec: error: {message}") and "\n" not in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_help_config_shows_each_settings_bounds(capsys):
+    from llmrec.cli import main
+
+    assert main(["unlearn", "--help-config"]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert rows["e2urec.alpha"].endswith("[0 or more]")
+    assert rows["e2urec.remember_weight"].endswith("[between 0 and 1]")
+    assert rows["data.min_history"].endswith("[at least 1]")
+    assert rows["neggrad.learning_rate"].endswith("[greater than 0]")

@@ -60,7 +60,7 @@ class MfSpeedConfig:
 @dataclass
 class StepBenchConfig:
     steps: int = option(3, "joint-phase steps timed per variant and repeat (after one untimed warm-up step)")
-    batch_size: int = option(0, "forget and retained samples per step (0: e2urec.batch_size)")
+    batch_size: int = option(0, "forget and retained samples per step (0: e2urec.batch_size)", ge=0)
 
 
 @dataclass
@@ -70,7 +70,7 @@ class SpeedRecipe(Recipe):
     output_dir: str = option("runs/speed", "where models, speed.json/.md/.png and config.yaml go")
     fractions: list[float] = option([0.01, 0.05, 0.2], "forget fractions of the training users for the whole runs")
     repeats: int = option(3, "times each measurement is repeated (median and min–max reported)")
-    seed: int = option(0, "seed of every unlearning run")
+    seed: int = option(0, "seed of every unlearning run", ge=0)
     e2urec: E2URecConfig = option(E2URecConfig(), "E2URec settings")
     neggrad: NegGradConfig = option(NegGradConfig(), "NegGrad settings")
     mf: MfSpeedConfig = option(MfSpeedConfig(), "the IFRU-on-MF row")

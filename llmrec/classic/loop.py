@@ -20,9 +20,9 @@ from llmrec.llm.backbone import parameter_counts
 
 @dataclass
 class ClassicStudentConfig:
-    epochs: float = option(5.0, "passes over the forget set (a retained batch comes beside each forget batch)")
-    learning_rate: float = option(1e-2, "AdamW learning rate")
-    batch_size: int = option(256, "triples per forget batch and per retained batch")
+    epochs: float = option(5.0, "passes over the forget set (a retained batch comes beside each forget batch)", gt=0)
+    learning_rate: float = option(1e-2, "AdamW learning rate", gt=0)
+    batch_size: int = option(256, "triples per forget batch and per retained batch", ge=1)
 
 
 def batch_stream(triples: Triples, batch_size: int, seed: int) -> Iterator[Triples]:

@@ -21,56 +21,59 @@ from llmrec.classic.ensemble import ClassicEnsemble, balanced_kmeans
 from llmrec.classic.losses import regularized_bce
 from llmrec.classic.mf import MatrixFactorization, als_objective, als_sweep
 from llmrec.classic.store import build_model, predict, save_classic
-from llmrec.config import DataConfig, ForgetConfig, option, to_dict, to_yaml
+from llmrec.config import THREADS_HELP, DataConfig, ForgetConfig, option, to_dict, to_yaml
 from llmrec.data.samples import prepare_splits, training_split
 from llmrec.errors import ConfigError
 from llmrec.eval.metrics import utility_metrics
 from llmrec.io import atomic_dir, write_json, write_text
+from llmrec.llm.accel import threads_note
 from llmrec.llm.backbone import parameter_counts
 
 
 @dataclass
 class ClassicModelConfig:
     kind: Literal["mf", "lightgcn"] = option("mf", "mf | lightgcn")
-    dim: int = option(64, "embedding size")
-    layers: int = option(2, "LightGCN propagation layers (IFRU uses 1)")
-    init_std: float = option(0.1, "std of the normal initialisation of the embeddings")
+    dim: int = option(64, "embedding size", ge=1)
+    layers: int = option(2, "LightGCN propagation layers (IFRU uses 1)", ge=1)
+    init_std: float = option(0.1, "std of the normal initialisation of the embeddings", gt=0)
 
 
 @dataclass
 class AlsConfig:
-    alpha: float = option(4.0, "confidence of a rated pair is 1 + alpha")
+    alpha: float = option(4.0, "confidence of a rated pair is 1 + alpha", ge=0)
     unobserved_confidence: float = option(
-        0.0, "confidence of a never-rated pair, whose preference is 0 (Hu et al. use 1; 0 fits the ratings only)")
-    reg: float = option(1.0, "ridge on the factors")
+        0.0, "confidence of a never-rated pair, whose preference is 0 (Hu et al. use 1; 0 fits the ratings only)",
+        ge=0)
+    reg: float = option(1.0, "ridge on the factors (> 0: keeps every solve well-posed)", gt=0)
 
 
 @dataclass
 class EnsembleConfig:
-    shards: int = option(1, "more than 1 trains one model per user shard behind one ensemble (SISA, RecEraser)")
+    shards: int = option(1, "more than 1 trains one model per user shard behind one ensemble (SISA, RecEraser)",
+                        ge=1)
     partition: Literal["random", "kmeans"] = option(
         "random", "random (SISA) | kmeans: RecEraser's balanced k-means on the user embeddings of a model trained "
         "on all the data")
     aggregation: Literal["mean", "attention"] = option(
         "mean", "mean of the shards' P(yes) (SISA) | attention over the shards' embeddings (RecEraser)")
-    hidden: int = option(32, "attention hidden size")
+    hidden: int = option(32, "attention hidden size", ge=1)
     transform: bool = option(
         True, "attention: RecEraser's per-shard transform W_k e + b_k of the shard embeddings before attention, "
         "trained with the aggregator (the reference's trans_W/trans_B); false: attention on the raw embeddings")
-    aggregator_epochs: int = option(10, "epochs of the attention aggregator over all training triples")
-    kmeans_iterations: int = option(10, "balanced k-means rounds")
+    aggregator_epochs: int = option(10, "epochs of the attention aggregator over all training triples", ge=1)
+    kmeans_iterations: int = option(10, "balanced k-means rounds", ge=1)
 
 
 @dataclass
 class ClassicTrainConfig:
     optimizer: Literal["adam", "als"] = option("adam", "adam (BCE on logits) | als (weighted ALS, MF only)")
-    epochs: int = option(30, "passes over the training triples (ALS: sweeps)")
-    batch_size: int = option(1024, "triples per Adam step")
-    learning_rate: float = option(1e-2, "Adam learning rate")
-    weight_decay: float = option(1e-4, "L2 coefficient inside the objective (IFRU's Hessian includes it)")
+    epochs: int = option(30, "passes over the training triples (ALS: sweeps)", ge=1)
+    batch_size: int = option(1024, "triples per Adam step", ge=1)
+    learning_rate: float = option(1e-2, "Adam learning rate", gt=0)
+    weight_decay: float = option(1e-4, "L2 coefficient inside the objective (IFRU's Hessian includes it)", ge=0)
     train_on: str = option("train", "split to train on: train | retained | forget")
     only_users: str | None = option(None, "file of user ids: train only on their triples (a shard)")
-    seed: int = option(0, "initialisation and shuffling seed")
+    seed: int = option(0, "initialisation and shuffling seed", ge=0)
     als: AlsConfig = option(AlsConfig(), "weighted ALS settings (optimizer: als)")
     ensemble: EnsembleConfig = option(EnsembleConfig(), "shard ensemble (shards > 1)")
 
@@ -82,6 +85,7 @@ class ClassicRecipe:
     forget: ForgetConfig = option(ForgetConfig(), "which training users form the forget set")
     model: ClassicModelConfig = option(ClassicModelConfig(), "the classic backbone")
     train: ClassicTrainConfig = option(ClassicTrainConfig(), "training")
+    threads: int = option(0, THREADS_HELP, ge=0)
 
 
 def graph_edges(triples: Triples) -> torch.Tensor:
@@ -201,6 +205,7 @@ def train_classic(recipe: ClassicRecipe) -> dict:
     if cfg.optimizer == "als" and (recipe.model.kind != "mf" or cfg.ensemble.shards > 1):
         raise ConfigError("train.optimizer=als trains one MF (model.kind: mf, train.ensemble.shards: 1)")
     print(f"resolved config:\n{to_yaml(recipe)}")
+    print(threads_note())
     splits = prepare_splits(recipe.data, recipe.forget)  # bad data or forget settings stop here
     index = Index.from_splits(splits)
     train = index.encode(training_split(splits, cfg.train_on, cfg.only_users))
@@ -227,7 +232,8 @@ def train_classic(recipe: ClassicRecipe) -> dict:
         save_classic(model, index, tmp, **card)
     parameters = parameter_counts(model)[1]
     metrics = {"parameters": parameters, "trainable_parameters": parameters, "train_samples": len(train),
-               "valid_auc": auc(model, valid), "test_auc": auc(model, test), "train_seconds": wall, "history": history}
+               "valid_auc": auc(model, valid), "test_auc": auc(model, test), "train_seconds": wall, "history": history,
+               "threads": torch.get_num_threads()}
     write_json(out / "train_metrics.json", metrics)
     print(f"{recipe.model.kind} ({cfg.optimizer}): valid AUC {metrics['valid_auc']:.4f}, test AUC "
           f"{metrics['test_auc']:.4f}, {wall:.1f}s; model in {out / 'model'}")

@@ -25,7 +25,7 @@ from llmrec.classic.mf import MatrixFactorization
 from llmrec.classic.registry import get_classic_method
 from llmrec.classic.store import load_classic, save_classic
 from llmrec.classic.train import ClassicRecipe
-from llmrec.config import DataConfig, ForgetConfig, from_dict, option, to_yaml
+from llmrec.config import THREADS_HELP, DataConfig, ForgetConfig, from_dict, option, to_yaml
 from llmrec.data.samples import prepare_splits
 from llmrec.errors import LlmrecError
 from llmrec.io import atomic_dir, write_json
@@ -48,6 +48,7 @@ class ClassicUnlearnRecipe:
     e2urec: ClassicE2URecConfig = option(ClassicE2URecConfig(), "E2URec-style distillation settings")
     unlearn_als: UnlearnAlsConfig = option(UnlearnAlsConfig(), "Unlearn-ALS settings")
     alteraser: AltEraserConfig = option(AltEraserConfig(), "AltEraser settings")
+    threads: int = option(0, THREADS_HELP, ge=0)
 
 
 @dataclass

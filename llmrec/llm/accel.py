@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 from pathlib import Path
 
 import torch
@@ -35,3 +37,45 @@ def make_accelerator(mixed_precision: str = "auto", **kwargs) -> Accelerator:
     AcceleratorState._reset_state(reset_partial_state=False)
     GradientState._reset_state()
     return Accelerator(mixed_precision=resolve_mixed_precision(mixed_precision), **kwargs)
+
+
+def available_cores() -> int:
+    """Cores this process may run on: its CPU affinity (`os.sched_getaffinity`; `os.cpu_count` where the OS has
+    none), capped by a cgroup v2 CPU quota (`/sys/fs/cgroup/cpu.max`, e.g. a container given 2 of 64 cores)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
+
+
+def resolve_threads(setting: int) -> tuple[int, str]:
+    """(threads, why) for a recipe's `threads`: N > 0 is taken as given; 0 (auto) is OMP_NUM_THREADS when set,
+    else `available_cores()` shared among this machine's processes (LOCAL_WORLD_SIZE, set by accelerate launch and
+    torchrun). Torch's own default is the machine's physical cores, whatever else runs on them: on a shared
+    machine that made training 10-30x slower than one thread (issue 18)."""
+    if setting > 0:
+        return setting, "threads setting"
+    omp = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if omp.isdigit() and int(omp) > 0:
+        return int(omp), "OMP_NUM_THREADS"
+    local = os.environ.get("LOCAL_WORLD_SIZE", "1")
+    processes = int(local) if local.isdigit() and int(local) > 0 else 1
+    cores = available_cores()
+    return max(1, cores // processes), (f"auto: {cores} cores free to this process"
+                                        + (f" / {processes} local processes" if processes > 1 else ""))
+
+
+def apply_threads(setting: int) -> int:
+    """torch.set_num_threads(resolve_threads(setting)); returns the count. Call before any work starts."""
+    threads, _ = resolve_threads(setting)
+    torch.set_num_threads(threads)
+    return threads
+
+
+def threads_note() -> str:
+    """'threads: N' for run headers: the count torch computes with now."""
+    return f"threads: {torch.get_num_threads()}"

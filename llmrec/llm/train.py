@@ -30,7 +30,7 @@ from llmrec.errors import LlmrecError
 from llmrec.eval.evaluate import make_loader, score_split
 from llmrec.eval.metrics import utility_metrics
 from llmrec.io import atomic_dir, finite_or_none, write_json, write_text
-from llmrec.llm.accel import make_accelerator
+from llmrec.llm.accel import make_accelerator, threads_note
 from llmrec.llm.backbone import (
     add_lora,
     MODEL_CARD,
@@ -75,7 +75,8 @@ def backbone_path(recipe: Recipe, train_split, accelerator: Accelerator) -> str:
 
 # Settings that cannot change the trained weights or the epoch kept; every other key must match to resume.
 # eval.* configures `llmrec evaluate`, except eval.batch_size, which scores valid during training.
-NOT_RUN_SETTINGS = ("output_dir", "data.cache_dir", "train.resume", "train.checkpoint_every", "train.eval_before")
+NOT_RUN_SETTINGS = ("output_dir", "data.cache_dir", "train.resume", "train.checkpoint_every", "train.eval_before",
+                    "threads")
 USER_FILES = ("forget.users", "forget.already_forgotten", "train.only_users")
 
 
@@ -268,6 +269,7 @@ def train(recipe: Recipe) -> dict:
         "samples: " + ", ".join(f"{name}={len(ds)}" for name, ds in splits.items())
         + f" | prompt tokens: mean {sum(lengths) / len(lengths):.1f}, max {max(lengths)}"
         + f" | mixed precision: {accelerator.mixed_precision} | processes: {accelerator.num_processes}"
+        + f" | {threads_note()}"
     )
 
     # Model: full fine-tuning, or a LoRA adapter that is merged into the saved model.
@@ -388,6 +390,7 @@ def train(recipe: Recipe) -> dict:
         "parameters": total,
         "trainable_parameters": trainable,
         "model_dir": str(output_dir / "model"),
+        "threads": torch.get_num_threads(),
     }
     if accelerator.is_main_process:
         write_json(output_dir / "train_metrics.json", summary)

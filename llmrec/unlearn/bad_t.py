@@ -37,7 +37,8 @@ from llmrec.unlearn.registry import register
 @dataclass
 class BadTConfig(StudentConfig):
     forget_weight: float = option(
-        1.0, "weight of the flipped-label CE on forget samples against the retained CE (the E2URec script: 0.2)")
+        1.0, "weight of the flipped-label CE on forget samples against the retained CE (the E2URec script: 0.2)",
+        ge=0)
 
 
 @register("bad_t")

@@ -45,12 +45,13 @@ from llmrec.unlearn.teachers import pair_logits, precompute_answer_logits
 
 @dataclass
 class BadTeacherConfig(StudentConfig):
-    temperature: float = option(1.0, "distillation temperature (the paper uses 1)")
-    incompetent_seed: int = option(0, "seed of the incompetent teacher's random initialisation")
+    temperature: float = option(1.0, "distillation temperature (the paper uses 1)", gt=0)
+    incompetent_seed: int = option(0, "seed of the incompetent teacher's random initialisation", ge=0)
     retain_fraction: float | None = option(
         None, "null: one retained batch beside each forget batch, loss ½·(KL_competent + KL_incompetent) | a "
         "fraction in (0, 1] (the paper: 0.3): that share of the retained pool, shuffled together with the forget set "
-        "into mixed batches, each sample distilled from its own teacher; `epochs` then counts passes over the union")
+        "into mixed batches, each sample distilled from its own teacher; `epochs` then counts passes over the union",
+        gt=0, le=1)
 
 
 def mixed_pool(data: UnlearningData, fraction: float):

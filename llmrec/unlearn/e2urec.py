@@ -53,25 +53,28 @@ from llmrec.unlearn.teachers import pair_logits, precompute_answer_logits, teach
 @dataclass
 class AugmentConfig:
     finetune: Literal["full", "lora"] = option("full", "full | lora: how θ₀ is fine-tuned further on the forget set")
-    epochs: float = option(4.0, "passes over the forget set")
-    learning_rate: float = option(3e-3, "AdamW learning rate")
+    epochs: float = option(4.0, "passes over the forget set", gt=0)
+    learning_rate: float = option(3e-3, "AdamW learning rate", gt=0)
     lora: LoraSettings = option(LoraSettings(), "adapter shape when finetune=lora")
 
 
 @dataclass
 class E2URecConfig:
-    alpha: float = option(10.0, "α: how hard the forgetting teacher pushes below θ₀ where aug rose above it")
-    remember_weight: float = option(0.6, "λ: weight of the remembering terms against the forgetting term")
-    temperature: float = option(1.0, "distillation temperature")
+    alpha: float = option(10.0, "α: how hard the forgetting teacher pushes below θ₀ where aug rose above it",
+                          ge=0)
+    remember_weight: float = option(0.6, "λ: weight of the remembering terms against the forgetting term",
+                                    ge=0, le=1)
+    temperature: float = option(1.0, "distillation temperature", gt=0)
     augment: AugmentConfig = option(AugmentConfig(), "the over-remembering model")
     lora: LoraSettings = option(LoraSettings(), "the student's adapter (target_modules null: peft's default)")
-    warmup_epochs: float = option(2.0, "forget-only passes over the forget set before the joint phase")
-    joint_epochs: float = option(2.0, "passes over the forget set with a retained batch beside each forget batch")
-    learning_rate: float = option(1e-2, "student AdamW learning rate")
+    warmup_epochs: float = option(2.0, "forget-only passes over the forget set before the joint phase", ge=0)
+    joint_epochs: float = option(2.0, "passes over the forget set with a retained batch beside each forget batch",
+                                 ge=0)
+    learning_rate: float = option(1e-2, "student AdamW learning rate", gt=0)
     lr_scheduler: Literal["constant", "linear"] = option(
         "constant", "constant | linear (decay to 0 over warm-up + joint steps; on the tiny default it barely forgets)"
     )
-    batch_size: int = option(32, "samples per forget batch and per retained batch")
+    batch_size: int = option(32, "samples per forget batch and per retained batch", ge=1)
     precompute_teachers: bool = option(True, "one no-grad teacher pass up front; false recomputes them every step")
     length_buckets: bool = option(
         False, "batch prompts of similar length together: ~5% faster steps, but it changes the batch draw, and on the "

@@ -32,10 +32,10 @@ class StudentConfig:
         "full", "full | lora: update every weight (as the baselines are usually run) or a LoRA adapter on θ₀"
     )
     lora: LoraSettings = option(LoraSettings(), "adapter shape when finetune=lora")
-    epochs: float = option(1.0, "passes over the forget set (a retained batch comes beside each forget batch)")
-    learning_rate: float = option(1e-3, "AdamW learning rate")
+    epochs: float = option(1.0, "passes over the forget set (a retained batch comes beside each forget batch)", gt=0)
+    learning_rate: float = option(1e-3, "AdamW learning rate", gt=0)
     lr_scheduler: Literal["constant", "linear"] = option("constant", "constant | linear decay to 0")
-    batch_size: int = option(32, "samples per forget batch and per retained batch")
+    batch_size: int = option(32, "samples per forget batch and per retained batch", ge=1)
 
 
 def make_trainable(original, finetune: str, lora: LoraSettings):

@@ -34,7 +34,7 @@ from llmrec.unlearn.registry import register
 
 @dataclass
 class NegGradConfig(StudentConfig):
-    ascent_weight: float = option(1.0, "w in CE_retained − w·CE_forget (the E2URec script: 0.2)")
+    ascent_weight: float = option(1.0, "w in CE_retained − w·CE_forget (the E2URec script: 0.2)", ge=0)
 
 
 @register("neggrad")

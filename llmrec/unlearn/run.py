@@ -18,6 +18,7 @@ import torch
 
 from llmrec.config import (
     QUANT_HELP,
+    THREADS_HELP,
     DataConfig,
     ForgetConfig,
     MixedPrecision,
@@ -30,7 +31,7 @@ from llmrec.config import (
 from llmrec.data.samples import prepare_splits, require_user_forgetting
 from llmrec.errors import ConfigError, LlmrecError
 from llmrec.io import atomic_dir, write_json
-from llmrec.llm.accel import make_accelerator
+from llmrec.llm.accel import make_accelerator, threads_note
 from llmrec.llm.backbone import (
     ENSEMBLE_FILE,
     AnswerTokens,
@@ -66,12 +67,13 @@ class UnlearnRecipe:
     bad_teacher: BadTeacherConfig = option(BadTeacherConfig(), "Bad Teacher (random teacher on forget) settings")
     sisa: SisaConfig = option(SisaConfig(), "SISA settings (model must be an ensemble trained with train.shards)")
     retrain: RetrainConfig = option(RetrainConfig(), "retrain-from-scratch settings")
-    seed: int = option(0, "shuffling and initialisation seed")
+    seed: int = option(0, "shuffling and initialisation seed", ge=0)
     merge: bool = option(
         False, "also write merged/: the original with the adapter folded in, a plain HF model (adapter outputs only)"
     )
     mixed_precision: MixedPrecision = option("auto", "auto | no | bf16 | fp16 (auto: bf16 where the hardware runs it fast)")
     quant: Quantization = option("none", QUANT_HELP)
+    threads: int = option(0, THREADS_HELP, ge=0)
 
 
 def check_quantizable(recipe: UnlearnRecipe) -> None:
@@ -137,8 +139,8 @@ def unlearn_in_memory(runner, recipe: UnlearnRecipe, card: dict, splits, acceler
     if recipe.quant == "none":  # a 4-bit model is placed at load time and cannot be moved
         original = original.to(accelerator.device)
     accelerator.print(f"device: {accelerator.device} | mixed precision: {accelerator.mixed_precision} | "
-                      f"processes: {accelerator.num_processes} | forget samples: {len(data.forget)} | "
-                      f"retained pool: {len(splits['retained'])}")
+                      f"processes: {accelerator.num_processes} | {threads_note()} | forget samples: {len(data.forget)}"
+                      f" | retained pool: {len(splits['retained'])}")
     result = runner(original, data, getattr(recipe, recipe.method), autocast=accelerator.autocast)
     student = result["student"]
     result["trainable_parameters"], result["total_parameters"] = parameter_counts(student)
@@ -180,6 +182,7 @@ def unlearning_manifest(recipe, splits, original_hash: str, result: dict, wall: 
         "retained_samples_used": result.get("retained_samples_used"),
         "trainable_parameters": trainable,
         "trainable_percent": 100.0 * trainable / total if total else 0.0,
+        "threads": torch.get_num_threads(),
     }
 
 

@@ -42,7 +42,8 @@ from llmrec.unlearn.registry import register
 class SisaConfig:
     """Affected shards are retrained with the recipe they were trained with; little is left to choose here."""
 
-    shards: int = option(4, "shards of the ensemble `llmrec benchmark` trains (llmrec unlearn reads the ensemble)")
+    shards: int = option(4, "shards of the ensemble `llmrec benchmark` trains (llmrec unlearn reads the ensemble)",
+                        ge=2)
     link_unaffected: bool = option(True, "hard-link untouched shard models into the output (copy where linking fails)")
 
 

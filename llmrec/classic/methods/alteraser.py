@@ -25,10 +25,11 @@ from llmrec.llm.backbone import parameter_counts
 
 @dataclass
 class AltEraserConfig:
-    sweeps: int = option(3, "user-side then item-side Newton passes over the retained triples")
-    newton_steps: int = option(1, "Newton steps per block and side in each sweep")
-    damping: float = option(0.0, "added to every block's Hessian diagonal (blocks are convex; for weight_decay 0)")
-    chunk: int = option(4096, "triples per chunk when accumulating the blocks' Hessians")
+    sweeps: int = option(3, "user-side then item-side Newton passes over the retained triples", ge=1)
+    newton_steps: int = option(1, "Newton steps per block and side in each sweep", ge=1)
+    damping: float = option(0.0, "added to every block's Hessian diagonal (blocks are convex; for weight_decay 0)",
+                             ge=0)
+    chunk: int = option(4096, "triples per chunk when accumulating the blocks' Hessians", ge=1)
 
 
 def block_newton_step(own: torch.Tensor, features: torch.Tensor, rows: torch.Tensor, offset: torch.Tensor,

@@ -13,7 +13,8 @@ from llmrec.unlearn.losses import flipped
 
 @dataclass
 class ClassicBadTConfig(ClassicStudentConfig):
-    forget_weight: float = option(1.0, "weight of the flipped-label BCE on forget triples against the retained BCE")
+    forget_weight: float = option(1.0, "weight of the flipped-label BCE on forget triples against the retained BCE",
+                                  ge=0)
 
 
 @register("bad_t")

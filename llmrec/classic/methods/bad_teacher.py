@@ -17,8 +17,8 @@ from llmrec.unlearn.losses import bad_teacher_loss, distillation_kl
 
 @dataclass
 class ClassicBadTeacherConfig(ClassicStudentConfig):
-    temperature: float = option(1.0, "distillation temperature")
-    incompetent_seed: int = option(0, "seed of the incompetent (randomly initialised) teacher")
+    temperature: float = option(1.0, "distillation temperature", gt=0)
+    incompetent_seed: int = option(0, "seed of the incompetent (randomly initialised) teacher", ge=0)
 
 
 @register("bad_teacher")

@@ -27,12 +27,14 @@ from llmrec.unlearn.losses import distillation_kl, e2urec_loss, forgetting_teach
 @dataclass
 class ClassicE2URecConfig(ClassicStudentConfig):
     alpha: float = option(1.0, "α: how hard the forgetting teacher pushes below θ₀ where aug rose above it (the "
-                               "LLM's 10 overshoots on MF scores: forget AUC 0.14 against the retrain's 0.70 on ML-100K)")
-    remember_weight: float = option(0.6, "λ: weight of the remembering terms against the forgetting term")
-    temperature: float = option(1.0, "distillation temperature")
-    rank: int = option(8, "rank of the update of each embedding table")
-    augment_epochs: float = option(4.0, "passes over the forget set that make the over-remembering model")
-    augment_learning_rate: float = option(1e-2, "AdamW learning rate of the over-remembering model")
+                               "LLM's 10 overshoots on MF scores: forget AUC 0.14 against the retrain's 0.70 on ML-100K)",
+                          ge=0)
+    remember_weight: float = option(0.6, "λ: weight of the remembering terms against the forgetting term",
+                                    ge=0, le=1)
+    temperature: float = option(1.0, "distillation temperature", gt=0)
+    rank: int = option(8, "rank of the update of each embedding table", ge=1)
+    augment_epochs: float = option(4.0, "passes over the forget set that make the over-remembering model", gt=0)
+    augment_learning_rate: float = option(1e-2, "AdamW learning rate of the over-remembering model", gt=0)
 
 
 class LowRankStudent(nn.Module):

@@ -68,20 +68,21 @@ SHRINK_ATTEMPTS = 12  # radius shrinks (×¼ each) before giving up and leaving 
 
 @dataclass
 class IfruConfig:
-    k_hop: int = option(1, "hops over the training graph from the touched users/items that may move")
+    k_hop: int = option(1, "hops over the training graph from the touched users/items that may move", ge=0)
     prune_quantile: float | None = option(
         None, "keep affected nodes whose importance is at or above this quantile; the directly touched users and "
-        "items are always kept (null: the reference's rule, 0 = no pruning for MF, 0.4 for LightGCN)")
+        "items are always kept (null: the reference's rule, 0 = no pruning for MF, 0.4 for LightGCN)", ge=0, le=1)
     gradient: Literal["removed", "retained_objective"] = option(
         "removed", "removed: the removed data's influence gradient (the reference; exact only at a stationary "
         "trained model) | retained_objective: a Newton step on the retained objective's actual gradient at the "
         "trained parameters")
     damping: float = option(1e-5, "δ added to the Hessian's diagonal (reference: 0); keep it well below the "
-                                  "training weight decay (see the module docstring)")
+                                  "training weight decay (see the module docstring)", ge=0)
     trust_radius: float = option(1.0, "initial trust radius as a multiple of |θ_A|, the norm of the rows that move "
-                                      "(reference: none); shrunk ×¼ until the modelled objective falls as predicted")
-    cg_iterations: int = option(100, "conjugate-gradient iterations at most per solve")
-    cg_tolerance: float = option(1e-2, "stop when the residual norm falls below this share of |b|")
+                                      "(reference: none); shrunk ×¼ until the modelled objective falls as predicted",
+                                 gt=0)
+    cg_iterations: int = option(100, "conjugate-gradient iterations at most per solve", ge=1)
+    cg_tolerance: float = option(1e-2, "stop when the residual norm falls below this share of |b|", gt=0)
 
 
 def boundary_steps(x: torch.Tensor, d: torch.Tensor, radius: float) -> tuple[float, float]:

@@ -13,7 +13,7 @@ from llmrec.unlearn.losses import neggrad_loss
 
 @dataclass
 class ClassicNegGradConfig(ClassicStudentConfig):
-    ascent_weight: float = option(1.0, "w in BCE_retained − w·BCE_forget")
+    ascent_weight: float = option(1.0, "w in BCE_retained − w·BCE_forget", ge=0)
 
 
 @register("neggrad")

@@ -24,7 +24,7 @@ from llmrec.errors import LlmrecError
 
 @dataclass
 class UnlearnAlsConfig:
-    sweeps: int = option(3, "warm-started ALS sweeps on the retained ratings")
+    sweeps: int = option(3, "warm-started ALS sweeps on the retained ratings", ge=1)
     reference: str | None = option(None, "an ALS model retrained without the forgotten users: distance per sweep")
 
 
