@@ -1,9 +1,10 @@
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
-from llmrec.bench.run import BenchRecipe, base_recipe, fingerprint, run_benchmark
+from llmrec.bench.run import BenchRecipe, base_recipe, ensure_trained, fingerprint, reuse_refusal, run_benchmark
 from llmrec.config import load_recipe
 from llmrec.errors import ConfigError
 from tests.conftest import SMALL_OVERRIDES
@@ -104,3 +105,38 @@ def test_bad_benchmark_settings_fail_before_training(tmp_path, override, message
     with pytest.raises(ConfigError, match=message):
         run_benchmark(bench_recipe(tmp_path, override))
     assert not (tmp_path / "bench").exists()
+
+
+def test_a_stage_whose_files_were_damaged_is_trained_again_not_reused(finished, capsys):
+    """The fingerprint says only that the settings match: a flipped byte in a stored model (which still loads) or
+    an unreadable bench_record.json must not be reused (was: "reusing", and every row scored the damaged model)."""
+    recipe, _ = finished
+    out = Path(recipe.output_dir)
+    rerun = load_recipe(f"{out}/config.yaml", [], cls=BenchRecipe)
+    stages = {"original": base_recipe(rerun, out / "original"),
+              "reference": base_recipe(rerun, out / "retrain", train_on="retained")}
+    weights = out / "original" / "model" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF  # the last tensor's last byte: the file still loads, with one wrong weight
+    weights.write_bytes(bytes(data))
+    (out / "retrain" / "bench_record.json").write_text("{")
+    capsys.readouterr()
+    for label, stage in stages.items():
+        ensure_trained(stage, label)
+    log = capsys.readouterr().out
+    assert "reusing" not in log
+    assert f"[original] {out / 'original'} changed since it was trained (content sha256" in log
+    assert f"[reference] {out / 'retrain'} has an unreadable bench_record.json (JSONDecodeError); training again" in log
+    assert weights.read_bytes() != bytes(data)  # trained again
+    for stage in stages.values():  # the rebuilt stages are intact, so a later run reuses them
+        assert reuse_refusal(Path(stage.output_dir), fingerprint(stage))[0] is None
+
+
+def test_the_model_fingerprint_covers_the_samples_format(monkeypatch, tmp_path):
+    """Samples built another way from the same bytes (FORMAT_VERSION) train another model: not reused."""
+    import llmrec.bench.run
+
+    recipe = base_recipe(bench_recipe(tmp_path), tmp_path / "x")
+    before = fingerprint(recipe)
+    monkeypatch.setattr(llmrec.bench.run, "FORMAT_VERSION", llmrec.bench.run.FORMAT_VERSION + 1)
+    assert fingerprint(recipe) != before
