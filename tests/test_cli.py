@@ -43,6 +43,9 @@ def test_unknown_recipe_key(capsys, tmp_path):
         (U_DATA + "2\t1\tfive\t881250953\n", "u.data:5: rating 'five' is not a number"),
         (U_DATA + "2\t1\n", "u.data:5: expected 4 fields, found 2"),
         (U_DATA + "2\t99\t4\t881250953\n", "u.data:5: unknown item id '99'"),
+        (U_DATA + "2\t2\t1000\t881250953\n", "u.data:5: rating '1000' is not a whole star from 1 to 5"),
+        (U_DATA + "2\t3\t5\t881250951\n", "u.data:5: user '2' rated item '3' 4 on line 3 and 5 here, both at "
+                                         "timestamp 881250951"),
         ("", "u.data: file is empty"),
     ],
 )

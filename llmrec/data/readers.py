@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from llmrec.data.interactions import Interactions
-from llmrec.errors import DataFormatError, LlmrecError
+from llmrec.errors import ConfigError, DataFormatError, LlmrecError
 
 FORMATS = ("auto", "ml-100k", "ml-1m", "csv")
 
@@ -47,6 +47,8 @@ ML1M_OCCUPATIONS = (
 _RATING_FIELDS = ("user_id", "item_id", "rating", "timestamp")
 # A folder holding one of these files is read in that format.
 _MARKERS = (("u.data", "ml-100k"), ("ratings.dat", "ml-1m"), ("ratings.csv", "csv"))
+# MovieLens' scale (ML-100K README: "ratings are 1-5"; ML-1M README: "5-star scale (whole-star ratings only)").
+MOVIELENS_SCALE = (1.0, 5.0)
 # pandas' C parser only splits on one character, so '::' is swapped for this one first.
 _UNIT_SEPARATOR = "\x1f"
 
@@ -276,8 +278,20 @@ def _folder(path: str | Path) -> Path:
     return folder
 
 
-def _ratings(table: _Table) -> pd.DataFrame:
-    return pd.DataFrame(
+def check_scale(scale: Sequence[float] | None) -> tuple[float, float] | None:
+    """data.rating_scale: [] or None (the source's own scale) or [lowest, highest]; else ConfigError."""
+    if not scale:
+        return None
+    if len(scale) != 2 or not all(np.isfinite(scale)) or not scale[0] < scale[1]:
+        raise ConfigError(f"data.rating_scale must be [] (the source's scale) or [lowest, highest] with lowest < "
+                          f"highest, got {list(scale)}")
+    return float(scale[0]), float(scale[1])
+
+
+def _ratings(table: _Table, scale: tuple[float, float] | None, source: str | None) -> pd.DataFrame:
+    """The rating columns, checked: a rating outside `scale` (declared by data.rating_scale), or, with no declared
+    scale, off `source`'s own (MovieLens: whole stars 1 to 5; None: a CSV log, any number), names its line."""
+    ratings = pd.DataFrame(
         {
             "user_id": table.ids("user_id", "user id"),
             "item_id": table.ids("item_id", "item id"),
@@ -285,6 +299,40 @@ def _ratings(table: _Table) -> pd.DataFrame:
             "timestamp": table.number("timestamp", "timestamp", integer=True),
         }
     )
+    stars, raw = ratings["rating"], table.frame["rating"].str.strip()
+    if scale is not None:
+        outside = (stars < scale[0]) | (stars > scale[1])
+        table.check(outside, raw, f"rating '{{}}' is outside data.rating_scale [{scale[0]:g}, {scale[1]:g}]")
+    elif source is not None:
+        low, high = MOVIELENS_SCALE
+        off = (stars < low) | (stars > high) | (stars % 1 != 0)
+        table.check(off, raw, f"rating '{{}}' is not a whole star from {low:g} to {high:g} ({source}'s scale; "
+                              "data.rating_scale declares another)")
+    _check_same_second_repeats(table, ratings)
+    return ratings
+
+
+def _check_same_second_repeats(table: _Table, ratings: pd.DataFrame) -> None:
+    """Two ratings of one (user, item) with one timestamp but other stars cannot be ordered, so neither is "the
+    latest" that samples keep (`samples.latest_ratings`): DataFormatError at the later line, naming the earlier.
+    Identical rows are one rating given twice: kept, and counted as repeats when samples are built."""
+    keys = ["user_id", "item_id", "timestamp"]
+    repeated = ratings[ratings.duplicated(keys, keep=False)]
+    if repeated.empty:
+        return
+    first = repeated.groupby(keys, sort=False)["rating"].transform("first")
+    clash = (repeated["rating"] != first).to_numpy()
+    if clash.any():
+        row = repeated.index[clash.argmax()]
+        user, item, when, stars = ratings.loc[row, ["user_id", "item_id", "timestamp", "rating"]]
+        same = repeated[(repeated["user_id"] == user) & (repeated["item_id"] == item) & (repeated["timestamp"] == when)]
+        earlier = same.index[0]
+        raise DataFormatError(
+            table.path,
+            f"user '{user}' rated item '{item}' {ratings.at[earlier, 'rating']:g} on line {table.lines[earlier]} and "
+            f"{stars:g} here, both at timestamp {when}: which rating is the latest cannot be told (keep one)",
+            int(table.lines[row]),
+        )
 
 
 def _assemble(
@@ -295,10 +343,13 @@ def _assemble(
     users: pd.DataFrame | None,
     users_path: Path | None,
     side: Sequence[_Table],
+    scale: tuple[float, float] | None,
+    movielens: str | None = None,
 ) -> Interactions:
-    """Cross-check ratings against the side files, so every id a rating uses can be looked up.
-    `side` are the side files read, whose codecs are recorded with the ratings file's."""
-    ratings = _ratings(table)
+    """Check the ratings (`_ratings`: against `scale`, else MovieLens' own when `movielens` names the release), and
+    cross-check them against the side files, so every id a rating uses can be looked up. `side` are the side files
+    read, whose codecs are recorded with the ratings file's."""
+    ratings = _ratings(table, scale, movielens)
     if items_path is not None:
         table.known(ratings["item_id"], items.index, "item id", items_path)
     if users is not None and users_path is not None:
@@ -314,10 +365,13 @@ def _users_frame(
     return frame.set_index("user_id")
 
 
-def read_ml100k(folder: str | Path, encoding: str = "auto") -> Interactions:
+def read_ml100k(
+    folder: str | Path, encoding: str = "auto", rating_scale: Sequence[float] | None = None
+) -> Interactions:
     """MovieLens-100K: u.data and u.item are required, u.user is optional. `encoding`: 'auto' (UTF-8 when
-    valid, else Latin-1, as GroupLens ships u.item) or a codec forced on every file."""
-    folder, encoding = _folder(folder), check_encoding(encoding)
+    valid, else Latin-1, as GroupLens ships u.item) or a codec forced on every file. Ratings must be whole stars
+    1 to 5, or lie in `rating_scale` ([lowest, highest]) when one is given; else DataFormatError with file:line."""
+    folder, encoding, scale = _folder(folder), check_encoding(encoding), check_scale(rating_scale)
     item_path, user_path = folder / "u.item", folder / "u.user"
     fields = ("item_id", "title", "release_date", "video_release_date", "url", *ML100K_GENRES)
     table = item_table = _delimited(item_path, "|", fields, encoding)
@@ -348,13 +402,16 @@ def read_ml100k(folder: str | Path, encoding: str = "auto") -> Interactions:
             table.frame["occupation"].str.strip(),
         )
     ratings = _delimited(folder / "u.data", "\t", _RATING_FIELDS, encoding)
-    return _assemble("ml-100k", ratings, items, item_path, users, user_path, side)
+    return _assemble("ml-100k", ratings, items, item_path, users, user_path, side, scale, "ML-100K")
 
 
-def read_ml1m(folder: str | Path, encoding: str = "auto") -> Interactions:
+def read_ml1m(
+    folder: str | Path, encoding: str = "auto", rating_scale: Sequence[float] | None = None
+) -> Interactions:
     """MovieLens-1M: ratings.dat and movies.dat are required, users.dat is optional. `encoding`: 'auto'
-    (UTF-8 when valid, else Latin-1, as GroupLens ships movies.dat) or a codec forced on every file."""
-    folder, encoding = _folder(folder), check_encoding(encoding)
+    (UTF-8 when valid, else Latin-1, as GroupLens ships movies.dat) or a codec forced on every file. Ratings as
+    in read_ml100k."""
+    folder, encoding, scale = _folder(folder), check_encoding(encoding), check_scale(rating_scale)
     movie_path, user_path = folder / "movies.dat", folder / "users.dat"
     table = movie_table = _delimited(movie_path, "::", ("item_id", "title", "genres"), encoding)
     items = pd.DataFrame(
@@ -379,15 +436,18 @@ def read_ml1m(folder: str | Path, encoding: str = "auto") -> Interactions:
             pd.Series(np.array(ML1M_OCCUPATIONS)[codes.to_numpy()], dtype="str"),
         )
     ratings = _delimited(folder / "ratings.dat", "::", _RATING_FIELDS, encoding)
-    return _assemble("ml-1m", ratings, items, movie_path, users, user_path, side)
+    return _assemble("ml-1m", ratings, items, movie_path, users, user_path, side, scale, "ML-1M")
 
 
-def read_csv_logs(path: str | Path, encoding: str = "auto") -> Interactions:
+def read_csv_logs(
+    path: str | Path, encoding: str = "auto", rating_scale: Sequence[float] | None = None
+) -> Interactions:
     """Generic logs (GoodReads, Amazon, ...): a ratings CSV file, or a folder with
     ratings.csv and optional items.csv and users.csv. Without items.csv the items are
     the ids the ratings use, titled 'item <id>'. Profile columns missing from users.csv
-    are left empty: age <NA> (nullable Int64), gender and occupation ''. `encoding` as in read_ml100k."""
-    path, encoding = Path(path), check_encoding(encoding)
+    are left empty: age <NA> (nullable Int64), gender and occupation ''. `encoding` as in read_ml100k. A log
+    declares no scale, so any finite rating is read unless `rating_scale` ([lowest, highest]) bounds them."""
+    path, encoding, scale = Path(path), check_encoding(encoding), check_scale(rating_scale)
     if path.is_dir():
         ratings_path, items_path, users_path = (
             path / f"{stem}.csv" for stem in ("ratings", "items", "users")
@@ -428,19 +488,22 @@ def read_csv_logs(path: str | Path, encoding: str = "auto") -> Interactions:
             users_table.gender("gender") if "gender" in frame else blank,
             frame["occupation"].str.strip() if "occupation" in frame else blank,
         )
-    return _assemble(name, table, items, items_path, users, users_path, side)
+    return _assemble(name, table, items, items_path, users, users_path, side, scale)
 
 
-def read_interactions(path: str | Path, format: str = "auto", encoding: str = "auto") -> Interactions:
+def read_interactions(path: str | Path, format: str = "auto", encoding: str = "auto",
+                      rating_scale: Sequence[float] | None = None) -> Interactions:
     """Entry point for the CLI: `format` names the layout, or 'auto' infers it from the files;
-    `encoding` is 'auto' (per file: UTF-8 when valid, else Latin-1) or a codec forced on every file."""
+    `encoding` is 'auto' (per file: UTF-8 when valid, else Latin-1) or a codec forced on every file;
+    `rating_scale` ([lowest, highest], data.rating_scale) replaces the source's own scale when given."""
     if format not in FORMATS:
         raise LlmrecError(f"unknown data format '{format}'; choose one of {', '.join(FORMATS)}")
     path, encoding = Path(path), check_encoding(encoding)
+    check_scale(rating_scale)  # a bad setting is named before any file is read
     if format == "auto":
         format = _detect(path)
     readers = {"ml-100k": read_ml100k, "ml-1m": read_ml1m, "csv": read_csv_logs}
-    return readers[format](path, encoding)
+    return readers[format](path, encoding, rating_scale)
 
 
 def _detect(path: Path) -> str:

@@ -50,7 +50,8 @@ def load_interactions(config: DataConfig) -> tuple[Interactions, str]:
 
     if not config.path:
         raise LlmrecError(f"data.path is required for data.format={config.format}")
-    interactions = read_interactions(config.path, config.format, config.encoding)  # a bad input fails here
+    interactions = read_interactions(config.path, config.format, config.encoding,  # a bad input fails here
+                                     config.rating_scale)
     return interactions, input_fingerprint(config)
 
 

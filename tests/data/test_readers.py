@@ -15,7 +15,7 @@ from llmrec.data.readers import (
     read_ml1m,
     read_ml100k,
 )
-from llmrec.errors import DataFormatError, LlmrecError
+from llmrec.errors import ConfigError, DataFormatError, LlmrecError
 
 REAL_ML100K = Path(__file__).resolve().parents[2].parent / "shared/data/ml-100k"
 
@@ -118,6 +118,53 @@ def test_ml100k_bad_u_data(
 
 
 @pytest.mark.parametrize(
+    ("data", "line", "problem"),
+    [
+        (U_DATA + "2\t2\t1000\t881250953\n", 5, "rating '1000' is not a whole star from 1 to 5 (ML-100K's scale; "
+                                               "data.rating_scale declares another)"),
+        (U_DATA + "2\t2\t0\t881250953\n", 5, "rating '0' is not a whole star from 1 to 5"),
+        (U_DATA.replace("\t3\t881250950", "\t3.5\t881250950"), 2, "rating '3.5' is not a whole star from 1 to 5"),
+        (U_DATA.replace("\t4\t881250951", "\t-4\t881250951"), 3, "rating '-4' is not a whole star from 1 to 5"),
+    ],
+)
+def test_ml100k_refuses_a_rating_off_its_scale(tmp_path: Path, data: str, line: int, problem: str) -> None:
+    """The fault trial's u.data with 1000 stars was read (and labelled 'liked')."""
+    with pytest.raises(DataFormatError, match=re.escape(f"u.data:{line}: {problem}")):
+        read_ml100k(ml100k(tmp_path, data=data))
+
+
+def test_a_declared_rating_scale_replaces_the_sources(tmp_path: Path) -> None:
+    folder = ml100k(tmp_path, data=U_DATA.replace("\t3\t881250950", "\t3.5\t881250950"))
+    assert read_interactions(folder, rating_scale=[0.5, 5]).ratings["rating"].tolist() == [5, 3.5, 4, 1]
+    with pytest.raises(DataFormatError, match=re.escape("u.data:1: rating '5' is outside data.rating_scale [1, 4]")):
+        read_interactions(folder, rating_scale=[1, 4])
+    for bad in ([5, 1], [1], [1, 2, 3], [1, float("nan")]):
+        with pytest.raises(ConfigError, match=re.escape("data.rating_scale must be [] (the source's scale) or")):
+            read_interactions(tmp_path / "not read", rating_scale=bad)
+
+
+def test_a_rating_repeated_in_the_same_second_with_other_stars_is_refused(tmp_path: Path) -> None:
+    """Which of two same-second ratings is the latest cannot be told (it was the later file row, silently)."""
+    clash = U_DATA + "1\t2\t5\t881250950\n"
+    problem = ("user '1' rated item '2' 3 on line 2 and 5 here, both at timestamp 881250950: which rating is the "
+               "latest cannot be told (keep one)")
+    with pytest.raises(DataFormatError, match=where("u.data", 5, problem)):
+        read_ml100k(ml100k(tmp_path, data=clash))
+
+
+def test_an_exact_duplicate_row_and_a_later_rerating_are_read(tmp_path: Path) -> None:
+    """One rating given twice, or an item rated again later: read as they are; samples keep the latest
+    (samples.latest_ratings) and count the rows dropped."""
+    from llmrec.data.samples import latest_ratings
+
+    data = read_ml100k(ml100k(tmp_path, data=U_DATA + "1\t2\t3\t881250950\n" + "2\t3\t1\t881250999\n"))
+    latest, dropped = latest_ratings(data.ratings)
+    assert len(data.ratings) == 6 and dropped == 2
+    assert latest.set_index(["user_id", "item_id"])["rating"].to_dict() == {
+        ("1", "1"): 5, ("1", "2"): 3, ("2", "1"): 1, ("2", "3"): 1}
+
+
+@pytest.mark.parametrize(
     ("item", "line", "problem"),
     [
         (U_ITEM + "4|Short|01-Jan-1995\n", 4, "expected 24 fields, found 3"),
@@ -204,6 +251,8 @@ def test_ml1m_without_users_dat_has_no_users(tmp_path: Path) -> None:
         ("1::1::5::1\n2::2::3::2\n3::3::abc::3\n", 3, "rating 'abc' is not a number"),
         ("1::1::5::1\n3::9999::4::3\n", 2, "unknown item id '9999' (not in movies.dat)"),
         ("1::1::5::1\n9::2::3::2\n", 2, "unknown user id '9' (not in users.dat)"),
+        ("1::1::5::1\n2::2::6::2\n", 2, "rating '6' is not a whole star from 1 to 5 (ML-1M's scale; "
+                                     "data.rating_scale declares another)"),
         ("", None, "file is empty"),
     ],
 )
@@ -322,6 +371,16 @@ HEAD = "user_id,item_id,rating,timestamp\n"
 def test_csv_bad_ratings(tmp_path: Path, ratings: str, line: int | None, problem: str) -> None:
     with pytest.raises(DataFormatError, match=where("ratings.csv", line, problem)):
         read_csv_logs(logs(tmp_path, ratings=ratings))
+
+
+def test_a_csv_log_declares_its_scale_with_data_rating_scale(tmp_path: Path) -> None:
+    """A CSV log has no scale of its own (GoodReads 0-5, Amazon 1-5, ...): any finite rating is read, unless
+    data.rating_scale bounds them."""
+    folder = logs(tmp_path, ratings=HEAD + "u1,b1,4,1\nu1,b2,1000,2\n")
+    assert read_csv_logs(folder).ratings["rating"].tolist() == [4, 1000]
+    with pytest.raises(DataFormatError, match=where("ratings.csv", 3, "rating '1000' is outside data.rating_scale "
+                                                                     "[0, 5]")):
+        read_csv_logs(folder, rating_scale=[0, 5])
 
 
 def test_csv_bad_side_files(tmp_path: Path) -> None:

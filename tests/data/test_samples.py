@@ -114,11 +114,12 @@ def test_llmrec_data_refuses_a_log_without_distinct_timestamps(tmp_path, capsys)
 
 
 def repeated_ratings_csv(path) -> str:
-    """4 users rate items 1..8, then re-rate items 2, 4, 6 later with other stars; user 1 also rates item 7
-    twice in one second (2 then 5 stars, file order): 45 rows, 13 repeats."""
+    """4 users rate items 1..8, then re-rate items 2, 4, 6 later with other stars; user 1's rating of item 7 is also
+    a second, identical row (other stars in the same second are refused: readers' same-second check): 45 rows,
+    13 repeats."""
     rows = [(u, i, 1 + (u + i) % 5, 1000 * i + u) for u in range(1, 5) for i in range(1, 9)]
     rows += [(u, i, 1 + (u + i + 2) % 5, 10_000 + 100 * i + u) for u in range(1, 5) for i in (2, 4, 6)]
-    rows += [(1, 7, 5, 7001)]
+    rows += [(1, 7, 2, 7001)]
     rows[6] = (1, 7, 2, 7001)
     path.write_text("user_id,item_id,rating,timestamp\n" + "".join(f"{u},{i},{r},{t}\n" for u, i, r, t in rows))
     return str(path)
@@ -136,7 +137,7 @@ def test_repeated_ratings_keep_the_latest_so_no_target_sits_in_its_own_history(t
     assert splits.metadata["repeated_ratings_dropped"] == 13 and splits.metadata["ratings_read"] == 45
     kept = {(u, i): r for u, i, r in zip(samples.user_id, samples.item_id, samples.rating)}
     assert kept[("3", "4")] == 1 + (3 + 4 + 2) % 5  # the re-rating, not the first one
-    assert kept[("1", "7")] == 5  # same second: the later file row
+    assert kept[("1", "7")] == 2  # one rating given twice
     assert main(["data", "data.format=csv", f"data.path={log}", f"data.cache_dir={tmp_path / 'cache'}",
                  "data.min_history=2", "forget.fraction=0.25"]) == 0
     assert len(list((tmp_path / "cache").iterdir())) == 1  # it printed the cached splits' metadata
