@@ -8,6 +8,7 @@ valid log-loss when the valid split has one class; `save_pretrained` + tokenizer
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -17,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
 from accelerate.utils import DataLoaderConfiguration, set_seed
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
@@ -29,7 +30,7 @@ from llmrec.data.tokenize import AnswerCollator, tokenize
 from llmrec.errors import LlmrecError
 from llmrec.eval.evaluate import make_loader, score_split
 from llmrec.eval.metrics import utility_metrics
-from llmrec.io import atomic_dir, finite_or_none, write_json, write_text
+from llmrec.io import atomic_dir, finite_or_none, hold_lock, recover, write_json, write_text
 from llmrec.llm.accel import make_accelerator, threads_note
 from llmrec.llm.backbone import (
     add_lora,
@@ -222,6 +223,18 @@ def selected_by(one_class: str | None) -> str:
 
 
 def train(recipe: Recipe) -> dict:
+    """Train `recipe` into its output_dir, which the main process holds locked for the run (`hold_lock`:
+    another run into it is refused, naming its pid); first, a swap of model/ or checkpoints/last that a killed
+    run left half done is finished or rolled back (`recover`), so a resume never misses its checkpoint."""
+    output_dir, main = Path(recipe.output_dir), PartialState().is_main_process
+    with hold_lock(output_dir) if main else contextlib.nullcontext():
+        if main:
+            recover(output_dir / "checkpoints" / "last")
+            recover(output_dir / "model")
+        return _train(recipe)
+
+
+def _train(recipe: Recipe) -> dict:
     if recipe.train.shards > 1:
         from llmrec.unlearn.sisa import train_ensemble
 
