@@ -81,13 +81,14 @@ def hold_lock(target: Path, wait: bool = False, doing: str = "writing"):
 
     lock = FileLock(path, on_acquired=note_holder)
     said = False
-    while True:
+    for attempt in range(100):
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             lock.acquire(blocking=wait and said)
             break
         except FileNotFoundError:  # the folder went: its creator failed and removed it while we waited
-            continue
+            if attempt == 99:
+                raise
         except Timeout:
             if not wait:
                 raise LlmrecError(f"{target} is in use by another llmrec run ({_holder(path)}): wait for it to "
