@@ -46,12 +46,13 @@ def input_fingerprint(config: DataConfig) -> str:
 
 def load_interactions(config: DataConfig) -> tuple[Interactions, str]:
     """Read the configured source; also return its input fingerprint."""
+    from llmrec.data.readers import check_scale, read_interactions
+
+    check_scale(config.rating_scale)  # a bad data.rating_scale is refused for every format, synthetic too
     if config.format == "synthetic":
         from llmrec.data.synthetic import generate_synthetic
 
         return generate_synthetic(config.synthetic), input_fingerprint(config)
-    from llmrec.data.readers import read_interactions
-
     if not config.path:
         raise LlmrecError(f"data.path is required for data.format={config.format}")
     interactions = read_interactions(config.path, config.format, config.encoding,  # a bad input fails here
