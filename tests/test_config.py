@@ -116,6 +116,7 @@ def test_every_default_lies_within_its_bounds(cls):
     ("unlearn", "e2urec.alpha=-5", "e2urec.alpha must be 0 or more, got -5.0"),
     ("unlearn", "finetune.epochs=0", "finetune.epochs must be greater than 0, got 0.0"),
     ("unlearn", "e2urec.remember_weight=1.5", "e2urec.remember_weight must be between 0 and 1, got 1.5"),
+    ("unlearn", "e2urec.joint_epochs=0", "e2urec.joint_epochs must be greater than 0, got 0.0"),  # was a traceback
     ("data", "data.min_history=-1", "data.min_history must be at least 1, got -1"),
     ("train", "train.epochs=0", "train.epochs must be at least 1, got 0"),
     ("train", "train.learning_rate=0", "train.learning_rate must be greater than 0, got 0.0"),

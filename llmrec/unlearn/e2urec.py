@@ -69,7 +69,7 @@ class E2URecConfig:
     lora: LoraSettings = option(LoraSettings(), "the student's adapter (target_modules null: peft's default)")
     warmup_epochs: float = option(2.0, "forget-only passes over the forget set before the joint phase", ge=0)
     joint_epochs: float = option(2.0, "passes over the forget set with a retained batch beside each forget batch",
-                                 ge=0)
+                                 gt=0)
     learning_rate: float = option(1e-2, "student AdamW learning rate", gt=0)
     lr_scheduler: Literal["constant", "linear"] = option(
         "constant", "constant | linear (decay to 0 over warm-up + joint steps; on the tiny default it barely forgets)"

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -19,6 +20,7 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from llmrec.config import LoraSettings, option
+from llmrec.errors import LlmrecError
 from llmrec.llm.backbone import AnswerTokens, add_lora
 from llmrec.llm.scoring import answer_logits, answer_loss
 from llmrec.unlearn.data import UnlearningData, steps_for
@@ -89,6 +91,58 @@ def optimize(model, steps: int, step_loss: Callable[[int], torch.Tensor], learni
         bar.set_postfix(loss=f"{loss.item():.4f}")
     model.eval()
     return time.perf_counter() - start
+
+
+def lora_changed(model) -> bool:
+    """Whether a peft LoRA adapter moved the model: peft starts every lora_B at 0 (and lora_A at random), so
+    ΔW = s·B·A is 0 until some B entry moves (Hu et al. 2021, §4.1)."""
+    return any(bool(p.detach().any()) for name, p in model.named_parameters() if "lora_B" in name)
+
+
+def differs_from(tensors: dict[str, torch.Tensor], reference: Iterable[tuple[str, torch.Tensor]]) -> bool:
+    """Whether a tensor of `tensors` differs from the reference's tensor of the same name (a reference tensor is
+    cast to the other's device and dtype first; names only one side has are skipped). True when no name is
+    shared: what cannot be compared is not taken for unchanged."""
+    shared = 0
+    for name, value in reference:
+        if name in tensors:
+            shared += 1
+            if not torch.equal(tensors[name].detach(), value.to(tensors[name].device, tensors[name].dtype)):
+                return True
+    return shared == 0
+
+
+def module_changed(model, original) -> bool:
+    """Whether two modules' state differs: parameters and buffers (a LightGCN's graph is part of its model)."""
+    now, before = model.state_dict(), original.state_dict()
+    return now.keys() != before.keys() or differs_from(now, before.items())
+
+
+def saved_tensors(model_dir: Path) -> Iterator[tuple[str, torch.Tensor]]:
+    """(name, tensor) of every tensor in a model directory's safetensors files, one at a time."""
+    from safetensors import safe_open
+
+    for path in sorted(Path(model_dir).glob("*.safetensors")):
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            for name in handle.keys():  # noqa: SIM118 - safe_open is not a mapping
+                yield name, handle.get_tensor(name)
+
+
+def student_changed(student, model_dir: Path) -> bool:
+    """Whether unlearning moved the student off the original saved in `model_dir`: a LoRA student by its
+    adapter (`lora_changed`), a whole model (every weight trainable) by comparing each weight with the saved one."""
+    if hasattr(student, "peft_config"):
+        return lora_changed(student)
+    return differs_from(dict(student.named_parameters()), saved_tensors(model_dir))
+
+
+def require_change(changed: bool, method: str, original) -> None:
+    """LlmrecError when a method left the original as it was (a learning rate too small to move a float32 weight,
+    an IFRU step on MF rejected at every radius): no output and no manifest may then claim that anything was
+    forgotten."""
+    if not changed:
+        raise LlmrecError(f"{method} changed no trainable weight of {original}, so nothing was forgotten; no output "
+                          f"or manifest was written (check the {method}.* settings: epochs, learning_rate, ...)")
 
 
 @dataclass
