@@ -274,3 +274,10 @@ def test_a_forget_file_that_is_not_utf8_is_one_line_naming_file_and_line(capsys,
     ids.write_bytes(content)
     code, _, err = run(capsys, "data", f"forget.users={ids}", f"data.cache_dir={tmp_path / 'cache'}", *SYNTHETIC)
     assert_one_line_error(code, err, fragment)
+
+
+def test_a_bad_rating_scale_is_refused_before_anything_is_written(capsys, tmp_path):
+    code, _, err = run(capsys, "data", "data.rating_scale=[5,1]", f"data.cache_dir={tmp_path / 'cache'}", *SYNTHETIC)
+    assert_one_line_error(code, err, "data.rating_scale must be [] (the source's scale) or [lowest, highest] with "
+                                     "lowest < highest, got [5.0, 1.0]")
+    assert not (tmp_path / "cache").exists()

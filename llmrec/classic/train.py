@@ -2,7 +2,9 @@
 
 Gradient training (Adam on the regularised BCE of `losses.py`, best epoch by valid AUC) or, for MF,
 weighted ALS (a fixed number of sweeps, as Unlearn-ALS needs to retrace it). Outputs in output_dir:
-model/ (weights + llmrec_model.json), train_metrics.json and the resolved config.yaml.
+model/ (weights + llmrec_model.json, whose `recipe` is the resolved recipe, the one classic unlearning reads),
+train_metrics.json and config.yaml, a copy of that recipe written once model/ is in place, so a killed or
+refused run leaves it describing the model/ beside it.
 """
 
 from __future__ import annotations
@@ -211,7 +213,6 @@ def train_classic(recipe: ClassicRecipe) -> dict:
     train = index.encode(training_split(splits, cfg.train_on, cfg.only_users))
     valid, test = index.encode(splits["valid"]), index.encode(splits["test"])
     out = Path(recipe.output_dir)
-    write_text(out / "config.yaml", to_yaml(recipe))
 
     torch.manual_seed(cfg.seed)
     started = time.perf_counter()
@@ -230,6 +231,7 @@ def train_classic(recipe: ClassicRecipe) -> dict:
     wall = time.perf_counter() - started
     with atomic_dir(out / "model") as tmp:
         save_classic(model, index, tmp, **card)
+    write_text(out / "config.yaml", to_yaml(recipe))  # describes the model/ just put in place
     parameters = parameter_counts(model)[1]
     metrics = {"parameters": parameters, "trainable_parameters": parameters, "train_samples": len(train),
                "valid_auc": auc(model, valid), "test_auc": auc(model, test), "train_seconds": wall, "history": history,

@@ -2,7 +2,9 @@
 
 output_dir/ = the unlearned model (weights + llmrec_model.json naming the original in `unlearned_from`),
 the resolved config.yaml and unlearning_manifest.json. It appears only when the run succeeded, and the
-original is checked byte for byte to be unchanged.
+original is checked byte for byte to be unchanged, before the output is put in place and after. An output_dir
+that is, contains or lies inside the original (or a reference model the method reads), or that is or contains
+a data or user file the run reads, is refused before anything is written (`llmrec.paths`).
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ from llmrec.data.samples import prepare_splits
 from llmrec.errors import LlmrecError
 from llmrec.io import atomic_dir, write_json
 from llmrec.llm.backbone import parameter_counts, read_model_card
+from llmrec.paths import model_paths, recipe_inputs, refuse_overlap
 from llmrec.unlearn.loop import module_changed, require_change
-from llmrec.unlearn.run import directory_hash, original_card, unlearning_manifest
+from llmrec.unlearn.run import confirm_unchanged, directory_hash, original_card, unlearning_manifest
 
 
 @dataclass
@@ -85,6 +88,10 @@ def prepare_work(model_dir: Path, splits) -> ClassicUnlearning:
 
 def run_classic_unlearning(recipe: ClassicUnlearnRecipe) -> dict:
     model_dir = Path(recipe.model)
+    read_model_card(model_dir)  # a missing model is named as such before the paths are compared
+    reference = recipe.unlearn_als.reference if recipe.method == "unlearn_als" else None
+    refuse_overlap(recipe.output_dir, [*model_paths(model_dir), ("unlearn_als.reference", reference)],
+                   inputs=recipe_inputs(recipe))
     runner = get_classic_method(recipe.method)
     splits = prepare_splits(recipe.data, recipe.forget)  # bad data, unknown or empty forget users stop here
     work = prepare_work(model_dir, splits)
@@ -104,6 +111,7 @@ def run_classic_unlearning(recipe: ClassicUnlearnRecipe) -> dict:
         manifest = unlearning_manifest(recipe, splits, original_hash, result, wall)
         (tmp / "config.yaml").write_text(to_yaml(recipe))
         write_json(tmp / "unlearning_manifest.json", manifest)
+    confirm_unchanged(model_dir, original_hash, Path(recipe.output_dir))
     counts = manifest["counts"]
     erased = (f"{counts['forget_users']} users" if recipe.forget.unit == "users"
               else f"{counts['forget_samples']} interactions of {counts['forget_users']} users")

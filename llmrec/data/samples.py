@@ -5,7 +5,10 @@ Ratings are ordered by (timestamp, user, item), as the E2URec reference orders t
 a history is the user's earlier ratings in that order, and the splits cut it. Splits are a global
 time split (the future is never in train); the forget set is a set of training users, and
 `retained` is train without them. Built splits are cached on disk as HF datasets under a
-fingerprint of the input bytes and the config, so a rerun loads in seconds.
+fingerprint of the input bytes and the config, so a rerun loads in seconds. A cache holds the sha256 of
+each of its files (checksums.json) and is verified at every load: a damaged or half-built one is rebuilt, said
+in one line. Builds hold the cache's lock (`.samples-....lock` beside it, while building): a concurrent
+builder of the same cache waits for it and reuses the result.
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +25,11 @@ from datasets import Dataset, DatasetDict, load_from_disk
 from llmrec.config import DataConfig, ForgetConfig, SubsampleConfig
 from llmrec.data.interactions import Interactions
 from llmrec.errors import LlmrecError
+from llmrec.io import atomic_dir, content_record, file_sha256, hold_lock
 
 SPLITS = ("train", "valid", "test", "forget", "retained")
 METADATA = "metadata.json"  # beside the cached splits: how they were built
+CHECKSUMS = "checksums.json"  # {"sha256": {file: hex}} of every file save_splits wrote: damage means a rebuild
 # Bump when the samples built from the same input change, so old caches are not reused.
 # 2: ties within a second ordered by (user, item) instead of file order; repeated (user, item) ratings dropped.
 FORMAT_VERSION = 2
@@ -42,12 +46,13 @@ def input_fingerprint(config: DataConfig) -> str:
 
 def load_interactions(config: DataConfig) -> tuple[Interactions, str]:
     """Read the configured source; also return its input fingerprint."""
+    from llmrec.data.readers import check_scale, read_interactions
+
+    check_scale(config.rating_scale)  # a bad data.rating_scale is refused for every format, synthetic too
     if config.format == "synthetic":
         from llmrec.data.synthetic import generate_synthetic
 
         return generate_synthetic(config.synthetic), input_fingerprint(config)
-    from llmrec.data.readers import read_interactions
-
     if not config.path:
         raise LlmrecError(f"data.path is required for data.format={config.format}")
     interactions = read_interactions(config.path, config.format, config.encoding,  # a bad input fails here
@@ -248,9 +253,14 @@ def prepare_splits(data: DataConfig, forget: ForgetConfig) -> DatasetDict:
         del data_key["resplit_last"], data_key["resplit"]  # off: data.resplit is not used either
     fingerprint = _digest({"v": FORMAT_VERSION, "input": input_hash, "data": data_key, "forget": forget_key})
     cache = Path(data.cache_dir).expanduser() / f"samples-{interactions.name}-{fingerprint}"
-    if (cache / "dataset_dict.json").is_file() and (cache / METADATA).is_file():
-        return load_splits(cache)
+    with hold_lock(cache, wait=True, doing="building the data cache"):  # a second builder waits, then reuses it
+        cached = load_verified(cache)
+        return cached if cached is not None else build_splits(interactions, input_hash, data, forget, cache)
 
+
+def build_splits(interactions: Interactions, input_hash: str, data: DataConfig, forget: ForgetConfig,
+                 cache: Path) -> DatasetDict:
+    """prepare_splits' build, saved to `cache` (`save_splits`); the caller holds the cache's lock."""
     samples = build_samples(interactions, data)
     metadata = {
         "format_version": FORMAT_VERSION,
@@ -310,16 +320,13 @@ def choose_forget_interactions(train: pd.DataFrame, config: ForgetConfig) -> np.
 
 
 def save_splits(splits: dict[str, pd.DataFrame], cache: Path, metadata: dict) -> DatasetDict:
-    """The splits as HF datasets, written with their metadata (strict JSON) to the fingerprinted cache dir
-    atomically."""
+    """The splits as HF datasets, written with their metadata (strict JSON) and CHECKSUMS to the fingerprinted
+    cache dir atomically (`atomic_dir`: a temp dir of this process, swapped in under the cache's lock)."""
     dataset = DatasetDict({name: Dataset.from_pandas(df, preserve_index=False) for name, df in splits.items()})
-
-    tmp = cache.with_name(cache.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    dataset.save_to_disk(str(tmp))
-    (tmp / METADATA).write_text(json.dumps(metadata, indent=1, allow_nan=False) + "\n")
-    shutil.rmtree(cache, ignore_errors=True)
-    tmp.rename(cache)
+    with atomic_dir(cache, wait=True, doing="building the data cache") as tmp:
+        dataset.save_to_disk(str(tmp))
+        (tmp / METADATA).write_text(json.dumps(metadata, indent=1, allow_nan=False) + "\n")
+        (tmp / CHECKSUMS).write_text(json.dumps({"sha256": content_record(tmp)}, indent=1) + "\n")
     return load_splits(cache)
 
 
@@ -328,6 +335,40 @@ def load_splits(cache: Path) -> DatasetDict:
     splits = load_from_disk(str(cache))
     splits.metadata = json.loads((cache / METADATA).read_text())
     return splits
+
+
+def cache_damage(cache: Path) -> str | None:
+    """What is wrong with a data cache dir, or None: every file save_splits wrote must still have the sha256 in
+    its CHECKSUMS (files added later, such as datasets' token caches beside the splits, are not checked here)."""
+    try:
+        recorded = json.loads((cache / CHECKSUMS).read_text())["sha256"]
+        if not isinstance(recorded, dict) or not {METADATA, "dataset_dict.json"} <= recorded.keys():
+            raise TypeError
+    except FileNotFoundError:
+        return f"no {CHECKSUMS} (half-built, or built before llmrec checked its caches)"
+    except (ValueError, OSError, KeyError, TypeError) as exc:  # JSON and UnicodeDecodeError are ValueErrors
+        return f"{CHECKSUMS} is damaged ({type(exc).__name__})"
+    for name, digest in sorted(recorded.items()):
+        if not (cache / name).is_file():
+            return f"{name} is missing"
+        if file_sha256(cache / name) != digest:
+            return f"{name} does not match its sha256 in {CHECKSUMS}"
+    return None
+
+
+def load_verified(cache: Path) -> DatasetDict | None:
+    """The cached splits when the cache is intact (`cache_damage`); else None, saying in one line why the cache
+    is rebuilt. Absent: None, silently."""
+    if not cache.exists():
+        return None
+    problem = cache_damage(cache)
+    if problem is None:
+        try:
+            return load_splits(cache)
+        except Exception as exc:  # noqa: BLE001 - whatever datasets raises on a cache it cannot read: rebuild it
+            problem = f"unreadable ({type(exc).__name__})"
+    print(f"data cache {cache}: {problem}; rebuilding it", flush=True)
+    return None
 
 
 def source_summary(metadata: dict) -> str:

@@ -1,18 +1,21 @@
-"""Prompts -> token ids; datasets' own map cache keeps this to one pass per (data, prompt, tokenizer)."""
+"""Prompts -> token ids; datasets' own map cache keeps this to one pass per (data, prompt, tokenizer), verified
+by a sha256 beside it before every reuse."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from dataclasses import asdict
+from pathlib import Path
 
 import torch
 from datasets import Dataset
-from datasets.fingerprint import Hasher
+from datasets.fingerprint import Hasher, is_caching_enabled
 
 from llmrec.config import PromptConfig
 from llmrec.data.prompts import render_prompt
 from llmrec.errors import LlmrecError
+from llmrec.io import file_sha256, hold_lock, write_text
 
 
 def as_chat(text: str, tokenizer) -> str:
@@ -49,19 +52,42 @@ def tokenizer_fingerprint(tokenizer) -> str | None:
 
 def tokenize(dataset: Dataset, tokenizer, prompt: PromptConfig, max_length: int) -> Dataset:
     """Cached on disk by (rows, tokenizer, prompt, max_length, this code): a rerun or a second method on the same
-    samples reads the token ids back instead of rebuilding every prompt."""
+    samples reads the token ids back instead of rebuilding every prompt.
+
+    The cache is datasets' `cache-FINGERPRINT.arrow` beside the split's own arrow file, with its sha256 in
+    `cache-FINGERPRINT.sha256`; it is written under its lock (a concurrent run waits and reuses it) and verified
+    before it is read: a damaged one (or one without its sha256) is rebuilt, said in one line."""
     keep = {"label", "user_id", "item_id"}
     tokens = tokenizer_fingerprint(tokenizer)
-    fingerprint = None if tokens is None else Hasher.hash(
-        [dataset._fingerprint, tokens, asdict(prompt), max_length, Hasher.hash(_encode), Hasher.hash(render_prompt)])
-    return dataset.map(
-        _encode,
-        batched=True,
-        fn_kwargs={"tokenizer": tokenizer, "prompt": prompt, "max_length": max_length},
-        remove_columns=[c for c in dataset.column_names if c not in keep],
-        new_fingerprint=fingerprint,
-        desc="tokenizing",
-    )
+    fingerprint = Hasher.hash([dataset._fingerprint, Hasher.hash(tokenizer) if tokens is None else tokens,
+                               asdict(prompt), max_length, Hasher.hash(_encode), Hasher.hash(render_prompt)])
+    arguments = {"batched": True, "fn_kwargs": {"tokenizer": tokenizer, "prompt": prompt, "max_length": max_length},
+                 "remove_columns": [c for c in dataset.column_names if c not in keep],
+                 "new_fingerprint": fingerprint, "desc": "tokenizing"}
+    if not (is_caching_enabled() and dataset.cache_files):  # in memory: datasets keeps no cache file
+        return dataset.map(_encode, **arguments)
+    cache = Path(dataset.cache_files[0]["filename"]).parent / f"cache-{fingerprint}.arrow"  # datasets' own name
+    checksum = cache.with_suffix(".sha256")
+    with hold_lock(cache, wait=True, doing="tokenizing into"):
+        if cache.exists() and (problem := _token_cache_damage(cache, checksum)):
+            print(f"token cache {cache}: {problem}; rebuilding it", flush=True)
+            cache.unlink()
+        if not cache.exists():
+            checksum.unlink(missing_ok=True)
+        tokenized = dataset.map(_encode, cache_file_name=str(cache), **arguments)
+        if not checksum.is_file():
+            write_text(checksum, file_sha256(cache) + "\n")
+    return tokenized
+
+
+def _token_cache_damage(cache: Path, checksum: Path) -> str | None:
+    try:
+        recorded = checksum.read_text().strip()
+    except FileNotFoundError:
+        return f"no {checksum.name} (written before llmrec checked its caches)"
+    except (OSError, ValueError) as exc:
+        return f"{checksum.name} is unreadable ({type(exc).__name__})"
+    return None if recorded == file_sha256(cache) else f"does not match its sha256 in {checksum.name}"
 
 
 def length_order(dataset: Dataset) -> list[int]:

@@ -36,6 +36,7 @@ from llmrec.llm.backbone import (
     read_model_card,
 )
 from llmrec.llm.scoring import answer_logits, p_yes
+from llmrec.paths import models_read, refuse_overlap
 
 MANIFEST = "unlearning_manifest.json"
 
@@ -212,6 +213,11 @@ def evaluate(recipe: Recipe, accelerator: Accelerator | None = None) -> dict[str
         raise LlmrecError("eval.floor_reference_dir is a second retrain to compare with eval.reference_dir; set both")
     model_dir = Path(cfg.model_dir or Path(recipe.output_dir) / "model")
     card = read_model_card(model_dir)
+    refuse_overlap(recipe.output_dir, models_read(  # evaluation.json/.md must not land in a model read here
+        ("the evaluated model", model_dir), ("eval.reference_dir", cfg.reference_dir),
+        ("eval.original_dir", cfg.original_dir), ("eval.floor_reference_dir", cfg.floor_reference_dir),
+        ("eval.base_model", cfg.base_model), ("its original", card.get("unlearned_from") or card.get("merged_from"))),
+        writes=["evaluation.json", "evaluation.md"])
     if cfg.forgetting and not cfg.reference_dir:
         raise LlmrecError(
             "forgetting metrics need a reference: set eval.reference_dir to a model retrained on the retained "

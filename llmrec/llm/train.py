@@ -1,13 +1,18 @@
 """Instruction tuning under accelerate, readable top to bottom.
 
 `llmrec train RECIPE` and `accelerate launch -m llmrec train RECIPE` both end up in `train()`.
-Outputs in `output_dir`: `config.yaml` (resolved recipe), `model/` (best epoch by valid AUC, or by
-valid log-loss when the valid split has one class; `save_pretrained` + tokenizer + llmrec_model.json),
-`checkpoints/last/` (resumable state and the settings it belongs to), `train_metrics.json`.
+Outputs in `output_dir`: `model/` (best epoch by valid AUC, or by valid log-loss when the valid split has
+one class; `save_pretrained` + tokenizer + llmrec_model.json, whose `recipe` is the resolved recipe that
+trained it, written in the same atomic step), `config.yaml` (a copy of that recipe, written right after each
+`model/` is put in place, so a killed or refused run leaves it describing the `model/` beside it),
+`checkpoints/last/` (resumable state and the settings it belongs to), `train_metrics.json`. An output_dir
+whose outputs would fall on, around or inside the backbone it starts from is refused before anything is
+written (`llmrec.paths`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -17,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
 from accelerate.utils import DataLoaderConfiguration, set_seed
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
@@ -29,7 +34,7 @@ from llmrec.data.tokenize import AnswerCollator, tokenize
 from llmrec.errors import LlmrecError
 from llmrec.eval.evaluate import make_loader, score_split
 from llmrec.eval.metrics import utility_metrics
-from llmrec.io import atomic_dir, finite_or_none, write_json, write_text
+from llmrec.io import atomic_dir, finite_or_none, hold_lock, recover, write_json, write_text
 from llmrec.llm.accel import make_accelerator, threads_note
 from llmrec.llm.backbone import (
     add_lora,
@@ -43,6 +48,7 @@ from llmrec.llm.backbone import (
     write_model_card,
 )
 from llmrec.llm.scoring import answer_logits, answer_loss
+from llmrec.paths import recipe_inputs, refuse_overlap
 
 
 BACKBONE_STAMP = "llmrec_build.json"
@@ -221,7 +227,30 @@ def selected_by(one_class: str | None) -> str:
     return "valid log-loss (one-class valid split)" if one_class else "valid auc"
 
 
+def check_outputs(recipe: Recipe) -> None:
+    """Nothing `train` writes may be, contain or lie in the backbone it starts from (a local folder, e.g. another
+    run's model/), or be or contain a data or user file it reads. Raises LlmrecError, before anything is written."""
+    name = recipe.model.name_or_path
+    backbone = [("the backbone model.name_or_path", name)] if name != "tiny" and Path(name).is_dir() else []
+    writes = ["config.yaml", "model", "checkpoints", "train_metrics.json", *(["backbone"] if name == "tiny" else []),
+              *(["shards"] if recipe.train.shards > 1 else [])]
+    refuse_overlap(recipe.output_dir, backbone, writes=writes, inputs=recipe_inputs(recipe))
+
+
 def train(recipe: Recipe) -> dict:
+    """Train `recipe` into its output_dir, which the main process holds locked for the run (`hold_lock`:
+    another run into it is refused, naming its pid); first, a swap of model/ or checkpoints/last that a killed
+    run left half done is finished or rolled back (`recover`), so a resume never misses its checkpoint."""
+    check_outputs(recipe)
+    output_dir, main = Path(recipe.output_dir), PartialState().is_main_process
+    with hold_lock(output_dir) if main else contextlib.nullcontext():
+        if main:
+            recover(output_dir / "checkpoints" / "last")
+            recover(output_dir / "model")
+        return _train(recipe)
+
+
+def _train(recipe: Recipe) -> dict:
     if recipe.train.shards > 1:
         from llmrec.unlearn.sisa import train_ensemble
 
@@ -256,8 +285,6 @@ def train(recipe: Recipe) -> dict:
     one_class = one_class_note(splits["valid"]["label"])
     if one_class:
         accelerator.print(one_class)
-    if accelerator.is_main_process:
-        write_text(output_dir / "config.yaml", to_yaml(recipe))
     start_from = backbone_path(recipe, splits["train"], accelerator)
     tokenizer = load_tokenizer(start_from)
     answer = resolve_answer_tokens(tokenizer, recipe.prompt.yes, recipe.prompt.no, chat=recipe.prompt.chat_template)
@@ -308,6 +335,7 @@ def train(recipe: Recipe) -> dict:
         "max_length": recipe.model.max_length,
         "base_model": recipe.model.name_or_path,
         "trained_on": cfg.train_on,
+        "recipe": to_dict(recipe),  # what retrain and SISA retrain with (config.yaml beside model/ may be newer)
     }
     started = time.perf_counter()
     if cfg.eval_before and not resuming:  # what the backbone knows with no tuning (a resumed model is tuned)
@@ -373,6 +401,8 @@ def train(recipe: Recipe) -> dict:
             save_model(accelerator, model, tokenizer,
                        {**card, "epoch": epoch + 1, "valid": metrics, "selected_by": selected_by(one_class)},
                        output_dir / "model")
+            if accelerator.is_main_process:
+                write_text(output_dir / "config.yaml", to_yaml(recipe))  # describes the model/ just put in place
         state.epoch, state.batches_done_in_epoch = epoch + 1, 0
         save_checkpoint(accelerator, state, checkpoints, settings)
 

@@ -1,9 +1,12 @@
 """Retrain: train from scratch on the retained data, with the recipe the original was trained with.
 
 The gold standard every other method is measured against, and the most expensive: its cost is a
-whole training, whatever the size of the request. The original's recipe is the `config.yaml` that
-`llmrec train` wrote beside `model/` (or `retrain.recipe`). Training runs on the training split
-restricted to the retained users, so the result is exactly the retained-data model.
+whole training, whatever the size of the request. The original's recipe is the one its model card
+(`llmrec_model.json`, written in the same atomic step as the weights) records under `recipe`, so a later run
+in the same folder, killed or refused, cannot change it; `retrain.recipe` overrides it. A model trained before
+cards recorded their recipe falls back, with a printed note, to the `config.yaml` beside `model/`.
+Training runs on the training split restricted to the retained users, so the result is exactly the
+retained-data model.
 """
 
 from __future__ import annotations
@@ -12,27 +15,51 @@ import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from llmrec.config import Recipe, load_recipe, option
-from llmrec.errors import LlmrecError
+from llmrec.config import Recipe, from_dict, load_recipe, option
+from llmrec.errors import ConfigError, LlmrecError
 from llmrec.io import write_text
+from llmrec.llm.backbone import MODEL_CARD, read_model_card
 from llmrec.unlearn.registry import register
 
 
 @dataclass
 class RetrainConfig:
-    recipe: str | None = option(None, "training recipe of the original; default: config.yaml beside the model dir")
+    recipe: str | None = option(
+        None, "training recipe of the original; default: the recipe its llmrec_model.json records (models trained "
+        "before cards recorded it: config.yaml beside the model dir)")
     keep_checkpoints: bool = option(False, "keep the resumable training checkpoints in the output")
+
+
+def training_recipe(model_dir: Path, explicit: str | None = None) -> Recipe:
+    """The recipe `model_dir` was trained with: `explicit` (a YAML file) when given, else the `recipe` its
+    model card records, else the `config.yaml` beside it (with a printed note: a later run in that folder may
+    have rewritten it). Raises LlmrecError when there is none or it no longer loads."""
+    if explicit:
+        if not Path(explicit).is_file():
+            raise LlmrecError(f"{explicit}: no training recipe to retrain with; set retrain.recipe to the recipe "
+                              "the original was trained with")
+        return load_recipe(explicit, [], cls=Recipe)
+    card = read_model_card(model_dir)
+    if "recipe" in card:
+        try:
+            return from_dict(Recipe, card["recipe"])
+        except ConfigError as exc:
+            raise LlmrecError(f"{Path(model_dir) / MODEL_CARD}: its training recipe no longer loads ({exc}); set "
+                              "retrain.recipe to the recipe the original was trained with") from None
+    fallback = Path(model_dir).parent / "config.yaml"
+    if not fallback.is_file():
+        raise LlmrecError(f"{fallback}: no training recipe to retrain with ({Path(model_dir) / MODEL_CARD} records "
+                          "none); set retrain.recipe to the recipe the original was trained with")
+    print(f"note: {Path(model_dir) / MODEL_CARD} records no training recipe (trained before llmrec recorded it): "
+          f"using {fallback}, which a later run in that folder may have rewritten; set retrain.recipe to be sure")
+    return load_recipe(str(fallback), [], cls=Recipe)
 
 
 @register("retrain", rebuilds_model=True)
 def unlearn_retrain(model_dir: Path, splits, config: RetrainConfig, output: Path) -> dict:
     from llmrec.llm.train import train
 
-    recipe_path = Path(config.recipe) if config.recipe else Path(model_dir).parent / "config.yaml"
-    if not recipe_path.is_file():
-        raise LlmrecError(f"{recipe_path}: no training recipe to retrain with; set retrain.recipe to the recipe "
-                          "the original was trained with")
-    recipe = load_recipe(str(recipe_path), [], cls=Recipe)
+    recipe = training_recipe(model_dir, config.recipe)
     users = output / "retained-users.txt"
     write_text(users, "\n".join(sorted(set(splits["retained"]["user_id"]))) + "\n")
     run = output / "training"

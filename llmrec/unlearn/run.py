@@ -4,7 +4,12 @@ output_dir/ = a peft adapter (adapter_config.json, adapter_model.safetensors) th
 the original with `PeftModel.from_pretrained` (or, for a method run with `finetune: full`, a whole
 `save_pretrained` model), its tokenizer and llmrec_model.json naming the original, the resolved
 `config.yaml` and `unlearning_manifest.json`. SISA writes a new shard ensemble instead (see sisa.py).
-The directory appears only when the run succeeded.
+The directory appears only when the run succeeded, with the resolved config inside it.
+
+The original is never written: an output_dir that is, contains or lies inside it (or any shard of an
+ensemble), or that is or contains a data or user file the run reads, is refused before anything is written
+(`llmrec.paths`). Its `model_hash` is taken before the run, checked again before the output is put in place
+and once more after the final rename: a change is one line, exit 2.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from llmrec.config import (
 from llmrec.data.samples import prepare_splits, require_user_forgetting
 from llmrec.errors import ConfigError, LlmrecError
 from llmrec.io import atomic_dir, write_json
+from llmrec.paths import model_paths, recipe_inputs, refuse_overlap
 from llmrec.llm.accel import make_accelerator, threads_note
 from llmrec.llm.backbone import (
     ENSEMBLE_FILE,
@@ -188,6 +194,18 @@ def unlearning_manifest(recipe, splits, original_hash: str, result: dict, wall: 
     }
 
 
+def confirm_unchanged(model_dir: Path, original_hash: str, output: Path) -> None:
+    """After the final rename: the original still has the hash the new output's manifest and card record.
+
+    Raises LlmrecError (one line) otherwise; the output is left as it is for inspection (its card's hash no
+    longer matches the original, so evaluate refuses to load an adapter on it)."""
+    now = model_hash(model_dir)
+    if now != original_hash:
+        raise LlmrecError(f"{model_dir} changed while {output} was put in place (sha256 {original_hash[:12]}… "
+                          f"before, {now[:12]}… after): {output} does not describe it; restore the original and "
+                          "unlearn again")
+
+
 def check_processes(recipe: UnlearnRecipe, runner, processes: int) -> None:
     if processes == 1:
         return
@@ -204,6 +222,8 @@ def run_unlearning(recipe: UnlearnRecipe) -> dict | None:
     """The manifest (None on processes other than the main one, which write nothing)."""
     model_dir = Path(recipe.model)
     card = read_model_card(model_dir)
+    retrain_recipe = [("retrain.recipe", recipe.retrain.recipe)] if recipe.method == "retrain" else []
+    refuse_overlap(recipe.output_dir, model_paths(model_dir), inputs=[*recipe_inputs(recipe), *retrain_recipe])
     runner = get_method(recipe.method)
     accelerator = make_accelerator(recipe.mixed_precision)
     check_processes(recipe, runner, accelerator.num_processes)
@@ -232,6 +252,7 @@ def run_unlearning(recipe: UnlearnRecipe) -> dict | None:
         manifest = unlearning_manifest(recipe, splits, original_hash, result, wall)
         (tmp / "config.yaml").write_text(to_yaml(recipe))
         write_json(tmp / "unlearning_manifest.json", manifest)
+    confirm_unchanged(model_dir, original_hash, Path(recipe.output_dir))
     print(f"unlearned {manifest['counts']['forget_users']} users in {wall:.1f}s; outputs and manifest in "
           f"{recipe.output_dir}")
     accelerator.wait_for_everyone()

@@ -7,6 +7,10 @@ of shards it touches. Slicing (checkpoints inside a shard, so a retrain can rest
 implemented: an affected shard is retrained from its start.
 
 `llmrec train RECIPE train.shards=4` writes the ensemble; `llmrec unlearn ... method=sisa` rebuilds it.
+An affected shard is retrained with the recipe its model card records (`retrain.training_recipe`). Untouched
+shards are copied into the output, as reflinks where the file system has them (Btrfs, XFS: no bytes duplicated
+until one side changes) and plain copies elsewhere; never hard links, which would share inodes with the
+original, so editing the output would edit the original.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,7 +27,7 @@ from types import SimpleNamespace
 import torch
 from torch import nn
 
-from llmrec.config import Recipe, load_recipe, option, to_yaml
+from llmrec.config import Recipe, option, to_dict, to_yaml
 from llmrec.data.samples import prepare_splits
 from llmrec.errors import LlmrecError
 from llmrec.io import atomic_dir, write_json, write_text
@@ -36,6 +41,7 @@ from llmrec.llm.backbone import (
 )
 from llmrec.llm.scoring import answer_logits
 from llmrec.unlearn.registry import register
+from llmrec.unlearn.retrain import training_recipe
 
 
 @dataclass
@@ -44,7 +50,9 @@ class SisaConfig:
 
     shards: int = option(4, "shards of the ensemble `llmrec benchmark` trains (llmrec unlearn reads the ensemble)",
                         ge=2)
-    link_unaffected: bool = option(True, "hard-link untouched shard models into the output (copy where linking fails)")
+    reflink_unaffected: bool = option(
+        True, "copy untouched shard models as reflinks where the file system supports them (Btrfs, XFS: shared "
+        "blocks, separate files), a plain copy elsewhere; false: always a plain copy. Never hard links")
 
 
 def shard_users(users: list[str], shards: int, seed: int) -> list[list[str]]:
@@ -65,13 +73,16 @@ def train_shard(recipe: Recipe, users: list[str], folder: Path) -> dict:
                          train=replace(recipe.train, shards=1, only_users=str(folder / "users.txt"), resume=False)))
 
 
-def write_ensemble(target: Path, shard_models: list[Path], shard_groups: list[list[str]], extra: dict) -> None:
+def write_ensemble(target: Path, shard_models: list[Path], shard_groups: list[list[str]], extra: dict,
+                   recipe: dict | None = None) -> None:
     """The ensemble directory: sisa.json (shard models by relative path, their users), tokenizer and model card.
 
-    Paths are relative to `target`, and `target` may be a temporary sibling of the final directory.
+    Paths are relative to `target`, and `target` may be a temporary sibling of the final directory. The card
+    is the first shard's, with `recipe` (the ensemble's training recipe, when known) in place of the shard's own.
     """
     load_tokenizer(str(shard_models[0])).save_pretrained(target)
-    write_model_card(target, {**read_model_card(shard_models[0]), "sisa_shards": len(shard_models)})
+    card = {key: value for key, value in read_model_card(shard_models[0]).items() if key != "recipe"}
+    write_model_card(target, {**card, "sisa_shards": len(shard_models), **({"recipe": recipe} if recipe else {})})
     write_json(target / ENSEMBLE_FILE, {
         "shards": [{"model": os.path.relpath(m, target), "users": g} for m, g in zip(shard_models, shard_groups)],
         **extra,
@@ -84,7 +95,6 @@ def train_ensemble(recipe: Recipe) -> dict:
     splits = prepare_splits(recipe.data, recipe.forget)
     users = sorted(set(splits[recipe.train.train_on]["user_id"]))
     groups = shard_users(users, recipe.train.shards, recipe.train.seed)
-    write_text(out / "config.yaml", to_yaml(recipe))
     started = time.perf_counter()
     summaries = []
     for k, group in enumerate(groups):
@@ -92,7 +102,8 @@ def train_ensemble(recipe: Recipe) -> dict:
         summaries.append(train_shard(recipe, group, out / "shards" / f"shard-{k}"))
     with atomic_dir(out / "model") as tmp:
         write_ensemble(tmp, [out / "shards" / f"shard-{k}" / "model" for k in range(len(groups))], groups,
-                       {"seed": recipe.train.seed})
+                       {"seed": recipe.train.seed}, to_dict(recipe))
+    write_text(out / "config.yaml", to_yaml(recipe))  # a copy of the card's recipe: it describes model/
     summary = {"shards": summaries, "train_seconds_this_run": time.perf_counter() - started,
                "parameters": sum(s["parameters"] for s in summaries),
                "trainable_parameters": sum(s["trainable_parameters"] for s in summaries),
@@ -149,16 +160,30 @@ def read_ensemble(model_dir: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def place_shard(source: Path, target: Path, link: bool) -> None:
-    """An untouched shard model in the output: hard links (no bytes copied) or, across devices, a copy."""
-    copy = shutil.copy2
-    if link:
-        def copy(src, dst):
-            try:
-                os.link(src, dst)
-            except OSError:
-                shutil.copy2(src, dst)
-    shutil.copytree(source, target, copy_function=copy)
+FICLONE = 0x40049409  # Linux <linux/fs.h>: _IOW(0x94, 9, int), the ioctl behind `cp --reflink`
+
+
+def reflink_or_copy(source, target) -> str:
+    """`target` as a reflink of `source` where the file system clones files (Linux FICLONE: Btrfs, XFS, ...),
+    else a plain `shutil.copy2`; either way a file of its own (own inode), permissions and times copied.
+    Returns 'reflink' or 'copy'."""
+    if sys.platform == "linux":
+        import fcntl
+
+        try:
+            with open(source, "rb") as src, open(target, "wb") as dst:
+                fcntl.ioctl(dst.fileno(), FICLONE, src.fileno())
+            shutil.copystat(source, target)
+            return "reflink"
+        except OSError:  # EOPNOTSUPP, EXDEV, EINVAL: this file system (or pair) cannot clone
+            pass
+    shutil.copy2(source, target)
+    return "copy"
+
+
+def place_shard(source: Path, target: Path, reflink: bool) -> None:
+    """An untouched shard model in the output: its own files, reflinked where possible (see `reflink_or_copy`)."""
+    shutil.copytree(source, target, copy_function=reflink_or_copy if reflink else shutil.copy2)
 
 
 @register("sisa", rebuilds_model=True)
@@ -176,9 +201,9 @@ def unlearn_sisa(model_dir: Path, splits, config: SisaConfig, output: Path) -> d
             dropped.append(k)  # every user of this shard is forgotten: the ensemble loses the shard
             continue
         if len(keep) == len(shard["users"]):
-            place_shard(source, folder / "model", config.link_unaffected)
+            place_shard(source, folder / "model", config.reflink_unaffected)
         else:
-            shard_recipe = load_recipe(str(source.parent / "config.yaml"), [], cls=Recipe)
+            shard_recipe = training_recipe(source)
             summary = train_shard(shard_recipe, keep, folder)
             trainable, total = trainable + summary["trainable_parameters"], total + summary["parameters"]
             retrained.append(k)
@@ -187,7 +212,8 @@ def unlearn_sisa(model_dir: Path, splits, config: SisaConfig, output: Path) -> d
     if not shard_dirs:
         raise LlmrecError("every shard held only forgotten users: nothing would be left to remember")
     write_ensemble(output, [d / "model" for d in shard_dirs], groups,
-                   {"seed": spec.get("seed"), "retrained_shards": retrained, "dropped_shards": dropped})
+                   {"seed": spec.get("seed"), "retrained_shards": retrained, "dropped_shards": dropped},
+                   read_model_card(model_dir).get("recipe"))
     print(f"[sisa] retrained {len(retrained)} of {len(spec['shards'])} shards {retrained}"
           + (f", dropped {dropped}" if dropped else ""))
     return {"timings": {"retrain_seconds": time.perf_counter() - started},

@@ -104,3 +104,61 @@ def test_interaction_level_forgetting_runs_on_classic_models_and_is_refused_by_t
     code = main(["unlearn", f"model={original.output_dir}/model", "forget.unit=interactions",
                  f"output_dir={tmp_path / 'llm'}"])
     assert code == 2 and "forgets whole users" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("output", ["X", "X/model", "X/model/out"])
+def test_an_output_dir_on_above_or_inside_the_original_is_refused(classic_factory, tmp_path, capsys, output):
+    """Issue 18: `classic-unlearn model=X/model output_dir=X` deleted X/model, exit 0."""
+    original = classic_factory(f"output_dir={tmp_path / 'X'}")
+    train_classic(original)
+    before = directory_hash(tmp_path / "X" / "model")
+    capsys.readouterr()
+    code = main(["classic-unlearn", f"model={tmp_path / 'X' / 'model'}", f"output_dir={tmp_path / output}",
+                 f"data.cache_dir={original.data.cache_dir}",
+                 *[f"data.synthetic.{k}={v}" for k, v in vars(original.data.synthetic).items()]])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "the original model" in err, err
+    assert directory_hash(tmp_path / "X" / "model") == before
+    assert sorted(p.name for p in (tmp_path / "X").iterdir()) == ["config.yaml", "model", "train_metrics.json"]
+
+
+def test_an_original_changed_during_the_final_rename_fails_loudly(classic_factory, tmp_path, monkeypatch):
+    from contextlib import contextmanager
+
+    import llmrec.classic.unlearn as unlearn_module
+    from llmrec.errors import LlmrecError
+
+    original = classic_factory()
+    train_classic(original)
+    real = unlearn_module.atomic_dir
+
+    @contextmanager
+    def swap_then_touch(target):
+        with real(target) as tmp:
+            yield tmp
+        with open(tmp_path / "classic" / "model" / "llmrec_model.json", "a") as f:
+            f.write(" ")
+
+    monkeypatch.setattr(unlearn_module, "atomic_dir", swap_then_touch)
+    with pytest.raises(LlmrecError, match=r"changed while .* was put in place"):
+        run_classic_unlearning(unlearn_recipe(original, tmp_path / "out", "method=finetune"))
+
+
+def test_a_killed_classic_train_leaves_config_yaml_describing_model(classic_factory, tmp_path, monkeypatch):
+    """config.yaml was rewritten at the start of every run: after a killed one it no longer described model/."""
+    import llmrec.classic.train as train_module
+    from llmrec.config import parse_yaml
+    from llmrec.llm.backbone import read_model_card
+
+    original = classic_factory()
+    train_classic(original)
+    config = (tmp_path / "classic" / "config.yaml").read_text()
+    assert parse_yaml(config) == read_model_card(tmp_path / "classic" / "model")["recipe"]
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "fit_gradient", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train_classic(classic_factory("train.epochs=4", "train.learning_rate=0.02"))
+    assert (tmp_path / "classic" / "config.yaml").read_text() == config

@@ -1,3 +1,6 @@
+import time
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -349,3 +352,83 @@ def test_ml100k_split_sizes(tmp_path):
     splits = prepare_splits(data, ForgetConfig())
     assert [len(splits[s]) for s in ("train", "valid", "test")] == [57171, 19057, 19057]
     assert len(splits["forget"]) + len(splits["retained"]) == 57171
+
+
+# The data cache: verified at every load, rebuilt when damaged, built once by concurrent runs (issue 18, 5 and 7).
+
+def _flip_a_title(cache: Path, frames: dict) -> None:
+    """One letter of a title in the train split's arrow file: the file still loads, a row silently changes."""
+    (arrow,) = (cache / "train").glob("data-*.arrow")
+    data = arrow.read_bytes()
+    title = frames["train"]["target_title"][0].encode()
+    at = data.index(title)
+    arrow.write_bytes(data[:at] + bytes([title[0] ^ 0x20]) + data[at + 1:])
+
+
+def _delete_an_arrow_file(cache: Path, frames: dict) -> None:  # a half-built cache
+    next((cache / "forget").glob("data-*.arrow")).unlink()
+
+
+def _truncate_metadata(cache: Path, frames: dict) -> None:
+    (cache / "metadata.json").write_text('{"format_version": 2, "sour')
+
+
+@pytest.mark.parametrize("damage", [_flip_a_title, _delete_an_arrow_file, _truncate_metadata])
+def test_a_damaged_data_cache_is_rebuilt_and_said_so(recipe_factory, tmp_path, capsys, damage):
+    recipe = recipe_factory()
+    built = prepare_splits(recipe.data, recipe.forget)
+    frames = {name: built[name].to_dict() for name in built}  # copies: pandas would view the mmapped file
+    (cache,) = (tmp_path / "cache").iterdir()
+    damage(cache, frames)
+    capsys.readouterr()
+
+    again = prepare_splits(recipe.data, recipe.forget)
+    said = capsys.readouterr().out.splitlines()
+    assert len(said) == 1 and said[0].startswith(f"data cache {cache}: ") and "rebuilding it" in said[0], said
+    for name, frame in frames.items():
+        assert again[name].to_dict() == frame, name  # the right rows, not the damaged ones
+    assert again.metadata == built.metadata
+    prepare_splits(recipe.data, recipe.forget)  # the rebuilt cache is trusted again, without a word
+    assert capsys.readouterr().out == ""
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [cache.name]
+
+
+CONCURRENT_BUILDER = """
+import pathlib, sys, time
+import llmrec.data.samples as samples
+from llmrec.config import load_recipe
+
+log, start = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+real_build = samples.build_samples
+def counted(*args, **kwargs):
+    with open(log, "a") as handle:
+        handle.write("built\\n")
+    return real_build(*args, **kwargs)
+samples.build_samples = counted
+recipe = load_recipe(None, sys.argv[4:])
+start.with_name(f"ready-{sys.argv[3]}").touch()
+while not start.exists():
+    time.sleep(0.01)
+splits = samples.prepare_splits(recipe.data, recipe.forget)
+print({name: len(split) for name, split in splits.items()})
+"""
+
+
+def test_concurrent_builders_of_one_data_cache_build_it_once_and_all_succeed(tmp_path):
+    from tests.conftest import SMALL_OVERRIDES
+    from tests.test_io import python, wait_for
+
+    builds, start, cache = tmp_path / "builds.log", tmp_path / "start", tmp_path / "cache"
+    data = [o for o in SMALL_OVERRIDES if o.startswith("data.")]
+    runs = [python(CONCURRENT_BUILDER, builds, start, k, f"data.cache_dir={cache}", *data, wait=False)
+            for k in range(4)]
+    for k, run in enumerate(runs):
+        wait_for(tmp_path / f"ready-{k}", run)
+    start.touch()  # all four ask for the cache at once
+    results = [run.communicate(timeout=120) for run in runs]
+    assert [run.returncode for run in runs] == [0] * 4, [err[-2000:] for _, err in results]
+    assert len({out.splitlines()[-1] for out, _ in results}) == 1  # the same splits for all
+    assert builds.read_text().splitlines() == ["built"]  # one built it; the others waited and reused it
+    assert len(list(cache.iterdir())) == 1  # no temp dir, lock or half-built cache left
+    said = [line for out, _ in results for line in out.splitlines()[:-1]]
+    assert all(line.startswith("waiting for pid ") and "building the data cache" in line for line in said), said

@@ -33,3 +33,57 @@ def test_retrain_needs_the_training_recipe(trained, tmp_path):
         run_unlearning(unlearn_recipe(trained, tmp_path / "out", "method=retrain",
                                       f"retrain.recipe={tmp_path / 'missing.yaml'}"))
     assert not (tmp_path / "out").exists()
+
+
+def test_retrain_after_a_killed_run_with_another_recipe_uses_the_originals_recipe(trained, tmp_path, monkeypatch):
+    """Issue 18: a killed `llmrec train` rewrote config.yaml, and method=retrain then trained with the killed run's
+    recipe (4 epochs at lr 0.02, not the original's). The recipe now travels in the model card."""
+    import shutil
+
+    import llmrec.llm.train as train_module
+    from llmrec.config import parse_yaml
+    from llmrec.llm.backbone import read_model_card
+
+    run = shutil.copytree(trained.output_dir, tmp_path / "run")
+    config = (run / "config.yaml").read_bytes()
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "load_model", killed)
+    other = replace(trained, output_dir=str(run),
+                    train=replace(trained.train, epochs=4, learning_rate=0.02, resume=False))
+    with pytest.raises(KeyboardInterrupt):
+        train(other)
+    monkeypatch.undo()
+    assert (run / "config.yaml").read_bytes() == config  # still the recipe of the model/ beside it
+    assert parse_yaml(config.decode()) == read_model_card(run / "model")["recipe"]
+
+    manifest = run_unlearning(unlearn_recipe(trained, tmp_path / "out", f"model={run / 'model'}", "method=retrain"))
+    assert manifest["steps"]["epochs"] == trained.train.epochs == 8
+    retrained = read_model_card(tmp_path / "out")["recipe"]["train"]
+    assert (retrained["epochs"], retrained["learning_rate"]) == (8, trained.train.learning_rate)
+
+
+def test_the_training_recipe_comes_from_the_card_else_from_config_yaml_with_a_note(trained, tmp_path, capsys):
+    import json
+    import shutil
+
+    from llmrec.config import to_yaml
+    from llmrec.unlearn.retrain import training_recipe
+
+    model = shutil.copytree(f"{trained.output_dir}/model", tmp_path / "run" / "model")
+    (tmp_path / "run" / "config.yaml").write_text(to_yaml(replace(trained, train=replace(trained.train, epochs=4))))
+    assert training_recipe(model).train.epochs == 8  # the card's, not the newer config.yaml's
+    assert training_recipe(model, str(tmp_path / "run" / "config.yaml")).train.epochs == 4  # retrain.recipe wins
+
+    card = json.loads((model / "llmrec_model.json").read_text())
+    del card["recipe"]  # a model trained before cards recorded their recipe
+    (model / "llmrec_model.json").write_text(json.dumps(card))
+    capsys.readouterr()
+    assert training_recipe(model).train.epochs == 4
+    out = capsys.readouterr().out
+    assert "records no training recipe" in out and "config.yaml" in out
+    (tmp_path / "run" / "config.yaml").unlink()
+    with pytest.raises(LlmrecError, match="no training recipe to retrain with"):
+        training_recipe(model)

@@ -9,7 +9,7 @@ import torch
 from llmrec.config import load_recipe
 from llmrec.data.samples import prepare_splits
 from llmrec.errors import LlmrecError
-from llmrec.llm.backbone import load_model, load_recommender
+from llmrec.llm.backbone import load_model, load_recommender, read_model_card
 from llmrec.llm.train import train
 from llmrec.unlearn.run import directory_hash, model_hash, run_unlearning
 from llmrec.unlearn.sisa import SisaEnsemble, shard_users
@@ -66,9 +66,12 @@ def test_unlearning_retrains_only_the_shards_that_held_a_forgotten_user(ensemble
     assert new["retrained_shards"] == [1]
     assert forgotten not in sum((s["users"] for s in new["shards"]), [])
     assert (tmp_path / "out/shards/shard-1/users.txt").read_text().split() == spec["shards"][1]["users"][1:]
-    for k in (0, 2):  # untouched shards are the very same files, hard-linked
+    for k in (0, 2):  # untouched shards hold the same bytes in files of their own (copies or reflinks)
         old = os.path.join(model_dir, spec["shards"][k]["model"], "model.safetensors")
-        assert os.path.samefile(old, tmp_path / f"out/shards/shard-{k}/model/model.safetensors")
+        assert open(old, "rb").read() == (tmp_path / f"out/shards/shard-{k}/model/model.safetensors").read_bytes()
+        assert not os.path.samefile(old, tmp_path / f"out/shards/shard-{k}/model/model.safetensors")
+    assert read_model_card(tmp_path / "out")["recipe"] == read_model_card(model_dir)["recipe"]
+    assert read_model_card(model_dir)["recipe"]["train"]["shards"] == 3  # the ensemble's recipe, not a shard's
     with torch.no_grad():
         ids = torch.tensor([[5, 6, 7]])
         assert not torch.equal(load_recommender(tmp_path / "out")(input_ids=ids).logits,
@@ -83,6 +86,39 @@ def test_the_original_hash_of_an_ensemble_covers_its_shards(ensemble, tmp_path):
         f.write(" ")
     assert directory_hash(copy / "model") == ensemble_dir_only
     assert model_hash(copy / "model") != before
+
+
+def test_editing_the_unlearned_ensemble_in_place_leaves_the_original_unchanged(ensemble, tmp_path):
+    """Issue 18: untouched shards were hard-linked to the original's files, so editing the output in place changed
+    the original's hash."""
+    original = tmp_path / "original"
+    shutil.copytree(ensemble.output_dir, original)
+    spec = json.load(open(original / "model" / "sisa.json"))
+    users = tmp_path / "forget.txt"
+    users.write_text(spec["shards"][1]["users"][0] + "\n")
+    run_unlearning(unlearn_recipe(ensemble, tmp_path / "out", f"model={original / 'model'}", "method=sisa",
+                                  f"forget.users={users}"))
+    before = model_hash(original / "model")
+    for k in (0, 2):  # the untouched shards
+        for name in ("config.json", "model.safetensors"):
+            with open(tmp_path / f"out/shards/shard-{k}/model/{name}", "r+b") as f:
+                f.seek(0, os.SEEK_END)
+                f.write(b" ")
+    assert model_hash(original / "model") == before
+
+
+def test_a_shard_of_the_original_is_refused_as_output_dir(ensemble, tmp_path, capsys):
+    from llmrec.cli import main
+
+    original = tmp_path / "original"
+    shutil.copytree(ensemble.output_dir, original)
+    before = model_hash(original / "model")
+    data = [o for o in SMALL_OVERRIDES if o.startswith("data.")]
+    code = main(["unlearn", f"model={original / 'model'}", "method=sisa", f"output_dir={original / 'shards'}",
+                 f"data.cache_dir={ensemble.data.cache_dir}", *data])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "contains shard 0 of the original model" in err, err
+    assert model_hash(original / "model") == before
 
 
 def test_sisa_needs_an_ensemble(trained, tmp_path):
@@ -119,7 +155,8 @@ def test_an_ensemble_of_t5_shards_is_scored_evaluated_and_unlearned(tmp_path):
     spec = json.load(open(f"{model_dir}/sisa.json"))
     users = tmp_path / "forget.txt"
     users.write_text(spec["shards"][0]["users"][0] + "\n")
-    manifest = run_unlearning(unlearn_recipe(recipe, tmp_path / "out", "method=sisa", f"forget.users={users}"))
+    manifest = run_unlearning(unlearn_recipe(recipe, tmp_path / "out", "method=sisa", f"forget.users={users}",
+                                             "data.synthetic.num_users=16"))  # the data the ensemble was trained on
     assert manifest["steps"]["shards_retrained"] == 1
     unlearned = evaluate(replace(recipe, output_dir=str(tmp_path / "eval"),
                                  eval=replace(recipe.eval, model_dir=str(tmp_path / "out"), splits=["test"])))
