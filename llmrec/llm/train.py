@@ -34,7 +34,7 @@ from llmrec.data.tokenize import AnswerCollator, tokenize
 from llmrec.errors import LlmrecError
 from llmrec.eval.evaluate import make_loader, score_split
 from llmrec.eval.metrics import utility_metrics
-from llmrec.io import atomic_dir, finite_or_none, hold_lock, recover, write_json, write_text
+from llmrec.io import atomic_dir, content_record, finite_or_none, hold_lock, recover, write_json, write_text
 from llmrec.llm.accel import make_accelerator, threads_note
 from llmrec.llm.backbone import (
     add_lora,
@@ -175,17 +175,45 @@ class TrainerState:
 
 
 SETTINGS_FILE = "settings.json"
+CONTENTS_FILE = "contents.json"
+START_OVER = "add train.resume=false to start over"
 
 
 def save_checkpoint(accelerator: Accelerator, state: TrainerState, checkpoints: Path, settings: dict) -> None:
-    """checkpoints/last, replaced atomically: accelerate's state, trainer_state.json and the run's settings."""
+    """checkpoints/last, replaced atomically: accelerate's state, trainer_state.json, the run's settings and
+    contents.json, the sha256 of each of those files (`verify_checkpoint` checks them before a resume)."""
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         with atomic_dir(checkpoints / "last") as tmp:
             accelerator.save_state(str(tmp), safe_serialization=True)
             write_json(tmp / "trainer_state.json", asdict(state))
             write_json(tmp / SETTINGS_FILE, settings)
+            write_json(tmp / CONTENTS_FILE, {"sha256": content_record(tmp, exclude=(CONTENTS_FILE,))})
     accelerator.wait_for_everyone()
+
+
+def verify_checkpoint(last: Path) -> None:
+    """A checkpoint is resumed only when every file in it has the sha256 contents.json recorded when it was
+    written: flipped bytes in the weights or optimizer state, an edited trainer_state.json (global_step), a file
+    missing or added. Raises LlmrecError naming the files, with the train.resume=false hint; a checkpoint with
+    no contents.json (written before llmrec hashed checkpoints) cannot be verified and is refused the same way."""
+    record_file = last / CONTENTS_FILE
+    if not record_file.is_file():
+        raise LlmrecError(f"{last} has no {CONTENTS_FILE} (the sha256 of its files, written with every checkpoint "
+                          f"since llmrec checks them), so it cannot be verified; {START_OVER}")
+    try:
+        recorded = json.loads(record_file.read_text())["sha256"]
+        if not (isinstance(recorded, dict) and all(isinstance(v, str) for v in recorded.values())):
+            raise TypeError
+    except (ValueError, OSError, KeyError, TypeError) as exc:  # JSON and UnicodeDecodeError are ValueErrors
+        raise LlmrecError(f"{record_file}: unreadable ({type(exc).__name__}), so the checkpoint cannot be "
+                          f"verified; {START_OVER}") from None
+    actual = content_record(last, exclude=(CONTENTS_FILE,))
+    damaged = [f"{name} ({'missing' if name not in actual else 'added' if name not in recorded else 'changed'})"
+               for name in sorted(recorded.keys() | actual.keys()) if recorded.get(name) != actual.get(name)]
+    if damaged:
+        raise LlmrecError(f"{last} is damaged: {', '.join(damaged)} since the checkpoint was written (sha256 "
+                          f"against its {CONTENTS_FILE}); {START_OVER}")
 
 
 def one_class_note(labels) -> str | None:
@@ -274,10 +302,11 @@ def _train(recipe: Recipe) -> dict:
     train_split = training_split(splits, cfg.train_on, cfg.only_users)
     checkpoints = output_dir / "checkpoints"
     last = checkpoints / "last"
-    has_checkpoint = (last / "trainer_state.json").is_file()
+    has_checkpoint = last.is_dir()  # one without trainer_state.json is damaged: verify_checkpoint says so
     resuming = cfg.resume and has_checkpoint
     if resuming:
-        check_resumable(recipe, last)  # before anything is written
+        verify_checkpoint(last)  # before anything is written
+        check_resumable(recipe, last)
     elif has_checkpoint:
         accelerator.print(f"train.resume=false: starting over; the checkpoint in {last} is replaced when this run "
                           "writes its first one")

@@ -165,7 +165,7 @@ def test_a_checkpoint_resumes_only_with_every_setting_that_shapes_the_run(recipe
     capsys.readouterr()
     assert main(["train", *common]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "settings.json: unreadable" in err and "train.resume=false" in err, err
+    assert len(err.splitlines()) == 1 and "settings.json (changed)" in err and "train.resume=false" in err, err
     settings.write_bytes(saved)
 
     # same settings: the checkpoint was the last step, taken mid-epoch; the rerun trains nothing more,
@@ -275,3 +275,68 @@ def test_a_one_class_valid_split_keeps_the_epoch_with_the_lowest_valid_log_loss(
     assert card["valid"]["log_loss"] == metrics["best_valid_log_loss"] == min(losses)
     _strict_json(out / "checkpoints" / "last" / "trainer_state.json")
     assert AutoModelForCausalLM.from_pretrained(out / "model").config.model_type == "llama"
+
+
+def test_a_damaged_checkpoint_is_refused_with_the_resume_false_hint(recipe_factory, capsys):
+    """Issue 18: flipped bytes in a checkpoint, or an edited global_step, were resumed without a word."""
+    from llmrec.cli import main
+    from llmrec.unlearn.run import directory_hash
+
+    recipe = recipe_factory("train.max_steps=2")
+    train(recipe)
+    out, last = Path(recipe.output_dir), Path(recipe.output_dir) / "checkpoints" / "last"
+    command = ["train", f"output_dir={out}", f"data.cache_dir={recipe.data.cache_dir}", *SMALL_OVERRIDES,
+               "train.max_steps=2"]
+    model, metrics = directory_hash(out / "model"), (out / "train_metrics.json").read_bytes()
+    weights, state, contents = last / "model.safetensors", last / "trainer_state.json", last / "contents.json"
+    flipped = bytearray(weights.read_bytes())
+    flipped[-1] ^= 0xFF  # the last byte of the last tensor
+    edited = json.loads(state.read_text())
+    edited["global_step"] = 1
+    damages = [(weights, bytes(flipped), "model.safetensors (changed)"),
+               (state, json.dumps(edited).encode(), "trainer_state.json (changed)"),
+               (contents, None, "has no contents.json")]
+    for path, damaged, named in damages:
+        intact = path.read_bytes()
+        path.write_bytes(damaged) if damaged is not None else path.unlink()
+        capsys.readouterr()
+        assert main(command) == 2, named
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and named in err and "train.resume=false" in err, err
+        assert directory_hash(out / "model") == model and (out / "train_metrics.json").read_bytes() == metrics
+        path.write_bytes(intact)
+    assert main(command) == 0  # the intact checkpoint resumes (it was the last step: nothing left to train)
+    weights.write_bytes(bytes(flipped))
+    assert main([*command, "train.resume=false"]) == 0  # and the hint works
+    assert json.loads((last / "trainer_state.json").read_text())["global_step"] == 2
+
+
+def test_the_threads_setting_is_applied_printed_and_recorded(recipe_factory, capsys):
+    """Issue 18: torch's default thread count made training 10-30x slower on a shared machine."""
+    from llmrec.cli import main
+
+    recipe = recipe_factory()
+    before = torch.get_num_threads()
+    try:
+        assert main(["train", f"output_dir={recipe.output_dir}", f"data.cache_dir={recipe.data.cache_dir}",
+                     *SMALL_OVERRIDES, "train.max_steps=1", "threads=3"]) == 0
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+    assert "| threads: 3" in capsys.readouterr().out
+    assert json.loads(Path(recipe.output_dir, "train_metrics.json").read_text())["threads"] == 3
+
+
+def test_auto_threads_are_the_cores_free_to_this_process(monkeypatch):
+    import llmrec.llm.accel as accel
+
+    assert accel.resolve_threads(3) == (3, "threads setting")
+    monkeypatch.setenv("OMP_NUM_THREADS", "5")
+    assert accel.resolve_threads(0) == (5, "OMP_NUM_THREADS")
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    monkeypatch.setattr(accel.os, "sched_getaffinity", lambda pid: {0, 2, 5})
+    assert accel.available_cores() <= 3
+    monkeypatch.setattr(accel, "available_cores", lambda: 8)
+    assert accel.resolve_threads(0)[0] == 8
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # accelerate launch / torchrun: the cores are shared
+    assert accel.resolve_threads(0) == (4, "auto: 8 cores free to this process / 2 local processes")
