@@ -281,3 +281,23 @@ def test_a_bad_rating_scale_is_refused_before_anything_is_written(capsys, tmp_pa
     assert_one_line_error(code, err, "data.rating_scale must be [] (the source's scale) or [lowest, highest] with "
                                      "lowest < highest, got [5.0, 1.0]")
     assert not (tmp_path / "cache").exists()
+
+
+def test_safetensors_out_of_space_is_one_line_naming_the_output_and_leaves_no_temp_dir(original, capsys, tmp_path,
+                                                                                      monkeypatch):
+    """safetensors' own error for a full disk, raised where it writes the file (the first one a fresh training
+    writes is its tiny backbone)."""
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    def full(*args, **kwargs):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(safetensors.torch, "serialize_file", full)
+    out = tmp_path / "run"
+    code, _, err = run(capsys, "train", *original[1]["train"], f"output_dir={out}")
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (
+        f"llmrec: error: {out / 'backbone' / 'model.safetensors'}: No space left on device (os error 28); is the disk "
+        "full? Free space, or point output_dir / data.cache_dir at another disk")
+    assert not temp_litter(tmp_path) and not (out / "model").exists()

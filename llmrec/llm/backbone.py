@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import json
-import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,17 +86,17 @@ def tiny_model(config: TinyBackboneConfig, tokenizer, max_length: int):
 
 
 def build_tiny_backbone(corpus: Iterable[str], config: TinyBackboneConfig, max_length: int, out_dir: Path) -> Path:
-    """Train the tokenizer, initialise the tiny model with a fixed seed, save both to out_dir."""
+    """Train the tokenizer, initialise the tiny model with a fixed seed, save both to out_dir (atomically: a failed
+    or interrupted save leaves no temp dir and the previous out_dir as it was)."""
+    from llmrec.io import atomic_dir
+
     tokenizer = train_tokenizer(corpus, config.vocab_size)
     with torch.random.fork_rng():  # seeded init without disturbing the caller's random stream
         torch.manual_seed(config.seed)
         model = tiny_model(config, tokenizer, max_length)
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
     return out_dir
 
 
