@@ -6,8 +6,10 @@ Replacing a directory `X` (`atomic_dir`) follows one protocol, whose every step 
    removed when released, so no lock file stays behind): one writer of `X` at a time;
 2. finish or roll back what a killed writer left (`recover`: below);
 3. write the new content into `.X.tmp-PID` (PID: this process);
-4. once it is complete, create the journal `.X.swap-PID`: from here on the swap is finished, never undone;
+4. once it is complete, create the journal `.X.swap-PID`: a kill from here on is finished by the next run;
 5. rename `X` to `.X.old-PID`, rename `.X.tmp-PID` to `X`, remove `.X.old-PID`, remove the journal.
+   An exception in this process during step 5 (SIGTERM, Ctrl-C) before `X` is the new version puts the old
+   one back, and the run fails with `X` as it was; after that, the swap is finished.
 
 `recover(X)`, run under the lock (so every pid in a litter name is of a run that died: a live writer would
 hold the lock): a journal with its temp dir finishes the swap (steps 5); a journal whose temp dir is gone
@@ -199,13 +201,28 @@ def _swap(tmp: Path, target: Path) -> None:
     journal.unlink()
 
 
+def _undo_swap(tmp: Path, target: Path) -> None:
+    """After an exception in `_swap`: the old version back while the new one is not yet in place, else the
+    swap finished (its old version removed)."""
+    pid = os.getpid()
+    old = target.with_name(f".{target.name}.old-{pid}")
+    if _exists(tmp):
+        if _exists(old) and not _exists(target):
+            old.rename(target)
+        _remove(tmp)
+    else:
+        _remove(old)
+    target.with_name(f".{target.name}.swap-{pid}").unlink(missing_ok=True)
+
+
 @contextmanager
 def atomic_dir(target: Path, wait: bool = False, doing: str = "writing"):
     """Yield a temp dir; on success it replaces `target` (the old one is kept until the swap is done).
 
     The whole block holds `target`'s lock (`hold_lock`: another process writing `target` is LlmrecError, or
     with `wait=True` awaited); a half-done swap a killed writer left is finished or rolled back first
-    (`recover`). An exception in the block removes the temp dir and leaves `target` as it was."""
+    (`recover`). An exception in the block, or in the swap before the new version is in place (SIGTERM and
+    Ctrl-C are exceptions under the CLI), removes the temp dir and leaves `target` as it was."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     with hold_lock(target, wait=wait, doing=doing):
@@ -220,9 +237,9 @@ def atomic_dir(target: Path, wait: bool = False, doing: str = "writing"):
             raise
         try:
             _swap(tmp, target)
-        except BaseException:  # e.g. Ctrl-C between the renames: the journal says how to finish
+        except BaseException:  # e.g. SIGTERM or Ctrl-C between the renames: this run fails, so `target` stays
             try:
-                _recover_locked(target)
+                _undo_swap(tmp, target)
             except Exception:  # noqa: BLE001 - the original error is the one to report; the next run recovers
                 pass
             raise

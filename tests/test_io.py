@@ -247,3 +247,24 @@ sys.exit(main(sys.argv[3:]))
     go.touch()
     assert first.wait(240) == 0, first.communicate()
     assert json.loads((out / "unlearning_manifest.json").read_text())["recipe"]["seed"] == 1  # the first run's
+
+
+def test_an_interrupt_between_the_two_renames_puts_the_old_version_back(tmp_path, monkeypatch):
+    """SIGTERM and Ctrl-C are exceptions under the CLI: the run fails, so the earlier output must stay."""
+    import pathlib
+
+    target = old_model(tmp_path)
+    real_rename = pathlib.Path.rename
+
+    def rename(self, destination):
+        moved = real_rename(self, destination)
+        if ".old-" in Path(destination).name:
+            raise KeyboardInterrupt
+        return moved
+
+    monkeypatch.setattr(pathlib.Path, "rename", rename)
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_dir(target) as tmp:
+            (tmp / "weights").write_text("new")
+    assert (target / "weights").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
