@@ -9,13 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from llmrec.classic.data import Index
 from llmrec.classic.ensemble import ClassicEnsemble
 from llmrec.classic.lightgcn import LightGCN
 from llmrec.classic.mf import MatrixFactorization
-from llmrec.llm.backbone import read_model_card, write_model_card
+from llmrec.errors import LlmrecError
+from llmrec.llm.backbone import MODEL_CARD, read_model_card, write_model_card
 
 WEIGHTS = "model.safetensors"
 
@@ -49,11 +51,23 @@ def build_model(spec: dict, weights: dict | None = None, prefix: str = ""):
 
 
 def load_classic(model_dir: Path) -> tuple[MatrixFactorization, Index, dict]:
-    card = read_model_card(model_dir)
-    weights = load_file(str(Path(model_dir) / WEIGHTS))
-    model = build_model(card["classic"], weights)
-    model.load_state_dict(weights)
-    return model.eval(), Index(card["users"], card["items"]), card
+    """The model, its id index and card. Raises LlmrecError, one line naming the file, when the card does not
+    describe a classic model or the weights are missing, damaged or of another shape than the card says."""
+    card = read_model_card(model_dir)  # also checks the safetensors header covers the file
+    path = Path(model_dir) / WEIGHTS
+    if not path.is_file():
+        raise LlmrecError(f"{path}: missing (a classic model directory holds its weights there)")
+    try:
+        weights = load_file(str(path))
+        model = build_model(card["classic"], weights)
+        model.load_state_dict(weights)
+        index = Index(card["users"], card["items"])
+    except (KeyError, TypeError, ValueError, RuntimeError, SafetensorError) as exc:
+        # RuntimeError: load_state_dict's missing / unexpected keys and shape mismatches
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise LlmrecError(f"{path} does not load as the model its {MODEL_CARD} describes "
+                          f"({type(exc).__name__}: {first})") from None
+    return model.eval(), index, card
 
 
 @torch.no_grad()

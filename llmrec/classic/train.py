@@ -24,7 +24,7 @@ from llmrec.classic.losses import regularized_bce
 from llmrec.classic.mf import MatrixFactorization, als_objective, als_sweep
 from llmrec.classic.store import build_model, predict, save_classic
 from llmrec.config import THREADS_HELP, DataConfig, ForgetConfig, option, to_dict, to_yaml
-from llmrec.data.samples import prepare_splits, training_split
+from llmrec.data.samples import data_fingerprint, prepare_splits, training_split
 from llmrec.errors import ConfigError
 from llmrec.eval.metrics import utility_metrics
 from llmrec.io import atomic_dir, write_json, write_text
@@ -216,7 +216,7 @@ def train_classic(recipe: ClassicRecipe) -> dict:
 
     torch.manual_seed(cfg.seed)
     started = time.perf_counter()
-    card = {"trained_on": cfg.train_on, "recipe": to_dict(recipe)}
+    card = {"trained_on": cfg.train_on, "recipe": to_dict(recipe), "data": data_fingerprint(recipe.data)}
     if cfg.ensemble.shards > 1:
         assignment = partition_users(recipe, index, train, valid)
         model = fit_ensemble(recipe, index, train, valid, assignment)

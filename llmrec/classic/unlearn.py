@@ -31,7 +31,7 @@ from llmrec.config import THREADS_HELP, DataConfig, ForgetConfig, from_dict, opt
 from llmrec.data.samples import prepare_splits
 from llmrec.errors import LlmrecError
 from llmrec.io import atomic_dir, write_json
-from llmrec.llm.backbone import parameter_counts, read_model_card
+from llmrec.llm.backbone import check_model_card, parameter_counts, read_model_card
 from llmrec.paths import model_paths, recipe_inputs, refuse_overlap
 from llmrec.unlearn.loop import module_changed, require_change
 from llmrec.unlearn.run import confirm_unchanged, directory_hash, original_card, unlearning_manifest
@@ -53,6 +53,10 @@ class ClassicUnlearnRecipe:
     unlearn_als: UnlearnAlsConfig = option(UnlearnAlsConfig(), "Unlearn-ALS settings")
     alteraser: AltEraserConfig = option(AltEraserConfig(), "AltEraser settings")
     threads: int = option(0, THREADS_HELP, ge=0)
+    allow_other_data: bool = option(
+        False, "unlearn although data.* differ from the data the original was trained on (the data fingerprint in "
+        "its llmrec_model.json); false: such a run stops, naming both fingerprints"
+    )
 
 
 @dataclass
@@ -93,6 +97,7 @@ def run_classic_unlearning(recipe: ClassicUnlearnRecipe) -> dict:
     refuse_overlap(recipe.output_dir, [*model_paths(model_dir), ("unlearn_als.reference", reference)],
                    inputs=recipe_inputs(recipe))
     runner = get_classic_method(recipe.method)
+    check_model_card(model_dir, read_model_card(model_dir), recipe.data, recipe.allow_other_data, "allow_other_data")
     splits = prepare_splits(recipe.data, recipe.forget)  # bad data, unknown or empty forget users stop here
     work = prepare_work(model_dir, splits)
     print(f"resolved config:\n{to_yaml(recipe)}")
@@ -102,7 +107,7 @@ def run_classic_unlearning(recipe: ClassicUnlearnRecipe) -> dict:
         result = runner(work, getattr(recipe, recipe.method, None))
         require_change(module_changed(result["model"], load_classic(model_dir)[0]), recipe.method, model_dir)
         wall = time.perf_counter() - started
-        kept = {key: work.card[key] for key in ("recipe", "partition") if key in work.card}
+        kept = {key: work.card[key] for key in ("recipe", "partition", "data") if key in work.card}
         save_classic(result["model"], work.index, tmp, **kept, trained_on="retained",
                      **original_card(model_dir, original_hash))
         if directory_hash(model_dir) != original_hash:

@@ -235,6 +235,28 @@ def choose_forget_users(train: pd.DataFrame, config: ForgetConfig) -> list[str]:
     return chosen
 
 
+def data_settings(data: DataConfig) -> dict:
+    """The data.* settings that shape samples and splits (not data.path, whose contents `input_fingerprint` covers,
+    nor data.cache_dir); an option at its "off" value is left out, so fingerprints taken before it existed hold."""
+    # data.rating_scale only checks the input (a rating outside stops reading): the samples it lets by are the same
+    settings = {k: v for k, v in dataclasses.asdict(data).items() if k not in ("cache_dir", "path", "rating_scale")}
+    if data.subsample == SubsampleConfig():
+        del settings["subsample"]  # keeps the fingerprints of caches built before the option existed
+    if not data.resplit_last:
+        del settings["resplit_last"], settings["resplit"]  # off: data.resplit is not used either
+    return settings
+
+
+def data_fingerprint(data: DataConfig) -> dict:
+    """What a model is trained on, recorded in its card (`data`) and checked by unlearn / evaluate before they use it
+    (llmrec.llm.backbone.check_trained_data): {"sha256": 16 hex digits over both parts, "input": the input's
+    `input_fingerprint`, "settings": `data_settings`}. Forget settings are not part of it: the same data serve
+    any forget set. Raises LlmrecError when data.path is unset for a file format."""
+    input_hash, settings = input_fingerprint(data), data_settings(data)
+    return {"sha256": _digest({"v": FORMAT_VERSION, "input": input_hash, "data": settings}), "input": input_hash,
+            "settings": settings}
+
+
 def prepare_splits(data: DataConfig, forget: ForgetConfig) -> DatasetDict:
     """Build (or load from cache) train/valid/test/forget/retained as HF datasets."""
     interactions, input_hash = load_interactions(data)
@@ -246,12 +268,7 @@ def prepare_splits(data: DataConfig, forget: ForgetConfig) -> DatasetDict:
         if forget_key.get(key):
             path = Path(forget_key[key])
             forget_key[key] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else str(path)
-    data_key = {k: v for k, v in dataclasses.asdict(data).items() if k not in ("cache_dir", "path")}
-    if data.subsample == SubsampleConfig():
-        del data_key["subsample"]  # keeps the fingerprints of caches built before the option existed
-    if not data.resplit_last:
-        del data_key["resplit_last"], data_key["resplit"]  # off: data.resplit is not used either
-    fingerprint = _digest({"v": FORMAT_VERSION, "input": input_hash, "data": data_key, "forget": forget_key})
+    fingerprint = _digest({"v": FORMAT_VERSION, "input": input_hash, "data": data_settings(data), "forget": forget_key})
     cache = Path(data.cache_dir).expanduser() / f"samples-{interactions.name}-{fingerprint}"
     with hold_lock(cache, wait=True, doing="building the data cache"):  # a second builder waits, then reuses it
         cached = load_verified(cache)

@@ -12,7 +12,7 @@ from accelerate import Accelerator
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from llmrec.config import ForgetConfig, PromptConfig, Recipe, from_dict, to_dict
+from llmrec.config import ForgetConfig, Recipe, from_dict, to_dict
 from llmrec.data.samples import prepare_splits
 from llmrec.data.tokenize import AnswerCollator, length_order, tokenize
 from llmrec.errors import ConfigError, LlmrecError
@@ -30,6 +30,8 @@ from llmrec.io import write_json, write_text
 from llmrec.llm.accel import make_accelerator
 from llmrec.llm.backbone import (
     AnswerTokens,
+    card_settings,
+    check_model_card,
     load_recommender,
     load_tokenizer,
     original_model_dir,
@@ -75,15 +77,16 @@ def score_model(model_dir: Path, names: list[str], splits, batch_size: int, acce
                 base_model: str | None = None) -> dict:
     """{split: (labels, P(yes))} for one saved model, with the prompt and answer tokens it was trained with.
 
-    `base_model`: where an adapter's original is, when not at the path its card records (hash-checked).
+    `base_model`: where an adapter's original is, when not at the path its card records (hash-checked). Raises
+    LlmrecError when a file is damaged or the card's answer tokens are not its tokenizer's (`card_settings`).
     """
     card = read_model_card(model_dir)
     if "classic" in card:  # MF / LightGCN: scored from (user, item) ids, no prompt
         from llmrec.classic.store import score_classic
 
         return score_classic(model_dir, names, splits)
-    prompt, answer = PromptConfig(**card["prompt"]), AnswerTokens(**card["answer"])
     tokenizer = load_tokenizer(str(model_dir))
+    prompt, answer = card_settings(model_dir, tokenizer, card)
     model = accelerator.prepare(load_recommender(model_dir, base_model))
     collator = AnswerCollator(tokenizer)
     scored = {}
@@ -223,6 +226,11 @@ def evaluate(recipe: Recipe, accelerator: Accelerator | None = None) -> dict[str
             "forgetting metrics need a reference: set eval.reference_dir to a model retrained on the retained "
             "split (llmrec train RECIPE train.train_on=retained output_dir=...)"
         )
+    # every model scored here: its card's answer tokens and the data it was trained on, before anything is written
+    for path in dict.fromkeys([model_dir, *(Path(d) for d in (cfg.reference_dir, cfg.original_dir,
+                                                              cfg.floor_reference_dir) if d)]):
+        check_model_card(path, card if path == model_dir else read_model_card(path), recipe.data,
+                         cfg.allow_other_data, "eval.allow_other_data")
     forget, manifest = manifest_forget(model_dir, recipe)
     recipe = replace(recipe, forget=forget)  # evaluation.json records the forget set actually evaluated
     with accelerator.main_process_first():
@@ -239,9 +247,12 @@ def evaluate(recipe: Recipe, accelerator: Accelerator | None = None) -> dict[str
     # gap closure needs the original: checked (present, the very model by hash) before anything is scored;
     # an adapter's is checked when it loads, also before scoring
     original_dir = None
-    if cfg.reference_dir:
-        original_dir = Path(cfg.original_dir) if cfg.original_dir else original_model_dir(model_dir, card,
-                                                                                          cfg.base_model)
+    if cfg.reference_dir and any(card.get(key) for key in ("unlearned_from", "merged_from")):
+        # eval.original_dir too must be the model this one was made from
+        override = ("eval.original_dir", cfg.original_dir) if cfg.original_dir else ("eval.base_model", cfg.base_model)
+        original_dir = original_model_dir(model_dir, card, override[1], override[0])
+    elif cfg.reference_dir and cfg.original_dir:
+        original_dir = Path(cfg.original_dir)
     needed = list(dict.fromkeys([*cfg.splits, *(["forget", "test"] if cfg.reference_dir else [])]))
     scored = score_model(model_dir, needed, splits, cfg.batch_size, accelerator, cfg.base_model)
     results = {name: utility_metrics(*scored[name]) for name in cfg.splits}

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (
     AutoConfig,
@@ -28,8 +29,8 @@ from transformers import (
     T5ForConditionalGeneration,
 )
 
-from llmrec.config import LoraSettings, TinyBackboneConfig
-from llmrec.errors import LlmrecError
+from llmrec.config import DataConfig, LoraSettings, PromptConfig, TinyBackboneConfig, from_dict
+from llmrec.errors import ConfigError, LlmrecError
 from llmrec.io import write_json
 from llmrec.llm.presets import resolve_backbone
 
@@ -154,14 +155,23 @@ def quantization_config(quant: str | None):
 
 
 def load_model(name_or_path: str, dtype: torch.dtype | None = None, quant: str | None = None):
+    """A whole HF model by path, hub id or preset name. A local directory's JSON and safetensors files are checked
+    first (`check_model_files`). Raises LlmrecError, one line naming the file where one is damaged, when the model
+    cannot be loaded or the directory holds an adapter, not a whole model."""
     name_or_path = resolve_backbone(name_or_path)
+    local = Path(name_or_path)
+    if local.is_dir():
+        if (local / "adapter_config.json").is_file() and not (local / "config.json").is_file():
+            raise LlmrecError(f"{local} holds an adapter (an unlearning output), not a whole model: use its original "
+                              "or a merged copy (unlearn with merge=true writes one to merged/)")
+        check_model_files(local)
     try:
         config = AutoConfig.from_pretrained(name_or_path)
         kwargs = {"dtype": dtype, "quantization_config": quantization_config(quant)}
         if kwargs["quantization_config"] is not None and torch.cuda.is_available():
             kwargs["device_map"] = {"": torch.cuda.current_device()}  # 4-bit weights are placed at load time
         model = model_class(config).from_pretrained(name_or_path, **kwargs)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, SafetensorError) as exc:
         raise LlmrecError(f"cannot load a model from '{name_or_path}': {str(exc).splitlines()[0]}") from None
     for module in model.modules():
         # bitsandbytes repacks 4-bit weights for its CPU inference kernel on the first eval-mode forward, and that
@@ -218,11 +228,128 @@ def write_model_card(model_dir: Path, card: dict) -> None:
     write_json(Path(model_dir) / MODEL_CARD, card)  # strict JSON: an undefined metric is null
 
 
+def _read_json(path: Path, what: str):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise LlmrecError(f"{path}: damaged {what}, not readable as JSON ({str(exc).splitlines()[0]})") from None
+
+
+def check_model_files(model_dir: Path) -> None:
+    """A cheap look at every file a model directory is loaded from: each *.json parses, and each *.safetensors
+    header parses and its tensors cover the file exactly (safetensors' own check; the header only is read), so a
+    truncated or overwritten file is named before anything loads it. Raises LlmrecError naming the first damaged
+    file. Flipped bytes inside tensor data pass: only a hash sees those (`original_model_dir`)."""
+    from safetensors import safe_open
+
+    for path in sorted(Path(model_dir).glob("*.json")):
+        if path.name != MODEL_CARD:  # read_model_card parses it
+            _read_json(path, "model file")
+    for path in sorted(Path(model_dir).glob("*.safetensors")):
+        try:
+            with safe_open(str(path), framework="pt"):
+                pass
+        except (OSError, SafetensorError) as exc:
+            raise LlmrecError(f"{path}: damaged weights file ({str(exc).splitlines()[0]}); restore it from a "
+                              "copy or train again") from None
+
+
 def read_model_card(model_dir: Path) -> dict:
-    path = Path(model_dir) / MODEL_CARD
+    """llmrec_model.json of a model directory, after `check_model_files`. Raises LlmrecError as one line naming
+    the directory or file: it does not exist, is no llmrec model directory, or a file in it is damaged."""
+    model_dir = Path(model_dir)
+    path = model_dir / MODEL_CARD
+    if not model_dir.is_dir():
+        problem = "does not exist" if not model_dir.exists() else "is a file, not a directory"
+        raise LlmrecError(f"{model_dir}: not an llmrec model directory: it {problem}")
     if not path.is_file():
         raise LlmrecError(f"{model_dir}: not an llmrec model directory (no {MODEL_CARD}); train one with `llmrec train`")
-    return json.loads(path.read_text())
+    card = _read_json(path, "model card")
+    if not isinstance(card, dict):
+        raise LlmrecError(f"{path}: damaged model card (a JSON object expected, got {type(card).__name__})")
+    check_model_files(model_dir)
+    return card
+
+
+def card_settings(model_dir: Path, tokenizer, card: dict | None = None) -> tuple[PromptConfig, AnswerTokens]:
+    """The prompt and answer tokens a model was trained with, from its card, checked against its tokenizer.
+
+    Each answer id must be the single token its text encodes to, and each text the prompt's answer word (with or
+    without a leading space): swapped or edited ids would invert every score and let unlearning train on inverted
+    answers. Raises LlmrecError naming the card and the mismatch.
+    """
+    card = read_model_card(model_dir) if card is None else card
+    path = Path(model_dir) / MODEL_CARD
+    if "classic" in card:
+        raise LlmrecError(f"{model_dir} holds a classic model (MF / LightGCN): it has no prompt or answer tokens; use "
+                          "the classic-* verbs")
+    try:
+        prompt = from_dict(PromptConfig, card["prompt"], "prompt.")
+        answer = AnswerTokens(**card["answer"])
+        if not (isinstance(answer.yes_id, int) and isinstance(answer.no_id, int)):
+            raise TypeError("answer ids must be integers")
+        if not (isinstance(answer.yes_text, str) and isinstance(answer.no_text, str)):
+            raise TypeError("answer texts must be strings")
+    except (KeyError, TypeError, ConfigError) as exc:
+        raise LlmrecError(f"{path}: damaged model card ({type(exc).__name__}: {exc})") from None
+    for side, word in (("yes", prompt.yes), ("no", prompt.no)):
+        token, text = getattr(answer, f"{side}_id"), getattr(answer, f"{side}_text")
+        if text.strip() != word:
+            raise LlmrecError(f"{path}: answer.{side}_text {text!r} is not the prompt's {side} word {word!r}; the "
+                              "card is damaged")
+        encoded = tokenizer.encode(text, add_special_tokens=False)
+        if encoded != [token]:
+            raise LlmrecError(f"{path}: answer.{side}_id is {token}, but {text!r} is token {encoded} in "
+                              f"{model_dir}'s tokenizer; the card is damaged or belongs to another model")
+    return prompt, answer
+
+
+def check_trained_data(model_dir: Path, card: dict, data: DataConfig, allowed: bool, key: str) -> None:
+    """The data a run is given must be the data `model_dir` was trained on: its card's `data` (recorded by
+    `llmrec train` / `classic-train` from `samples.data_fingerprint`) against the fingerprint of `data`.
+
+    `allowed` (the recipe key `key`) turns a mismatch into a printed note. A card from before the fingerprint
+    was recorded is used with a printed warning, since nothing can be checked. Raises LlmrecError naming both
+    fingerprints and what differs.
+    """
+    from llmrec.data.samples import data_fingerprint
+
+    recorded = card.get("data")
+    if not isinstance(recorded, dict) or "sha256" not in recorded:
+        print(f"warning: {model_dir}: {MODEL_CARD} records no fingerprint of the data it was trained on (made before "
+              "llmrec recorded one), so the data cannot be checked to be the same")
+        return
+    current = data_fingerprint(data)
+    if current["sha256"] == recorded["sha256"]:
+        return
+    flat_recorded, flat_current = _flat(recorded.get("settings", {})), _flat(current["settings"])
+    differing = [f"data.{k} {flat_recorded.get(k)} there, {flat_current.get(k)} here"
+                 for k in sorted(set(flat_recorded) | set(flat_current)) if flat_recorded.get(k) != flat_current.get(k)]
+    if recorded.get("input") != current["input"]:
+        differing.append(f"input {recorded.get('input')} there, {current['input']} here (data.path's contents or the "
+                         "generator's settings)")
+    message = (f"{model_dir} was trained on other data: data fingerprint {recorded['sha256']} in its {MODEL_CARD}, "
+               f"{current['sha256']} for this run's data ({'; '.join(differing)})")
+    if allowed:
+        print(f"warning: {message}; allowed by {key}=true")
+        return
+    raise LlmrecError(f"{message}; give the data it was trained on, or set {key}=true")
+
+
+def check_model_card(model_dir: Path, card: dict, data: DataConfig, allow_other_data: bool, key: str) -> None:
+    """What a run checks before it uses `model_dir`, before anything is written: an LLM card's answer tokens against
+    its tokenizer (`card_settings`) and the data against the card's (`check_trained_data`; `key` names the recipe
+    key that allows other data). Raises LlmrecError."""
+    if "classic" not in card:
+        card_settings(model_dir, load_tokenizer(str(model_dir)), card)
+    check_trained_data(model_dir, card, data, allow_other_data, key)
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for name, value in tree.items():
+        flat.update(_flat(value, f"{prefix}{name}.") if isinstance(value, dict) else {f"{prefix}{name}": value})
+    return flat
 
 
 _VERIFIED: dict[tuple, str] = {}  # (directory, its files' names, sizes and mtimes) -> model_hash, per process
@@ -234,18 +361,20 @@ def _original_hash(path: Path) -> str:
     from llmrec.unlearn.run import model_hash
 
     files = sorted(p for p in path.rglob("*") if p.is_file())
-    key = (str(path.resolve()), tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files))
+    stats = [(str(p), p.stat()) for p in files]  # ctime too: no tool sets it back after a rewrite in place
+    key = (str(path.resolve()), tuple((name, s.st_ino, s.st_size, s.st_mtime_ns, s.st_ctime_ns) for name, s in stats))
     if key not in _VERIFIED:
         _VERIFIED[key] = model_hash(path)
     return _VERIFIED[key]
 
 
-def original_model_dir(model_dir: str | Path, card: dict | None = None, base_model: str | None = None) -> Path | None:
+def original_model_dir(model_dir: str | Path, card: dict | None = None, base_model: str | None = None,
+                       override_key: str = "eval.base_model") -> Path | None:
     """The original an unlearned (or merged) model was made from, checked to be that very model.
 
-    `base_model` (eval.base_model) overrides the path the card records. The card's
-    `unlearned_from_sha256` / `merged_from_sha256` (the `model_hash` `llmrec unlearn` took) must match the
-    directory's hash. None for a model that names no original. Raises LlmrecError, as one line, when the
+    `base_model` (the recipe key `override_key`: eval.base_model or eval.original_dir) overrides the path the card
+    records. The card's `unlearned_from_sha256` / `merged_from_sha256` (the `model_hash` `llmrec unlearn` took) must
+    match the directory's hash. None for a model that names no original. Raises LlmrecError, as one line, when the
     original is missing or is another model; a card from before hashes were recorded is loaded with a
     printed warning, since nothing can be checked.
     """
@@ -253,11 +382,11 @@ def original_model_dir(model_dir: str | Path, card: dict | None = None, base_mod
     key = next((k for k in ("unlearned_from", "merged_from") if card.get(k)), None)
     if key is None:
         if base_model:
-            raise LlmrecError(f"eval.base_model: {model_dir} was not unlearned from another model (its {MODEL_CARD} "
+            raise LlmrecError(f"{override_key}: {model_dir} was not unlearned from another model (its {MODEL_CARD} "
                               "names no original)")
         return None
     path = Path(base_model or card[key])
-    hint = "eval.base_model=DIR" if base_model is None else "another eval.base_model"
+    hint = f"{override_key}=DIR" if base_model is None else f"another {override_key}"
     if not (path / MODEL_CARD).is_file():
         raise LlmrecError(f"{model_dir}: its original model {path} is missing (no {MODEL_CARD} there); point at "
                           f"it with {hint}")
@@ -290,7 +419,11 @@ def load_recommender(model_dir: str | Path, base_model: str | None = None):
             raise LlmrecError(f"{model_dir}: adapter without 'unlearned_from' in {MODEL_CARD}")
         base = original_model_dir(model_dir, card, base_model)
         # the adapter was trained on the original as loaded then (4-bit under QLoRA), so it is scored on that
-        return PeftModel.from_pretrained(load_model(str(base), quant=card.get("quant")), model_dir).eval()
+        original = load_model(str(base), quant=card.get("quant"))
+        try:
+            return PeftModel.from_pretrained(original, model_dir).eval()
+        except (OSError, ValueError, SafetensorError) as exc:
+            raise LlmrecError(f"cannot load the adapter in {model_dir}: {str(exc).splitlines()[0]}") from None
     return load_model(str(model_dir))
 
 

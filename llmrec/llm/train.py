@@ -29,7 +29,13 @@ from transformers import get_linear_schedule_with_warmup
 
 from llmrec.config import Recipe, parse_yaml, to_dict, to_yaml
 from llmrec.data.prompts import render_prompt
-from llmrec.data.samples import input_fingerprint, prepare_splits, require_user_forgetting, training_split
+from llmrec.data.samples import (
+    data_fingerprint,
+    input_fingerprint,
+    prepare_splits,
+    require_user_forgetting,
+    training_split,
+)
 from llmrec.data.tokenize import AnswerCollator, tokenize
 from llmrec.errors import LlmrecError
 from llmrec.eval.evaluate import make_loader, score_split
@@ -365,6 +371,7 @@ def _train(recipe: Recipe) -> dict:
         "base_model": recipe.model.name_or_path,
         "trained_on": cfg.train_on,
         "recipe": to_dict(recipe),  # what retrain and SISA retrain with (config.yaml beside model/ may be newer)
+        "data": data_fingerprint(recipe.data),  # unlearn / evaluate refuse other data (backbone.check_trained_data)
     }
     started = time.perf_counter()
     if cfg.eval_before and not resuming:  # what the backbone knows with no tuning (a resumed model is tuned)

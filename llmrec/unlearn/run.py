@@ -41,6 +41,7 @@ from llmrec.llm.accel import make_accelerator, threads_note
 from llmrec.llm.backbone import (
     ENSEMBLE_FILE,
     AnswerTokens,
+    check_model_card,
     load_model,
     load_tokenizer,
     merged_copy,
@@ -81,6 +82,10 @@ class UnlearnRecipe:
     mixed_precision: MixedPrecision = option("auto", "auto | no | bf16 | fp16 (auto: bf16 where the hardware runs it fast)")
     quant: Quantization = option("none", QUANT_HELP)
     threads: int = option(0, THREADS_HELP, ge=0)
+    allow_other_data: bool = option(
+        False, "unlearn although data.* differ from the data the original was trained on (the data fingerprint in "
+        "its llmrec_model.json); false: such a run stops, naming both fingerprints"
+    )
 
 
 def check_quantizable(recipe: UnlearnRecipe) -> None:
@@ -229,6 +234,7 @@ def run_unlearning(recipe: UnlearnRecipe) -> dict | None:
     check_processes(recipe, runner, accelerator.num_processes)
     require_user_forgetting(recipe.forget, "llmrec unlearn")
     check_quantizable(recipe)
+    check_model_card(model_dir, card, recipe.data, recipe.allow_other_data, "allow_other_data")
     with accelerator.main_process_first():
         splits = prepare_splits(recipe.data, recipe.forget)
     torch.manual_seed(recipe.seed)

@@ -40,3 +40,71 @@ def test_als_on_lightgcn_is_refused_with_one_line(classic_factory, capsys):
     code = main(["classic-train", "model.kind=lightgcn", "train.optimizer=als", f"output_dir={recipe.output_dir}",
                  f"data.cache_dir={recipe.data.cache_dir}"])
     assert code == 2 and "optimizer=als trains one MF" in capsys.readouterr().err
+
+
+# The model card: what a classic model was trained on travels with it and is checked before it is used.
+
+def classic_unlearn(capsys, recipe, out, *overrides, data=None):
+    data = data or [f"data.synthetic.{k}={v}" for k, v in vars(recipe.data.synthetic).items()]
+    capsys.readouterr()  # what earlier steps printed
+    code = main(["classic-unlearn", *data, f"data.cache_dir={recipe.data.cache_dir}",
+                 f"model={recipe.output_dir}/model", f"output_dir={out}", "method=finetune", *overrides])
+    return code, *capsys.readouterr()
+
+
+def test_the_card_records_the_data_and_classic_unlearn_refuses_other_data(classic_factory, tmp_path, capsys):
+    """The reproducer: a model trained on 60 synthetic users 'unlearned' 80 users of a 500-user data set."""
+    from llmrec.data.samples import data_fingerprint
+
+    recipe = classic_factory()
+    train_classic(recipe)
+    recorded = json.loads((tmp_path / "classic" / "model" / "llmrec_model.json").read_text())["data"]
+    assert recorded == data_fingerprint(recipe.data)
+    other = ["data.synthetic.num_users=500", "data.synthetic.num_items=50", "data.synthetic.ratings_per_user=20"]
+    code, _, err = classic_unlearn(capsys, recipe, tmp_path / "forgot", data=other)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and not (tmp_path / "forgot").exists()
+    assert recorded["sha256"] in err and "data.synthetic.num_users 60 there, 500 here" in err
+    assert "allow_other_data=true" in err
+
+    reseeded = [f"data.synthetic.{k}={v}" for k, v in vars(recipe.data.synthetic).items() if k != "seed"]
+    code, out, err = classic_unlearn(capsys, recipe, tmp_path / "forgot", "allow_other_data=true",
+                                     data=[*reseeded, "data.synthetic.seed=1"])  # the ids the model knows
+    assert code == 0 and "allowed by allow_other_data=true" in out, err[-2000:]
+    code, _, err = classic_unlearn(capsys, recipe, tmp_path / "same")
+    assert code == 0, err[-2000:]
+    assert json.loads((tmp_path / "same" / "llmrec_model.json").read_text())["data"] == recorded  # passed on
+
+
+@pytest.mark.parametrize("damage, named", [
+    (lambda m: (m / "model.safetensors").write_bytes((m / "model.safetensors").read_bytes()[:-7]),
+     "model.safetensors: damaged weights file"),
+    (lambda m: (m / "model.safetensors").unlink(), "model.safetensors: missing"),
+    (lambda m: (m / "llmrec_model.json").write_text("{"), "llmrec_model.json: damaged model card"),
+], ids=["truncated-weights", "missing-weights", "card-not-json"])
+def test_a_damaged_classic_model_is_one_line_naming_the_file(classic_factory, tmp_path, capsys, damage, named):
+    recipe = classic_factory()
+    train_classic(recipe)
+    damage(tmp_path / "classic" / "model")
+    code, _, err = classic_unlearn(capsys, recipe, tmp_path / "forgot")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and named in err and not (tmp_path / "forgot").exists()
+    data = [f"data.synthetic.{k}={v}" for k, v in vars(recipe.data.synthetic).items()]
+    assert main(["evaluate", *data, f"data.cache_dir={recipe.data.cache_dir}",
+                 f"eval.model_dir={recipe.output_dir}/model", f"output_dir={tmp_path / 'eval'}"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and named in err and not (tmp_path / "eval").exists()
+
+
+def test_a_classic_original_retrained_in_place_is_not_taken_for_the_original(classic_factory, tmp_path, capsys):
+    """Gap closure scores the original the unlearned model names: retrained in place (same shapes, other
+    weights), it is refused by hash."""
+    recipe = classic_factory()
+    train_classic(recipe)
+    assert classic_unlearn(capsys, recipe, tmp_path / "forgot")[0] == 0
+    train_classic(classic_factory("train.seed=1"))  # the same directory, another model
+    data = [f"data.synthetic.{k}={v}" for k, v in vars(recipe.data.synthetic).items()]
+    capsys.readouterr()
+    code = main(["evaluate", *data, f"data.cache_dir={recipe.data.cache_dir}",
+                 f"eval.model_dir={tmp_path / 'forgot'}", f"eval.reference_dir={tmp_path / 'forgot'}",
+                 f"output_dir={tmp_path / 'eval'}"])
+    err = capsys.readouterr().err
+    assert code == 2 and "is not the model it was made from" in err and not (tmp_path / "eval").exists()

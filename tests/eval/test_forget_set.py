@@ -50,6 +50,9 @@ def test_another_forget_set_is_refused_naming_both(forgot_seed_0, tmp_path, caps
 
 def test_other_data_give_another_forget_set_even_from_the_manifest(forgot_seed_0, tmp_path, capsys):
     code, _, err = evaluate(capsys, forgot_seed_0, forgot_seed_0 / "adapter", tmp_path, "data.synthetic.seed=1")
+    assert code == 2 and "was trained on other data" in err  # the data are checked first (test_model_checks.py)
+    code, _, err = evaluate(capsys, forgot_seed_0, forgot_seed_0 / "adapter", tmp_path, "data.synthetic.seed=1",
+                            "eval.allow_other_data=true")
     assert code == 2 and "is not the one this model forgot" in err and "the data differ" in err
 
 

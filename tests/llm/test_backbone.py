@@ -80,3 +80,26 @@ def test_chat_prompts_open_the_assistant_turn_and_answer_without_a_space(tmp_pat
 def test_unloadable_model_is_a_clear_error(tmp_path):
     with pytest.raises(LlmrecError, match="cannot load a tokenizer"):
         load_tokenizer(str(tmp_path / "missing"))
+
+
+def test_a_cards_answer_tokens_must_be_its_tokenizers(tmp_path):
+    """What resolve_answer_tokens wrote passes (plain and chat prompts); swapped or foreign ids are refused."""
+    import re
+    from dataclasses import asdict
+
+    from llmrec.config import PromptConfig
+    from llmrec.llm.backbone import card_settings
+
+    tokenizer = train_tokenizer(CORPUS, 400)
+    for chat in (False, True):
+        answer = resolve_answer_tokens(tokenizer, "Yes", "No", chat=chat)
+        card = {"answer": asdict(answer), "prompt": asdict(PromptConfig(chat_template=chat))}
+        assert card_settings(tmp_path, tokenizer, card) == (PromptConfig(chat_template=chat), answer)
+    swapped = {**card, "answer": {**card["answer"], "yes_id": answer.no_id, "no_id": answer.yes_id}}
+    wrong = re.escape(f"answer.yes_id is {answer.no_id}, but {answer.yes_text!r} is token [{answer.yes_id}]")
+    with pytest.raises(LlmrecError, match=wrong):
+        card_settings(tmp_path, tokenizer, swapped)
+    with pytest.raises(LlmrecError, match="damaged model card"):
+        card_settings(tmp_path, tokenizer, {**card, "answer": {**card["answer"], "yes_id": "7"}})
+    with pytest.raises(LlmrecError, match="classic model"):
+        card_settings(tmp_path, tokenizer, {"classic": {"kind": "mf"}})
