@@ -268,3 +268,35 @@ def test_an_interrupt_between_the_two_renames_puts_the_old_version_back(tmp_path
             (tmp / "weights").write_text("new")
     assert (target / "weights").read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_a_failed_write_leaves_no_temp_file_beside_its_target(tmp_path, monkeypatch):
+    import errno
+
+    def full_disk(self, text, *args, **kwargs):
+        Path.write_bytes(self, text[: len(text) // 2].encode())  # half written, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device", str(self))
+
+    monkeypatch.setattr(Path, "write_text", full_disk)
+    with pytest.raises(OSError):
+        write_json(tmp_path / "results.json", {"auc": 0.5})
+    assert list(tmp_path.iterdir()) == []  # was: .results.json.tmp-PID left behind
+
+
+def test_reading_a_model_whose_swap_a_kill_interrupted_finishes_the_swap_first(tmp_path, capsys):
+    from llmrec.llm.backbone import MODEL_CARD, read_model_card
+
+    target = tmp_path / "unlearned"
+    target.mkdir()
+    (target / MODEL_CARD).write_text('{"version": "old"}')
+    killed = python(KILL_AFTER_FIRST_RENAME + f"""
+import sys
+from llmrec.io import atomic_dir
+with atomic_dir(pathlib.Path(sys.argv[1])) as tmp:
+    (tmp / "{MODEL_CARD}").write_text('{{"version": "new"}}')
+""", target)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert not target.exists()  # `llmrec evaluate` said "does not exist" here
+
+    assert read_model_card(target) == {"version": "new"}
+    assert "finished putting the new version in place" in capsys.readouterr().out

@@ -31,7 +31,7 @@ from llmrec.bench.steps import VARIANTS, StepRunner, Variant, bf16_autocast, ful
 from llmrec.classic.methods.ifru import IfruConfig
 from llmrec.classic.train import ClassicModelConfig, ClassicTrainConfig, train_classic
 from llmrec.classic.unlearn import ClassicUnlearnRecipe, run_classic_unlearning
-from llmrec.config import PromptConfig, Recipe, option, to_dict, to_yaml
+from llmrec.config import Recipe, option, to_dict, to_yaml
 from llmrec.data.samples import prepare_splits, require_user_forgetting
 from llmrec.data.tokenize import AnswerCollator, tokenize
 from llmrec.errors import ConfigError
@@ -40,7 +40,15 @@ from llmrec.eval.forgetting import forget_gap_closure, js_divergence
 from llmrec.eval.metrics import utility_metrics
 from llmrec.io import write_json, write_text
 from llmrec.llm.accel import make_accelerator
-from llmrec.llm.backbone import AnswerTokens, add_lora, load_model, load_recommender, load_tokenizer, read_model_card
+from llmrec.llm.backbone import (
+    AnswerTokens,
+    add_lora,
+    card_settings,
+    load_model,
+    load_recommender,
+    load_tokenizer,
+    read_model_card,
+)
 from llmrec.llm.scoring import p_yes
 from llmrec.llm.train import train
 from llmrec.unlearn.data import UnlearningData
@@ -119,10 +127,10 @@ def check_speed(recipe: SpeedRecipe) -> None:
 # ---------------------------------------------------------------- 1. one step
 
 def step_benchmark(recipe: SpeedRecipe, original_dir: Path, splits, accelerator) -> tuple[list[dict], str | None]:
-    card = read_model_card(original_dir)
-    answer, prompt = AnswerTokens(**card["answer"]), PromptConfig(**card["prompt"])
+    card, tokenizer = read_model_card(original_dir), load_tokenizer(str(original_dir))
+    prompt, answer = card_settings(original_dir, tokenizer, card)  # answer ids checked against the tokenizer
     config, batch_size, steps = recipe.e2urec, recipe.step.batch_size or recipe.e2urec.batch_size, recipe.step.steps
-    data = UnlearningData(splits, load_tokenizer(str(original_dir)), prompt, card["max_length"], answer, recipe.seed)
+    data = UnlearningData(splits, tokenizer, prompt, card["max_length"], answer, recipe.seed)
     needed = (steps + 1) * recipe.repeats + 1
     retained = data.retained_sample(needed * batch_size)
 
@@ -272,9 +280,9 @@ def pairs_within(labels, probs, gap: float) -> float:
 
 
 def scoring_benchmark(recipe: SpeedRecipe, original_dir: Path, splits, accelerator) -> list[dict]:
-    card = read_model_card(original_dir)
-    answer, tokenizer = AnswerTokens(**card["answer"]), load_tokenizer(str(original_dir))
-    dataset = tokenize(splits[recipe.score_split], tokenizer, PromptConfig(**card["prompt"]), card["max_length"])
+    card, tokenizer = read_model_card(original_dir), load_tokenizer(str(original_dir))
+    prompt, answer = card_settings(original_dir, tokenizer, card)
+    dataset = tokenize(splits[recipe.score_split], tokenizer, prompt, card["max_length"])
     collator, batch_size = AnswerCollator(tokenizer), recipe.eval.batch_size
     ours = accelerator.prepare(load_recommender(original_dir))
     plain = load_model(str(original_dir)).eval()

@@ -31,7 +31,7 @@ from transformers import (
 
 from llmrec.config import DataConfig, LoraSettings, PromptConfig, TinyBackboneConfig, from_dict
 from llmrec.errors import ConfigError, LlmrecError
-from llmrec.io import write_json
+from llmrec.io import recover, write_json
 from llmrec.llm.presets import resolve_backbone
 
 SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
@@ -259,6 +259,11 @@ def read_model_card(model_dir: Path) -> dict:
     the directory or file: it does not exist, is no llmrec model directory, or a file in it is damaged."""
     model_dir = Path(model_dir)
     path = model_dir / MODEL_CARD
+    if not model_dir.exists():  # a writer killed between atomic_dir's two renames: finish its swap first
+        try:
+            recover(model_dir)
+        except OSError:  # e.g. a read-only parent: nothing can be repaired there
+            pass
     if not model_dir.is_dir():
         problem = "does not exist" if not model_dir.exists() else "is a file, not a directory"
         raise LlmrecError(f"{model_dir}: not an llmrec model directory: it {problem}")
