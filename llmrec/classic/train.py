@@ -27,7 +27,7 @@ from llmrec.config import THREADS_HELP, DataConfig, ForgetConfig, option, to_dic
 from llmrec.data.samples import data_fingerprint, prepare_splits, training_split
 from llmrec.errors import ConfigError
 from llmrec.eval.metrics import utility_metrics
-from llmrec.io import atomic_dir, write_json, write_text
+from llmrec.io import atomic_dir, hold_lock, write_json, write_text
 from llmrec.llm.accel import threads_note
 from llmrec.llm.backbone import parameter_counts
 
@@ -203,6 +203,13 @@ def fit_ensemble(recipe: ClassicRecipe, index: Index, train: Triples, valid: Tri
 
 
 def train_classic(recipe: ClassicRecipe) -> dict:
+    """Train `recipe` into its output_dir, held locked for the run (`llmrec.io.hold_lock`): a second run into it
+    is one line naming the first's pid, exit 2, not two runs whose last model/ silently wins."""
+    with hold_lock(Path(recipe.output_dir)):
+        return _train_classic(recipe)
+
+
+def _train_classic(recipe: ClassicRecipe) -> dict:
     cfg = recipe.train
     if cfg.optimizer == "als" and (recipe.model.kind != "mf" or cfg.ensemble.shards > 1):
         raise ConfigError("train.optimizer=als trains one MF (model.kind: mf, train.ensemble.shards: 1)")

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -108,3 +109,36 @@ def test_a_classic_original_retrained_in_place_is_not_taken_for_the_original(cla
                  f"output_dir={tmp_path / 'eval'}"])
     err = capsys.readouterr().err
     assert code == 2 and "is not the model it was made from" in err and not (tmp_path / "eval").exists()
+
+
+def test_a_second_classic_train_into_a_held_output_dir_is_one_line(tmp_path, capsys):
+    """Issue 18 item 8: two runs into one output_dir both ran and the last model/ silently won."""
+    import subprocess
+    import sys
+    import time
+
+    from llmrec.cli import main
+    from tests.classic.conftest import CLASSIC_DATA
+
+    out, ready, go = tmp_path / "classic", tmp_path / "ready", tmp_path / "go"
+    holder = subprocess.Popen([sys.executable, "-c", """
+import pathlib, sys, time
+from llmrec.io import hold_lock
+with hold_lock(pathlib.Path(sys.argv[1])):
+    pathlib.Path(sys.argv[2]).touch()
+    while not pathlib.Path(sys.argv[3]).exists():
+        time.sleep(0.02)
+""", str(out), str(ready), str(go)], cwd=Path(__file__).resolve().parents[2])
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            assert holder.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        code = main(["classic-train", f"output_dir={out}", f"data.cache_dir={tmp_path / 'cache'}", *CLASSIC_DATA,
+                     "model.dim=8", "train.epochs=1"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and f"in use by another llmrec run (pid {holder.pid})" in err[0], err
+        assert not (out / "model").exists()
+    finally:
+        go.touch()
+        holder.wait(60)
