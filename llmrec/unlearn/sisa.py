@@ -79,12 +79,16 @@ def write_ensemble(target: Path, shard_models: list[Path], shard_groups: list[li
 
     Paths are relative to `target`, and `target` may be a temporary sibling of the final directory. The card
     is the first shard's, with `recipe` (the ensemble's training recipe, when known) in place of the shard's own.
+    Each shard's `directory_hash` is recorded, so a shard changed in place is refused at load (`check_shards`).
     """
+    from llmrec.unlearn.run import directory_hash
+
     load_tokenizer(str(shard_models[0])).save_pretrained(target)
     card = {key: value for key, value in read_model_card(shard_models[0]).items() if key != "recipe"}
     write_model_card(target, {**card, "sisa_shards": len(shard_models), **({"recipe": recipe} if recipe else {})})
     write_json(target / ENSEMBLE_FILE, {
-        "shards": [{"model": os.path.relpath(m, target), "users": g} for m, g in zip(shard_models, shard_groups)],
+        "shards": [{"model": os.path.relpath(m, target), "users": g, "sha256": directory_hash(m)}
+                   for m, g in zip(shard_models, shard_groups)],
         **extra,
     })
 
@@ -126,6 +130,7 @@ class SisaEnsemble(nn.Module):
     @classmethod
     def load(cls, model_dir: Path) -> SisaEnsemble:
         card = read_model_card(model_dir)
+        check_shards(model_dir)
         return cls([load_model(str(shard)) for shard in shard_model_dirs(model_dir)], AnswerTokens(**card["answer"])).eval()
 
     def forward(self, input_ids, attention_mask=None, **ignored):
@@ -150,6 +155,21 @@ def shard_model_dirs(model_dir: Path) -> list[Path]:
     """The shard models an ensemble directory points to (they live outside it)."""
     spec = json.loads((Path(model_dir) / ENSEMBLE_FILE).read_text())
     return [(Path(model_dir) / shard["model"]).resolve() for shard in spec["shards"]]
+
+
+def check_shards(model_dir: Path) -> None:
+    """Every shard model is the one the ensemble was written with (its recorded `directory_hash`; hashed once per
+    process while its files keep their sizes and times). Raises LlmrecError naming the first changed or missing
+    shard: shards live outside the ensemble directory, so one retrained or edited in place would otherwise be
+    scored, and unlearned, without a word. Ensembles written before hashes were recorded are not checked."""
+    from llmrec.llm.backbone import _original_hash
+
+    for k, (shard, path) in enumerate(zip(read_ensemble(model_dir)["shards"], shard_model_dirs(model_dir))):
+        if not path.is_dir():
+            raise LlmrecError(f"{model_dir}: shard {k} ({path}) is missing")
+        if "sha256" in shard and _original_hash(path) != shard["sha256"]:
+            raise LlmrecError(f"{model_dir}: shard {k} ({path}) changed since the ensemble was written (sha256 "
+                              f"{_original_hash(path)[:12]}…, recorded {shard['sha256'][:12]}…)")
 
 
 def read_ensemble(model_dir: Path) -> dict:

@@ -161,3 +161,18 @@ def test_an_ensemble_of_t5_shards_is_scored_evaluated_and_unlearned(tmp_path):
     unlearned = evaluate(replace(recipe, output_dir=str(tmp_path / "eval"),
                                  eval=replace(recipe.eval, model_dir=str(tmp_path / "out"), splits=["test"])))
     assert unlearned["test"]["samples"] == results["test"]["samples"]
+
+
+def test_a_shard_changed_in_place_is_refused_at_load(ensemble, tmp_path):
+    """Issue 18 item 2: sisa.json recorded no hash of its shards, so a shard retrained or edited in place (it lives
+    outside model/) was scored and unlearned without a word."""
+    copy = tmp_path / "run"
+    shutil.copytree(ensemble.output_dir, copy)
+    load_recommender(copy / "model")  # intact: loads
+    with open(copy / "shards/shard-1/model/model.safetensors", "r+b") as f:  # a weight byte changed, same size
+        f.seek(-1, os.SEEK_END)
+        last = f.read(1)
+        f.seek(-1, os.SEEK_END)
+        f.write(bytes([last[0] ^ 1]))
+    with pytest.raises(LlmrecError, match=r"shard 1 .* changed since the ensemble was written"):
+        load_recommender(copy / "model")
