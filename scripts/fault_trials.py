@@ -1,6 +1,7 @@
 """Fault-injection trials against an llmrec checkout (issue 18): kill it, damage its files, crowd it, fill its disk.
 
-    python scripts/fault_trials.py --repo PATH [--per-kind N] [--kinds K,K] [--work DIR] [--keep]
+    python scripts/fault_trials.py --repo PATH [--per-kind N] [--kinds K,K] [--work DIR] [--keep] [--results F]
+    python scripts/fault_trials.py --repo PATH --report F [F ...]     # the table of earlier --results files
 
 Every trial runs the checkout at PATH from outside: `python -c CODE` with PYTHONPATH=PATH, where CODE wraps one
 named callable (e.g. `llmrec.llm.train.save_checkpoint`, `accelerate.Accelerator.save_state`, `os.rename`) so
@@ -26,17 +27,18 @@ A trial ENDED CLEANLY when every check that applies to it holds:
    `unlearning_manifest.json`, `train_metrics.json` or `results.json` that was not there before, and an earlier
    complete output is byte-identical); no run exits 0 on damaged or other data or with an inverted answer.
 4. No temporary litter: after a run that exited by itself (anything but SIGKILL), and after the next run
-   in any case, no hidden `.NAME.tmp-*` / `.NAME.old-*` / `*partial*` / `*incomplete*` entry is left anywhere
-   under the trial's folder (lock files are not litter). After a kill, rerunning the same command exits 0
+   in any case, no hidden `.NAME.tmp-*` / `.NAME.old-*` / `.NAME.swap-*` / `*partial*` / `*incomplete*` entry
+   is left anywhere under the trial's folder (`*.lock` files are not litter). After a kill, rerunning the same command exits 0
    (training: resuming where a checkpoint allows, to weights byte-identical to an uninterrupted run's).
 
 A trial that fails gets the first failing check's reason, one word: nofire (the named call never happened:
 the phase moved), notarget (no such callable), timeout, exitcode, traceback, silent (died of a signal or
-printed no `llmrec:` line), message (the line does not name what it should), accepted (a bad setting or input
-ran), trusted (damaged, swapped or other data used with exit 0), original, stale, litter, rerun (the next run
+printed no `llmrec:` line), swallowed (exit 0 after SIGINT/SIGTERM/an injected error), message (the line does
+not name what it should), accepted (a bad setting or input ran), trusted (damaged, swapped or other data used with exit 0), original, stale, litter, rerun (the next run
 failed), weights, restarted (a resumable run started over), crash (a concurrent run crashed), bothwon (two
-writers of one output both succeeded), recipe, config, hardlink, unrecorded (threads not printed or recorded),
-setup (a shared fixture could not be built).
+writers of one output both succeeded), recipe, config, hardlink, threads (torch ran more threads than free
+cores), unrecorded (the thread count not printed or recorded), setup (a shared fixture could not be built),
+harness (a bug in this script).
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -288,6 +290,7 @@ class Harness:
         self._count += 1
         notes = self.work / "notes" / f"{self._count}.jsonl"
         notes.parent.mkdir(parents=True, exist_ok=True)
+        notes.unlink(missing_ok=True)  # a work folder used again
         run_env = {**self.env, **(env or {})}
         run_env = {k: v for k, v in run_env.items() if v is not None}
         proc = subprocess.Popen([self.python, "-c", self._code(argv, fault, observe, cpus, notes)], env=run_env,
@@ -601,7 +604,11 @@ def kill_output_run(harness: Harness, d: Path, argv, original: Path, out: Path, 
     if previous is None and (out / claims).exists() and run.rc != 0:
         raise Fail("stale", f"{claims} written by a run that failed")
     if previous is not None and fault.action != "SIGKILL" and tree_digest(out) != previous:
-        raise Fail("stale", "the earlier output changed, though the run failed")
+        # A fault at the swap itself may be finished forward: then the output is this run's, complete.
+        finished = fault.match is not None and (out / claims).is_file() and json.loads(
+            (out / claims).read_text()).get("original_model_sha256") == before
+        if not finished:
+            raise Fail("stale", "the earlier output changed, though the run failed")
     if fault.action != "SIGKILL":
         check_litter(d, "after the faulted run")
     rerun = harness.cli(argv)
@@ -852,11 +859,11 @@ for _how in ("truncated weights", "damaged card", "missing folder"):
 
 
 def damaged_bench_stage(harness: Harness, d: Path, how: str) -> None:
-    """A finished benchmark whose stored stage is damaged: the rerun must train it again (to the same bytes, the
-    training is seeded) or refuse in one line, never score the damaged model."""
+    """A finished benchmark whose stored stage is damaged: the rerun must train it again (to the same weights,
+    the training is seeded) or refuse in one line, never score the damaged model."""
     out = harness.copy("bench", d / "bench")
     stage = out / ("original" if how == "flipped weights" else "retrain") / "model"
-    pristine = tree_digest(stage)
+    weights = (stage / "model.safetensors").read_bytes()
     if how == "flipped weights":
         flip_bytes(stage / "model.safetensors")
     else:
@@ -865,7 +872,11 @@ def damaged_bench_stage(harness: Harness, d: Path, how: str) -> None:
     if run.rc != 0:
         check_refused(run, names=(str(stage), "llmrec_model.json", "model.safetensors"))
         return
-    if tree_digest(stage) != pristine:
+    try:
+        json.loads((stage / "llmrec_model.json").read_text())
+    except ValueError:
+        raise Fail("trusted", f"the {stage.parent.name} stage with a damaged card was reused") from None
+    if (stage / "model.safetensors").read_bytes() != weights:
         raise Fail("trusted", f"the damaged {stage.parent.name} stage was reused")
     check_litter(d, "after the rerun")
 

@@ -28,11 +28,11 @@ def harness(tmp_path_factory):
 
 
 def trial_params(trials, pending: dict[str, str]) -> list:
-    """pytest params of harness trials; those in `pending` ("kind / name": issue 18 item) are xfail for now."""
+    """pytest params of harness trials; those in `pending` ("kind / name": why) are xfail until their fix lands."""
     params = []
     for trial in trials:
         key = f"{trial.kind} / {trial.name}"
-        marks = [pytest.mark.xfail(strict=False, reason=f"issue 18 item {pending[key]} pending")] if key in pending else []
+        marks = [pytest.mark.xfail(strict=False, reason=pending[key])] if key in pending else []
         params.append(pytest.param(trial, id=key, marks=marks))
     return params
 

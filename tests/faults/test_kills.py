@@ -104,8 +104,11 @@ def _kill_trials():
     return trials
 
 
-# Trials that did not end cleanly on 832b480 (before issue 18's fixes): "kind / name": the item each waits for.
-KILLS_PENDING: dict[str, str] = {}
+# Trials that still fail at 0f5a214 (TEMPORARY xfail marks: remove each once its fix lands).
+KILLS_PENDING = {
+    "kill: benchmark / SIGKILL at report": "issue 18 item 8 pending: results.json/.md are written before results.png, "
+                                           "so a run killed in the plot leaves results that look finished",
+}
 
 
 @pytest.mark.slow
