@@ -141,6 +141,14 @@ class DataConfig:
         SubsampleConfig(), "smaller splits after the time split, for large backbones on small machines; the forget "
         "set is then drawn from the subsampled train users"
     )
+    holdout: float | str = option(
+        0.05, "in-distribution non-members: users whose train-split samples no model trains on (original, retrain, "
+        "SISA / RecEraser shards, classic models), moved from train to the split 'holdout' (their valid/test samples "
+        "stay); the forget set is drawn from the other train users | a fraction in [0, 1) of the train users, seeded "
+        "by data.holdout_seed; 0: off | a file of train-user ids, one per line"
+    )
+    holdout_seed: int = option(0, "seed of the data.holdout draw (a stream of its own: the same number as "
+                               "forget.seed draws unrelated users)", ge=0)
 
 
 @dataclass

@@ -84,7 +84,7 @@ def test_data_verb_prints_split_sizes(capsys, tmp_path):
                        "data.synthetic.num_items=20", "data.synthetic.ratings_per_user=12")
     assert code == 0
     lines = out.strip().splitlines()
-    assert [line.split()[0] for line in lines] == ["source", "train", "valid", "test", "forget", "retained"]
+    assert [line.split()[0] for line in lines] == ["source", "train", "valid", "test", "holdout", "forget", "retained"]
     assert "0 repeated (user, item) ratings dropped" in lines[0]
 
 

@@ -24,7 +24,13 @@ from llmrec.bench.classic import ClassicBenchConfig, check_classic, run_classic
 from llmrec.bench.memory import PeakMemory
 from llmrec.bench.report import markdown_report, plot_report
 from llmrec.config import QUANT_HELP, Quantization, Recipe, option, to_dict, to_yaml
-from llmrec.data.samples import FORMAT_VERSION, input_fingerprint, prepare_splits, require_user_forgetting
+from llmrec.data.samples import (
+    FORMAT_VERSION,
+    holdout_settings,
+    input_fingerprint,
+    prepare_splits,
+    require_user_forgetting,
+)
 from llmrec.errors import ConfigError, LlmrecError
 from llmrec.eval.evaluate import forgetting_metrics, score_model
 from llmrec.eval.metrics import utility_metrics
@@ -76,13 +82,15 @@ def fingerprint(recipe: Recipe) -> str:
     the samples' FORMAT_VERSION (how samples are built from the same bytes).
 
     A model trained on the whole train split never sees the forget set, so the forget section is left out:
-    the same original serves a 20% and a 1% forget benchmark. data.rating_scale only checks the input.
+    the same original serves a 20% and a 1% forget benchmark. data.rating_scale only checks the input. A
+    data.holdout file counts by its content (`samples.holdout_settings`).
     """
     shaping = ("data", "prompt", "model", "train") if recipe.train.train_on == "train" else (
         "data", "forget", "prompt", "model", "train")
     settings = {key: value for key, value in to_dict(recipe).items() if key in shaping}
-    for key in ("path", "cache_dir", "rating_scale"):
+    for key in ("path", "cache_dir", "rating_scale", "holdout", "holdout_seed"):
         settings["data"].pop(key, None)
+    settings["data"].update(holdout_settings(recipe.data))  # a holdout file by its content; nothing when off
     if settings.get("forget", {}).get("unit") == "users":
         del settings["forget"]["unit"]  # the default: fingerprints from before the option existed stay valid
     settings["train"].pop("resume", None)

@@ -24,15 +24,17 @@ class Triples:
 
 @dataclass(frozen=True)
 class Index:
-    """Row of every user and item id; built once from all splits so any split of the same data can be scored."""
+    """Row of every user and item id; built once from all splits so any split of the same data can be scored
+    (the data.holdout users' too: they get rows, which only ever see their initial values, never their samples)."""
 
     users: list[str]
     items: list[str]
 
     @classmethod
     def from_splits(cls, splits) -> Index:
-        users = sorted({str(u) for name in ("train", "valid", "test") for u in splits[name]["user_id"]})
-        items = sorted({str(i) for name in ("train", "valid", "test") for i in splits[name]["item_id"]})
+        names = [name for name in ("train", "valid", "test", "holdout") if name in splits]
+        users = sorted({str(u) for name in names for u in splits[name]["user_id"]})
+        items = sorted({str(i) for name in names for i in splits[name]["item_id"]})
         return cls(users, items)
 
     def encode(self, split, what: str = "split") -> Triples:

@@ -3,8 +3,10 @@
 Ratings are ordered by (timestamp, user, item), as the E2URec reference orders them
 (`data_preprocess/ml-1m.ipynb`: `sort_values(by=["timestamp", "User ID", "Movie ID"], kind="stable")`):
 a history is the user's earlier ratings in that order, and the splits cut it. Splits are a global
-time split (the future is never in train); the forget set is a set of training users, and
-`retained` is train without them. Built splits are cached on disk as HF datasets under a
+time split (the future is never in train). A seeded few of the train users (`data.holdout`) are held out:
+their train-split samples move to the split `holdout`, which no model trains on, so they show what a forgotten
+user should look like afterwards (in-distribution non-members); their valid/test samples stay. The forget set is a
+set of the other training users, and `retained` is train without them. Built splits are cached on disk as HF datasets under a
 fingerprint of the input bytes and the config, so a rerun loads in seconds. A cache holds the sha256 of
 each of its files (checksums.json) and is verified at every load: a damaged or half-built one is rebuilt, said
 in one line. Builds hold the cache's lock (`.samples-....lock` beside it, while building): a concurrent
@@ -27,7 +29,7 @@ from llmrec.data.interactions import Interactions
 from llmrec.errors import LlmrecError
 from llmrec.io import atomic_dir, content_record, file_sha256, hold_lock
 
-SPLITS = ("train", "valid", "test", "forget", "retained")
+SPLITS = ("train", "valid", "test", "holdout", "forget", "retained")
 METADATA = "metadata.json"  # beside the cached splits: how they were built
 CHECKSUMS = "checksums.json"  # {"sha256": {file: hex}} of every file save_splits wrote: damage means a rebuild
 # Bump when the samples built from the same input change, so old caches are not reused.
@@ -197,9 +199,10 @@ def subsample(splits: dict[str, pd.DataFrame], config: SubsampleConfig) -> dict[
     return out
 
 
-def read_user_file(path: str | Path, train_users: list[str], what: str) -> list[str]:
+def read_user_file(path: str | Path, train_users: list[str], what: str, holdout=frozenset()) -> list[str]:
     """Sorted unique ids from a one-per-line UTF-8 file (`readers.read_id_lines`: a byte-order mark is dropped;
-    UTF-16, NUL or undecodable bytes are refused with file:line); every id must be a training user."""
+    UTF-16, NUL or undecodable bytes are refused with file:line); every id must be a training user. An id in
+    `holdout` (the data.holdout users, no longer in train) is refused as such: no model trains on it."""
     from llmrec.data.readers import read_id_lines
 
     path = Path(path)
@@ -208,16 +211,59 @@ def read_user_file(path: str | Path, train_users: list[str], what: str) -> list[
     known = set(train_users)
     lines = read_id_lines(path)
     for line_no, user in enumerate(lines, start=1):
+        if user.strip() in holdout:
+            raise LlmrecError(f"{path}:{line_no}: user id {user.strip()!r} is a holdout user (data.holdout): no model "
+                              "trains on it, so it cannot be named here")
         if user.strip() and user.strip() not in known:  # repr shows characters one cannot see
             raise LlmrecError(f"{path}:{line_no}: unknown user id {user.strip()!r} (not a training user)")
     return sorted({line.strip() for line in lines if line.strip()})
 
 
-def choose_forget_users(train: pd.DataFrame, config: ForgetConfig) -> list[str]:
-    """A seeded fraction of training users, or the ids listed in `config.users`."""
+def choose_holdout_users(train: pd.DataFrame, data: DataConfig) -> list[str]:
+    """The data.holdout users (sorted): the ids in the file `data.holdout` names (every one a user of `train`), or a
+    fraction of `train`'s users rounded to whole users (0: none), drawn with numpy's default_rng([holdout_seed, 1])
+    so the forget draw (default_rng(forget.seed)) is not correlated with it. The E2URec reference holds nobody out
+    (data.holdout 0 reproduces its splits). Raises LlmrecError for a fraction
+    outside [0, 1), an empty, missing or unknown-id file, or a holdout that leaves no training user."""
+    train_users = sorted(train["user_id"].unique())
+    if isinstance(data.holdout, str):
+        chosen = read_user_file(data.holdout, train_users, "data.holdout users")
+        if not chosen:
+            raise LlmrecError(f"{data.holdout}: no user ids in the data.holdout file (data.holdout: 0 turns it off)")
+    else:
+        if not 0 <= data.holdout < 1:
+            raise LlmrecError("data.holdout must be a fraction in [0, 1) of the training users or a file of user "
+                              f"ids, got {data.holdout}")
+        count = round(data.holdout * len(train_users))
+        rng = np.random.default_rng([data.holdout_seed, 1])
+        chosen = sorted(rng.choice(train_users, size=count, replace=False).tolist()) if count else []
+    if len(chosen) >= len(train_users):
+        raise LlmrecError(f"data.holdout: all {len(train_users)} training users would be held out; none would be "
+                          "left to train on")
+    return chosen
+
+
+def holdout_settings(data: DataConfig) -> dict:
+    """The data.holdout settings as cache keys and fingerprints see them: {} when off (0, so keys taken before the
+    option existed hold), {"holdout": fraction, "holdout_seed": seed}, or for a file {"holdout": {"users_sha256":
+    its bytes' sha256}} (its content, not its name; the path itself when there is no such file)."""
+    if isinstance(data.holdout, str):
+        path = Path(data.holdout)
+        return {"holdout": {"users_sha256": hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file()
+                            else str(path)}}
+    return {"holdout": data.holdout, "holdout_seed": data.holdout_seed} if data.holdout else {}
+
+
+def holdout_users(splits) -> set[str]:
+    """The users of the split `holdout` (none in caches built before it existed)."""
+    return set(splits["holdout"]["user_id"]) if "holdout" in splits else set()
+
+
+def choose_forget_users(train: pd.DataFrame, config: ForgetConfig, holdout=frozenset()) -> list[str]:
+    """A seeded fraction of training users, or the ids listed in `config.users` (none of them in `holdout`)."""
     train_users = sorted(train["user_id"].unique())
     if config.users:
-        chosen = read_user_file(config.users, train_users, "forget-users")
+        chosen = read_user_file(config.users, train_users, "forget-users", holdout)
         if not chosen:
             raise LlmrecError(f"{config.users}: the forget set is empty (no user ids in the file)")
     else:
@@ -239,7 +285,9 @@ def data_settings(data: DataConfig) -> dict:
     """The data.* settings that shape samples and splits (not data.path, whose contents `input_fingerprint` covers,
     nor data.cache_dir); an option at its "off" value is left out, so fingerprints taken before it existed hold."""
     # data.rating_scale only checks the input (a rating outside stops reading): the samples it lets by are the same
-    settings = {k: v for k, v in dataclasses.asdict(data).items() if k not in ("cache_dir", "path", "rating_scale")}
+    settings = {k: v for k, v in dataclasses.asdict(data).items()
+                if k not in ("cache_dir", "path", "rating_scale", "holdout", "holdout_seed")}
+    settings.update(holdout_settings(data))  # a holdout file by its content; left out when off
     if data.subsample == SubsampleConfig():
         del settings["subsample"]  # keeps the fingerprints of caches built before the option existed
     if not data.resplit_last:
@@ -251,7 +299,7 @@ def data_fingerprint(data: DataConfig) -> dict:
     """What a model is trained on, recorded in its card (`data`) and checked by unlearn / evaluate before they use it
     (llmrec.llm.backbone.check_trained_data): {"sha256": 16 hex digits over both parts, "input": the input's
     `input_fingerprint`, "settings": `data_settings`}. Forget settings are not part of it: the same data serve
-    any forget set. Raises LlmrecError when data.path is unset for a file format."""
+    any forget set; data.holdout is (`holdout_settings`): a model trained with another holdout saw other users. Raises LlmrecError when data.path is unset for a file format."""
     input_hash, settings = input_fingerprint(data), data_settings(data)
     return {"sha256": _digest({"v": FORMAT_VERSION, "input": input_hash, "data": settings}), "input": input_hash,
             "settings": settings}
@@ -296,15 +344,23 @@ def build_splits(interactions: Interactions, input_hash: str, data: DataConfig, 
         metadata["resplit"] = {"newest_valid_test_samples": sum(len(frame) for frame in splits.values()),
                                **{name: len(frame) for name, frame in splits.items()}}
     splits = subsample(splits, data.subsample)
+    holdout = set(choose_holdout_users(splits["train"], data))
+    held = splits["train"]["user_id"].isin(holdout)
+    splits["holdout"], splits["train"] = splits["train"][held], splits["train"][~held]
+    metadata["holdout"] = {"users": len(holdout), "samples": int(held.sum()),
+                           "rule": "data.holdout users' train-split samples; no model trains on them"}
+    if data.holdout and not holdout:
+        print(f"note: data.holdout={data.holdout} of {splits['train']['user_id'].nunique()} training users rounds "
+              "to 0: no holdout users", flush=True)
     if forget.unit == "interactions":
         forgotten = choose_forget_interactions(splits["train"], forget)
         splits["forget"], splits["retained"] = splits["train"][forgotten], splits["train"][~forgotten]
         return save_splits(splits, cache, metadata)
-    forget_users = set(choose_forget_users(splits["train"], forget))
+    forget_users = set(choose_forget_users(splits["train"], forget, holdout))
     erased = set(forget_users)
     if forget.already_forgotten:
         erased |= set(read_user_file(forget.already_forgotten, sorted(splits["train"]["user_id"].unique()),
-                                     "already-forgotten users"))
+                                     "already-forgotten users", holdout))
     if erased >= set(splits["train"]["user_id"]):
         raise LlmrecError("the forget set and the users already forgotten cover the whole training set")
     splits["forget"] = splits["train"][splits["train"]["user_id"].isin(forget_users)]
@@ -339,7 +395,8 @@ def choose_forget_interactions(train: pd.DataFrame, config: ForgetConfig) -> np.
 def save_splits(splits: dict[str, pd.DataFrame], cache: Path, metadata: dict) -> DatasetDict:
     """The splits as HF datasets, written with their metadata (strict JSON) and CHECKSUMS to the fingerprinted
     cache dir atomically (`atomic_dir`: a temp dir of this process, swapped in under the cache's lock)."""
-    dataset = DatasetDict({name: Dataset.from_pandas(df, preserve_index=False) for name, df in splits.items()})
+    dataset = DatasetDict({name: Dataset.from_pandas(df, preserve_index=False) for name, df in splits.items()
+                           if not df.empty or name != "holdout"})  # datasets cannot load an empty split it saved
     with atomic_dir(cache, wait=True, doing="building the data cache") as tmp:
         dataset.save_to_disk(str(tmp))
         (tmp / METADATA).write_text(json.dumps(metadata, indent=1, allow_nan=False) + "\n")
@@ -348,8 +405,13 @@ def save_splits(splits: dict[str, pd.DataFrame], cache: Path, metadata: dict) ->
 
 
 def load_splits(cache: Path) -> DatasetDict:
-    """Cached splits; `.metadata` holds how they were built (metadata.json: ratings read, repeats dropped, ...)."""
+    """Cached splits; `.metadata` holds how they were built (metadata.json: ratings read, repeats dropped, ...).
+    A cache with no `holdout` split (none held out, or built before data.holdout existed) gets an empty one."""
     splits = load_from_disk(str(cache))
+    if "holdout" not in splits:
+        splits["holdout"] = splits["train"].select([])
+        splits = DatasetDict({name: splits[name] for name in [*[s for s in SPLITS if s in splits],
+                                                               *[s for s in splits if s not in SPLITS]]})
     splits.metadata = json.loads((cache / METADATA).read_text())
     return splits
 
@@ -396,12 +458,16 @@ def source_summary(metadata: dict) -> str:
 
 
 def training_split(splits, train_on: str, only_users: str | None = None) -> Dataset:
-    """The split a model trains on, restricted to the users listed in `only_users` (a SISA shard) when given."""
-    if train_on not in splits:
-        raise LlmrecError(f"train.train_on must be one of {list(splits)}, got '{train_on}'")
+    """The split a model trains on, restricted to the users listed in `only_users` (a SISA shard) when given.
+    Raises LlmrecError for an unknown split, the `holdout` split (no model trains on it) or a file naming a user
+    that is not a training user (a holdout user among them)."""
+    if train_on not in splits or train_on == "holdout":
+        raise LlmrecError(f"train.train_on must be one of {[s for s in splits if s != 'holdout']}, got '{train_on}'"
+                          + (" (data.holdout users are never trained on)" if train_on == "holdout" else ""))
     split = splits[train_on]
     if only_users:
-        users = set(read_user_file(only_users, sorted(set(splits["train"]["user_id"])), "train.only_users"))
+        users = set(read_user_file(only_users, sorted(set(splits["train"]["user_id"])), "train.only_users",
+                                   holdout_users(splits)))
         split = split.select([i for i, user in enumerate(split["user_id"]) if user in users])
         if len(split) == 0:
             raise LlmrecError(f"train.only_users: none of the users in {only_users} has samples in '{train_on}'")

@@ -33,7 +33,8 @@ class RetrainConfig:
 def training_recipe(model_dir: Path, explicit: str | None = None) -> Recipe:
     """The recipe `model_dir` was trained with: `explicit` (a YAML file) when given, else the `recipe` its
     model card records, else the `config.yaml` beside it (with a printed note: a later run in that folder may
-    have rewritten it). Raises LlmrecError when there is none or it no longer loads."""
+    have rewritten it). A card recipe recorded before data.holdout existed trained on every train user, so it is
+    read with data.holdout 0, not today's default. Raises LlmrecError when there is none or it no longer loads."""
     if explicit:
         if not Path(explicit).is_file():
             raise LlmrecError(f"{explicit}: no training recipe to retrain with; set retrain.recipe to the recipe "
@@ -42,7 +43,11 @@ def training_recipe(model_dir: Path, explicit: str | None = None) -> Recipe:
     card = read_model_card(model_dir)
     if "recipe" in card:
         try:
-            return from_dict(Recipe, card["recipe"])
+            recorded = card["recipe"]
+            if isinstance(recorded, dict) and isinstance(recorded.get("data"), dict) and \
+                    "holdout" not in recorded["data"]:
+                recorded = {**recorded, "data": {**recorded["data"], "holdout": 0}}  # trained before holdout existed
+            return from_dict(Recipe, recorded)
         except ConfigError as exc:
             raise LlmrecError(f"{Path(model_dir) / MODEL_CARD}: its training recipe no longer loads ({exc}); set "
                               "retrain.recipe to the recipe the original was trained with") from None

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from llmrec.config import Recipe, option, to_dict, to_yaml
-from llmrec.data.samples import prepare_splits
+from llmrec.data.samples import prepare_splits, training_split
 from llmrec.errors import LlmrecError
 from llmrec.io import atomic_dir, write_json, write_text
 from llmrec.llm.backbone import (
@@ -97,7 +97,7 @@ def train_ensemble(recipe: Recipe) -> dict:
     """`llmrec train` with train.shards > 1: shard models under output_dir/shards/, the ensemble in output_dir/model."""
     out = Path(recipe.output_dir)
     splits = prepare_splits(recipe.data, recipe.forget)
-    users = sorted(set(splits[recipe.train.train_on]["user_id"]))
+    users = sorted(set(training_split(splits, recipe.train.train_on)["user_id"]))  # never the holdout users
     groups = shard_users(users, recipe.train.shards, recipe.train.seed)
     started = time.perf_counter()
     summaries = []

@@ -8,6 +8,7 @@ from llmrec.bench.run import BenchRecipe, base_recipe, ensure_trained, fingerpri
 from llmrec.config import load_recipe
 from llmrec.errors import ConfigError
 from tests.conftest import SMALL_OVERRIDES
+from tests.data.holdout_checks import assert_no_holdout_sample, record_training_splits, sample_ids
 
 METHODS = ["sisa", "finetune", "neggrad", "bad_t", "bad_teacher", "e2urec"]
 BASELINES = ["finetune", "neggrad", "bad_t", "bad_teacher"]
@@ -21,11 +22,46 @@ def bench_recipe(tmp_path, *overrides) -> BenchRecipe:
                               *SMALL_OVERRIDES, "train.max_steps=15", *QUICK, *overrides], cls=BenchRecipe)
 
 
+BENCH_TRAINED_ON = []  # every split the `finished` benchmark trained an LLM on
+
+
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     root = tmp_path_factory.mktemp("bench")
     recipe = bench_recipe(root)
-    return recipe, run_benchmark(recipe)
+    with pytest.MonkeyPatch.context() as patch:
+        BENCH_TRAINED_ON[:] = []
+        seen = record_training_splits(patch, "llmrec.llm.train")
+        records = run_benchmark(recipe)
+        BENCH_TRAINED_ON.extend(seen)
+    return recipe, records
+
+
+def test_no_model_of_the_benchmark_trains_on_a_holdout_user(finished):
+    """Issue 19: original, both retrains and the SISA shards never see the data.holdout users' samples."""
+    from llmrec.data.samples import prepare_splits
+
+    recipe, _ = finished
+    splits = prepare_splits(recipe.data, recipe.forget)
+    assert len(BENCH_TRAINED_ON) > 3 + recipe.sisa.shards  # and SISA's retrain of the forget users' shards
+    assert_no_holdout_sample(BENCH_TRAINED_ON, splits)
+    assert sample_ids(BENCH_TRAINED_ON[0]) == sample_ids(splits["train"])
+    assert sample_ids(BENCH_TRAINED_ON[1]) == sample_ids(BENCH_TRAINED_ON[2]) == sample_ids(splits["retained"])
+
+
+def test_the_model_fingerprint_covers_the_holdout_and_a_holdout_file_by_its_content(tmp_path):
+    recipe = base_recipe(bench_recipe(tmp_path), tmp_path / "x")
+    others = [replace(recipe, data=replace(recipe.data, **change)) for change in (
+        {"holdout": 0}, {"holdout": 0.1}, {"holdout_seed": 1})]
+    assert len({fingerprint(r) for r in [recipe, *others]}) == 4
+    unused = replace(recipe, data=replace(recipe.data, holdout=0, holdout_seed=3))  # off: the seed draws nothing
+    assert fingerprint(unused) == fingerprint(others[0])
+    file = tmp_path / "holdout.txt"
+    file.write_text("1\n")
+    named = replace(recipe, data=replace(recipe.data, holdout=str(file)))
+    before = fingerprint(named)
+    file.write_text("2\n")  # the same name, other users: another model
+    assert fingerprint(named) != before
 
 
 def test_every_method_is_scored_against_the_same_retrain(finished):

@@ -8,6 +8,7 @@ from llmrec.classic.store import load_classic, predict, score_classic
 from llmrec.classic.train import train_classic
 from llmrec.cli import main
 from llmrec.data.samples import prepare_splits
+from tests.data.holdout_checks import assert_no_holdout_sample, record_training_splits, sample_ids
 
 
 @pytest.mark.parametrize("overrides", [[], ["model.kind=lightgcn"], ["train.optimizer=als", "train.als.reg=5"]])
@@ -22,6 +23,38 @@ def test_training_learns_and_the_saved_model_scores_the_same(classic_factory, ov
     assert len(probs) == len(splits["test"]) and all(0 < p < 1 for p in probs)
     test = index.encode(splits["test"])
     assert torch.allclose(torch.tensor(probs), predict(model, test.users, test.items))
+
+
+def test_holdout_users_can_be_scored_but_no_mf_or_receraser_shard_trains_on_them(classic_factory, monkeypatch):
+    """Issue 19: the index knows the data.holdout users and items (the audit scores them), training never sees
+    them. With no L2 term their MF rows keep their initial values exactly (Adam moves a row only by its gradient);
+    every other user's row moves."""
+    from llmrec.classic.data import Index
+    from llmrec.classic.train import new_model
+
+    recipe = classic_factory("train.epochs=2", "train.weight_decay=0")
+    trained_on = record_training_splits(monkeypatch, "llmrec.classic.train")
+    train_classic(recipe)
+    splits = prepare_splits(recipe.data, recipe.forget)
+    assert len(trained_on) == 1 and sample_ids(trained_on[0]) == sample_ids(splits["train"])
+    assert_no_holdout_sample(trained_on, splits)
+    model, index, _ = load_classic(f"{recipe.output_dir}/model")
+    assert index == Index.from_splits(splits) and len(score_classic(f"{recipe.output_dir}/model", ["holdout"],
+                                                                     splits)["holdout"][1]) == len(splits["holdout"])
+    torch.manual_seed(recipe.train.seed)  # as classic-train draws the initial tables
+    initial = new_model(recipe.model, index, index.encode(splits["train"]))
+    held = index.user_rows(splits["holdout"]["user_id"])
+    trained = index.user_rows(splits["train"]["user_id"])
+    for table in ("user", "user_bias"):
+        after, before = getattr(model, table).weight.detach(), getattr(initial, table).weight.detach()
+        assert torch.equal(after[held], before[held]) and not (after[trained] == before[trained]).all(-1).any()
+
+    shards = classic_factory("train.epochs=1", "train.ensemble.shards=2", "output_dir=" + recipe.output_dir + "-rec")
+    train_classic(shards)
+    assert len(trained_on) == 2 and sample_ids(trained_on[1]) == sample_ids(splits["train"])
+    _, _, card = load_classic(f"{shards.output_dir}/model")
+    partition = torch.tensor(card["partition"])
+    assert (partition[held] == -1).all() and (partition[trained] >= 0).all()  # in no RecEraser shard
 
 
 def test_evaluate_scores_a_classic_model_like_an_llm(classic_factory, tmp_path):

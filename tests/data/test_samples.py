@@ -1,19 +1,27 @@
+import hashlib
+import re
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from llmrec.config import DataConfig, ForgetConfig
+from llmrec.config import DataConfig, ForgetConfig, load_recipe
 from llmrec.data.interactions import Interactions
 from llmrec.data.synthetic import generate_synthetic
 from llmrec.data.samples import (
     build_samples,
     choose_forget_users,
+    choose_holdout_users,
+    data_fingerprint,
     prepare_splits,
+    reference_order,
     time_split,
+    training_split,
 )
 from llmrec.errors import LlmrecError
+from tests.conftest import SMALL_OVERRIDES
+from tests.data.holdout_checks import sample_ids
 
 
 def tiny_log() -> Interactions:
@@ -245,14 +253,18 @@ def test_subsample_keeps_at_most_n_samples_per_split_in_time_order_and_draws_for
     full = prepare_splits(full_recipe.data, full_recipe.forget)
     recipe = recipe_factory("data.subsample.train=200", "data.subsample.valid=50", "data.subsample.test=100000")
     small = prepare_splits(recipe.data, recipe.forget)
-    assert (len(small["train"]), len(small["valid"]), len(small["test"])) == (200, 50, len(full["test"]))
+    trained = len(small["train"]) + len(small["holdout"])  # the holdout users are drawn from the 200 train samples
+    assert (trained, len(small["valid"]), len(small["test"])) == (200, 50, len(full["test"]))
+    assert len(small["holdout"]) and set(small["holdout"]["user_id"]).isdisjoint(small["train"]["user_id"])
     for name in ("train", "valid"):
-        frame, whole = small[name].to_pandas(), full[name].to_pandas()
+        parts = [name, "holdout"] if name == "train" else [name]
+        frame = reference_order(pd.concat([small[part].to_pandas() for part in parts]))
+        whole = pd.concat([full[part].to_pandas() for part in parts])
         assert frame["timestamp"].is_monotonic_increasing  # still a time split
         keys = set(zip(whole.user_id, whole.item_id, whole.timestamp))
         assert set(zip(frame.user_id, frame.item_id, frame.timestamp)) <= keys  # drawn from the split, not rebuilt
     assert set(small["forget"]["user_id"]) <= set(small["train"]["user_id"])
-    assert len(small["forget"]) + len(small["retained"]) == 200
+    assert len(small["forget"]) + len(small["retained"]) == len(small["train"])
     again = recipe_factory("data.subsample.train=200", "data.subsample.valid=50", "data.subsample.seed=1")
     assert prepare_splits(again.data, again.forget)["train"]["item_id"] != small["train"]["item_id"]
     with pytest.raises(LlmrecError, match="data.subsample.train must be 0"):
@@ -312,19 +324,20 @@ def test_the_e2urec_ml1m_protocol_resplits_the_newest_valid_and_test_samples(tmp
     newest = pd.concat([samples["valid"], samples["test"]])
     assert len(newest) > 100
     splits = prepare_splits((recipe := recipe_factory(*protocol, "data.resplit_last=100")).data, recipe.forget)
-    assert [len(splits[s]) for s in ("train", "valid", "test")] == [60, 20, 20]
-    keys = [(u, i) for name in ("train", "valid", "test") for u, i in zip(splits[name]["user_id"],
-                                                                             splits[name]["item_id"])]
+    assert [len(splits["train"]) + len(splits["holdout"]), len(splits["valid"]), len(splits["test"])] == [60, 20, 20]
+    trained = reference_order(pd.concat([splits["train"].to_pandas(), splits["holdout"].to_pandas()]))
+    keys = list(zip(trained.user_id, trained.item_id)) + [
+        (u, i) for name in ("valid", "test") for u, i in zip(splits[name]["user_id"], splits[name]["item_id"])]
     assert keys == list(zip(newest.user_id, newest.item_id))[-100:]
     train_users = set(splits["train"]["user_id"])
     assert len(set(splits["forget"]["user_id"])) == round(0.2 * len(train_users))
-    assert len(splits["forget"]) + len(splits["retained"]) == 60
+    assert len(splits["forget"]) + len(splits["retained"]) == len(splits["train"])
     assert splits.metadata["resplit"] == {"newest_valid_test_samples": 100, "train": 60, "valid": 20, "test": 20}
     fewer = recipe_factory(*protocol, "data.resplit_last=100000")  # all of valid+test when there are fewer
     splits = prepare_splits(fewer.data, fewer.forget)
     n = len(newest)
-    assert [len(splits[s]) for s in ("train", "valid", "test")] == [int(0.6 * n), int(0.2 * n),
-                                                                   n - int(0.6 * n) - int(0.2 * n)]
+    assert [len(splits["train"]) + len(splits["holdout"]), len(splits["valid"]), len(splits["test"])] == [
+        int(0.6 * n), int(0.2 * n), n - int(0.6 * n) - int(0.2 * n)]
     assert splits.metadata["time_split"] == {name: len(frame) for name, frame in samples.items()}
     with pytest.raises(LlmrecError, match="data.resplit_last must be 0"):
         bad = recipe_factory(*protocol, "data.resplit_last=-5")
@@ -342,6 +355,111 @@ def test_the_resplit_option_off_keeps_the_fingerprint(tmp_path, recipe_factory):
     assert len(list((tmp_path / "cache").iterdir())) == 1
 
 
+# In-distribution non-members (issue 19, item 1): data.holdout users' train-split samples are never trained on.
+
+def test_holdout_users_leave_train_forget_and_retained_and_keep_their_valid_and_test_samples(recipe_factory):
+    off = prepare_splits((nobody := recipe_factory("data.holdout=0")).data, nobody.forget)
+    assert len(off["holdout"]) == 0 and "holdout" not in data_fingerprint(nobody.data)["settings"]
+    recipe = recipe_factory()  # the default: 5% of the train users
+    splits = prepare_splits(recipe.data, recipe.forget)
+    users, before = set(splits["holdout"]["user_id"]), set(off["train"]["user_id"])
+    assert users <= before and len(users) == round(0.05 * len(before)) > 0
+    # their train-split samples, and nobody else's, moved from train to holdout
+    assert sample_ids(splits["holdout"]) == {s for s in sample_ids(off["train"]) if s[0] in users}
+    assert sample_ids(splits["train"]) == sample_ids(off["train"]) - sample_ids(splits["holdout"])
+    assert users.isdisjoint(splits["forget"]["user_id"]) and users.isdisjoint(splits["retained"]["user_id"])
+    assert len(splits["forget"]) + len(splits["retained"]) == len(splits["train"])
+    assert len(set(splits["forget"]["user_id"])) == round(0.2 * len(before - users))  # drawn from the others
+    for name in ("valid", "test"):  # later samples stay as they were: test data for every model
+        assert splits[name].to_pandas().equals(off[name].to_pandas())
+    assert users & set(splits["test"]["user_id"])
+    assert splits.metadata["holdout"]["users"] == len(users)
+    assert splits.metadata["holdout"]["samples"] == len(splits["holdout"])
+
+
+def test_the_holdout_draw_is_seeded_and_drawn_apart_from_the_forget_draw():
+    train = _train(100)
+    first = choose_holdout_users(train, DataConfig(holdout=0.1))
+    assert len(first) == 10 and first == choose_holdout_users(train, DataConfig(holdout=0.1))
+    assert first != choose_holdout_users(train, DataConfig(holdout=0.1, holdout_seed=1))
+    assert first != choose_forget_users(train, ForgetConfig(fraction=0.1, seed=0))  # the same seed, its own stream
+    assert choose_holdout_users(train, DataConfig(holdout=0)) == []
+    for fraction in (-0.1, 1.0):
+        with pytest.raises(LlmrecError, match=r"data.holdout must be a fraction in \[0, 1\)"):
+            choose_holdout_users(train, DataConfig(holdout=fraction))
+    with pytest.raises(LlmrecError, match="all 10 training users would be held out"):
+        choose_holdout_users(_train(10), DataConfig(holdout=0.99))
+
+
+def test_the_holdout_settings_key_the_data_cache_and_the_data_fingerprint(tmp_path, recipe_factory):
+    settings = [[], ["data.holdout=0"], ["data.holdout=0.1"], ["data.holdout_seed=1"]]
+    assert len({data_fingerprint(recipe_factory(*s).data)["sha256"] for s in settings}) == 4
+    for s in settings[:2]:
+        prepare_splits((recipe := recipe_factory(*s)).data, recipe.forget)
+    assert len(list((tmp_path / "cache").iterdir())) == 2
+    # off, the seed draws nothing: the settings, and so fingerprints taken before data.holdout existed, hold
+    unused = data_fingerprint(recipe_factory("data.holdout=0", "data.holdout_seed=3").data)
+    assert unused == data_fingerprint(recipe_factory("data.holdout=0").data)
+    assert not {"holdout", "holdout_seed"} & unused["settings"].keys()
+    file = tmp_path / "holdout.txt"  # a file counts by its content, not its name
+    file.write_text("1\n")
+    first = data_fingerprint(recipe_factory(f"data.holdout={file}").data)
+    file.write_text("2\n")
+    assert data_fingerprint(recipe_factory(f"data.holdout={file}").data)["sha256"] != first["sha256"]
+    assert first["settings"]["holdout"] == {"users_sha256": hashlib.sha256(b"1\n").hexdigest()}
+
+
+def test_holdout_users_from_a_file_and_bad_files(tmp_path, recipe_factory):
+    off = prepare_splits((nobody := recipe_factory("data.holdout=0")).data, nobody.forget)
+    train_users = sorted(set(off["train"]["user_id"]))
+    file = tmp_path / "holdout.txt"
+    file.write_text(f"{train_users[0]}\n\n{train_users[1]}\n")
+    splits = prepare_splits((recipe := recipe_factory(f"data.holdout={file}")).data, recipe.forget)
+    assert set(splits["holdout"]["user_id"]) == set(train_users[:2])
+    assert sample_ids(splits["holdout"]) == {s for s in sample_ids(off["train"]) if s[0] in train_users[:2]}
+    for content, message in [("nobody\n", "holdout.txt:1: unknown user id 'nobody' (not a training user)"),
+                             ("\n", "no user ids in the data.holdout file")]:
+        file.write_text(content)
+        with pytest.raises(LlmrecError, match=re.escape(message)):
+            prepare_splits(recipe.data, recipe.forget)
+    with pytest.raises(LlmrecError, match="no such data.holdout users file"):
+        choose_holdout_users(_train(10), DataConfig(holdout=str(tmp_path / "none.txt")))
+    file.write_text("10\n")  # a user, but not of this train split
+    with pytest.raises(LlmrecError, match="holdout.txt:1: unknown user id '10' .not a training user."):
+        choose_holdout_users(_train(10), DataConfig(holdout=str(file)))
+
+
+def test_naming_a_holdout_user_to_forget_or_train_on_is_one_line_exit_2(tmp_path, recipe_factory, capsys):
+    from llmrec.cli import main
+
+    recipe = recipe_factory()
+    splits = prepare_splits(recipe.data, recipe.forget)
+    held, trained = sorted(set(splits["holdout"]["user_id"]))[0], sorted(set(splits["train"]["user_id"]))[0]
+    named = tmp_path / "named.txt"
+    named.write_text(f"{trained}\n{held}\n")
+    data = [o for o in SMALL_OVERRIDES if o.startswith("data.")] + [f"data.cache_dir={tmp_path / 'cache'}"]
+    capsys.readouterr()  # the build's progress bars
+    for key in ("forget.users", "forget.already_forgotten"):
+        assert main(["data", *data, f"{key}={named}"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"named.txt:2: user id '{held}' is a holdout user (data.holdout)" in err[0]
+    with pytest.raises(LlmrecError, match="is a holdout user"):
+        training_split(splits, "train", str(named))
+    with pytest.raises(LlmrecError, match="got 'holdout' .data.holdout users are never trained on."):
+        training_split(splits, "holdout")
+
+
+def test_llmrec_data_prints_the_holdout_counts(tmp_path, capsys):
+    from llmrec.cli import main
+
+    data = [o for o in SMALL_OVERRIDES if o.startswith("data.")] + [f"data.cache_dir={tmp_path / 'cache'}"]
+    assert main(["data", *data]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("holdout"))
+    splits = prepare_splits(*(lambda r: (r.data, r.forget))(load_recipe(None, data)))
+    assert line.split()[1:5] == [str(len(splits["holdout"])), "samples", str(len(set(splits["holdout"]["user_id"]))),
+                                 "users"]
+
+
 @pytest.mark.slow
 def test_ml100k_split_sizes(tmp_path):
     from tests.conftest import ML100K
@@ -350,8 +468,9 @@ def test_ml100k_split_sizes(tmp_path):
         pytest.skip("../shared/data/ml-100k is not present")
     data = DataConfig(format="ml-100k", path=str(ML100K), cache_dir=str(tmp_path))
     splits = prepare_splits(data, ForgetConfig())
-    assert [len(splits[s]) for s in ("train", "valid", "test")] == [57171, 19057, 19057]
-    assert len(splits["forget"]) + len(splits["retained"]) == 57171
+    assert [len(splits["train"]) + len(splits["holdout"]), len(splits["valid"]), len(splits["test"])] == [
+        57171, 19057, 19057]
+    assert len(splits["forget"]) + len(splits["retained"]) == len(splits["train"])
 
 
 # The data cache: verified at every load, rebuilt when damaged, built once by concurrent runs (issue 18, 5 and 7).

@@ -9,9 +9,12 @@ from transformers import AutoModelForCausalLM
 
 import llmrec.llm.train as train_module
 from llmrec.config import to_dict
+from llmrec.data.samples import prepare_splits
+from llmrec.errors import LlmrecError
 from llmrec.llm.backbone import read_model_card
 from llmrec.llm.train import train
 from tests.conftest import SMALL_OVERRIDES
+from tests.data.holdout_checks import assert_no_holdout_sample, record_training_splits, sample_ids
 
 
 def test_train_writes_model_config_metrics_and_checkpoint(recipe_factory):
@@ -27,6 +30,22 @@ def test_train_writes_model_config_metrics_and_checkpoint(recipe_factory):
     assert state["global_step"] == 6 and state["epoch"] == 1
     assert summary["epochs"][0]["step"] == 6 and 0 <= summary["best_valid_auc"] <= 1
     assert json.load(open(f"{out}/train_metrics.json"))["best_valid_auc"] == summary["best_valid_auc"]
+
+
+def test_no_holdout_sample_reaches_the_original_or_its_tokenizer(recipe_factory, monkeypatch):
+    """Issue 19: data.holdout users' train-split samples are never trained on, nor fit the tiny tokenizer."""
+    recipe = recipe_factory("train.max_steps=2")
+    trained_on = record_training_splits(monkeypatch, "llmrec.llm.train")
+    vocabulary_from, backbone_path = [], train_module.backbone_path
+    monkeypatch.setattr(train_module, "backbone_path",
+                        lambda r, split, accelerator: vocabulary_from.append(split) or backbone_path(r, split, accelerator))
+    train(recipe)
+    splits = prepare_splits(recipe.data, recipe.forget)
+    assert len(trained_on) == 1 and sample_ids(trained_on[0]) == sample_ids(splits["train"])
+    assert_no_holdout_sample(trained_on + vocabulary_from, splits)
+    with pytest.raises(LlmrecError, match="data.holdout users are never trained on"):
+        train(recipe_factory("train.train_on=holdout", f"output_dir={recipe.output_dir}-holdout"))
+    assert not Path(f"{recipe.output_dir}-holdout/model").exists()
 
 
 def _weights(run_dir):

@@ -15,7 +15,6 @@ from llmrec.llm.train import train
 from llmrec.unlearn.data import UnlearningData
 from llmrec.unlearn.e2urec import E2URecConfig, Teachers, build_augmented, student_loss
 from llmrec.unlearn.run import directory_hash, run_unlearning
-from tests.conftest import SMALL_OVERRIDES
 from tests.unlearn.conftest import unlearn_recipe
 
 
@@ -96,8 +95,9 @@ def test_a_failed_run_leaves_earlier_outputs_untouched(trained, tmp_path, monkey
 
 def test_cli_errors(trained, tmp_path, capsys):
     from llmrec.cli import main
+    from tests.unlearn.conftest import ORIGINAL_DATA
 
-    data = [o for o in SMALL_OVERRIDES if o.startswith("data.")]
+    data = ORIGINAL_DATA
     common = [f"model={trained.output_dir}/model", f"output_dir={tmp_path / 'out'}",
               f"data.cache_dir={trained.data.cache_dir}", *data]
     assert main(["unlearn", *common, "method=scrub"]) == 2

@@ -63,10 +63,9 @@ def test_student_changed_tells_a_moved_student_from_the_original(trained):
 def test_an_unlearning_run_that_changes_no_weight_fails_loudly_and_writes_nothing(trained, tmp_path, capsys, settings):
     """Issue 18: `epochs <= 0` gave weights identical to the original, plus a manifest saying users were forgotten."""
     from llmrec.cli import main
-    from tests.conftest import SMALL_OVERRIDES
-    from tests.unlearn.conftest import QUICK
+    from tests.unlearn.conftest import ORIGINAL_DATA, QUICK
 
-    data = [o for o in SMALL_OVERRIDES if o.startswith("data.")]
+    data = ORIGINAL_DATA
     out = tmp_path / "out"
     common = [f"model={trained.output_dir}/model", f"output_dir={out}", f"data.cache_dir={trained.data.cache_dir}",
               *data, *QUICK, "mixed_precision=no"]

@@ -4,10 +4,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from llmrec.data.samples import prepare_splits
 from llmrec.errors import LlmrecError
 from llmrec.llm.backbone import load_recommender
 from llmrec.llm.train import train
 from llmrec.unlearn.run import directory_hash, run_unlearning
+from tests.data.holdout_checks import assert_no_holdout_sample, record_training_splits, sample_ids
 from tests.unlearn.conftest import unlearn_recipe
 
 
@@ -87,3 +89,32 @@ def test_the_training_recipe_comes_from_the_card_else_from_config_yaml_with_a_no
     (tmp_path / "run" / "config.yaml").unlink()
     with pytest.raises(LlmrecError, match="no training recipe to retrain with"):
         training_recipe(model)
+
+
+def test_no_holdout_sample_reaches_a_retrain_and_a_card_from_before_the_holdout_held_none_out(tmp_path,
+                                                                                                monkeypatch):
+    """Issue 19: the retrain trains on the retained users only, never on the data.holdout users (the default 5%).
+    A card recipe recorded before data.holdout existed trained on every train user: read with today's default, its
+    retrain would refuse the retained users the unlearning run names."""
+    import json
+    import shutil
+
+    from llmrec.llm.backbone import MODEL_CARD
+    from llmrec.unlearn.retrain import training_recipe
+    from tests.conftest import small_recipe
+
+    original = small_recipe(tmp_path, "train.max_steps=3")
+    train(original)
+    trained_on = record_training_splits(monkeypatch, "llmrec.llm.train")
+    run_unlearning(unlearn_recipe(original, tmp_path / "out", "method=retrain"))
+    splits = prepare_splits(original.data, original.forget)
+    assert len(trained_on) == 1 and sample_ids(trained_on[0]) == sample_ids(splits["retained"])
+    assert_no_holdout_sample(trained_on, splits)
+
+    assert training_recipe(f"{original.output_dir}/model").data.holdout == original.data.holdout == 0.05
+    old = tmp_path / "old"
+    shutil.copytree(f"{original.output_dir}/model", old)
+    card = json.loads((old / MODEL_CARD).read_text())
+    del card["recipe"]["data"]["holdout"], card["recipe"]["data"]["holdout_seed"]
+    (old / MODEL_CARD).write_text(json.dumps(card))
+    assert training_recipe(old).data.holdout == 0

@@ -14,6 +14,7 @@ from llmrec.llm.train import train
 from llmrec.unlearn.run import directory_hash, model_hash, run_unlearning
 from llmrec.unlearn.sisa import SisaEnsemble, shard_users
 from tests.conftest import SMALL_OVERRIDES
+from tests.data.holdout_checks import assert_no_holdout_sample, record_training_splits, sample_ids
 from tests.unlearn.conftest import unlearn_recipe
 
 
@@ -26,13 +27,30 @@ def test_shards_are_disjoint_near_equal_and_seeded():
         shard_users(users, 11, seed=0)
 
 
+SHARDS_TRAINED_ON = []  # what the `ensemble` fixture's shards trained on
+
+
 @pytest.fixture(scope="module")
 def ensemble(tmp_path_factory):
     root = tmp_path_factory.mktemp("sisa")
     recipe = load_recipe(None, [f"output_dir={root / 'run'}", f"data.cache_dir={root / 'cache'}", *SMALL_OVERRIDES,
                                 "train.max_steps=6", "train.shards=3"])
-    train(recipe)
+    with pytest.MonkeyPatch.context() as patch:
+        SHARDS_TRAINED_ON[:] = []
+        seen = record_training_splits(patch, "llmrec.llm.train")
+        train(recipe)
+        SHARDS_TRAINED_ON.extend(seen)
     return recipe
+
+
+def test_no_shard_holds_or_trains_on_a_holdout_user(ensemble):
+    """Issue 19: data.holdout users are in-distribution non-members; no SISA shard may train on them."""
+    splits = prepare_splits(ensemble.data, ensemble.forget)
+    assert len(SHARDS_TRAINED_ON) == 3
+    assert_no_holdout_sample(SHARDS_TRAINED_ON, splits)
+    assert set().union(*map(sample_ids, SHARDS_TRAINED_ON)) == sample_ids(splits["train"])
+    spec = json.load(open(f"{ensemble.output_dir}/model/sisa.json"))
+    assert set(splits["holdout"]["user_id"]).isdisjoint(sum((s["users"] for s in spec["shards"]), []))
 
 
 def test_the_ensemble_averages_its_shards_probabilities(ensemble):
@@ -53,15 +71,18 @@ def test_the_ensemble_averages_its_shards_probabilities(ensemble):
     torch.testing.assert_close(combined, torch.stack(shards).mean(0))
 
 
-def test_unlearning_retrains_only_the_shards_that_held_a_forgotten_user(ensemble, tmp_path):
+def test_unlearning_retrains_only_the_shards_that_held_a_forgotten_user(ensemble, tmp_path, monkeypatch):
     model_dir = f"{ensemble.output_dir}/model"
     spec = json.load(open(f"{model_dir}/sisa.json"))
     forgotten = spec["shards"][1]["users"][0]
     users = tmp_path / "forget.txt"
     users.write_text(forgotten + "\n")
+    retrained_on = record_training_splits(monkeypatch, "llmrec.llm.train")
     manifest = run_unlearning(unlearn_recipe(ensemble, tmp_path / "out",
                                              "method=sisa", f"forget.users={users}"))
     assert manifest["steps"] == {"shards_retrained": 1, "shards_total": 3, "shards_dropped": 0}
+    assert len(retrained_on) == 1 and forgotten not in set(retrained_on[0]["user_id"])
+    assert_no_holdout_sample(retrained_on, prepare_splits(ensemble.data, ensemble.forget))
     new = json.load(open(tmp_path / "out" / "sisa.json"))
     assert new["retrained_shards"] == [1]
     assert forgotten not in sum((s["users"] for s in new["shards"]), [])
