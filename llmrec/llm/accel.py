@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
+from accelerate.utils import parse_flag_from_env
 from accelerate.state import AcceleratorState, GradientState
 
 from llmrec.errors import LlmrecError
@@ -37,6 +38,14 @@ def make_accelerator(mixed_precision: str = "auto", **kwargs) -> Accelerator:
     AcceleratorState._reset_state(reset_partial_state=False)
     GradientState._reset_state()
     return Accelerator(mixed_precision=resolve_mixed_precision(mixed_precision), **kwargs)
+
+
+def process_state() -> PartialState:
+    """This process's place among the launched ones, before any Accelerator exists. `ACCELERATE_USE_CPU` is
+    honoured as `Accelerator` honours it: a bare `PartialState()` would initialise the shared state as a single
+    non-distributed process on CPU, so every rank would think it is the main one (and the Accelerator made later
+    would inherit that state)."""
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
 
 
 def available_cores() -> int:

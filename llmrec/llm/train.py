@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator, PartialState
+from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, set_seed
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
@@ -41,7 +41,7 @@ from llmrec.errors import LlmrecError
 from llmrec.eval.evaluate import make_loader, score_split
 from llmrec.eval.metrics import utility_metrics
 from llmrec.io import atomic_dir, content_record, finite_or_none, hold_lock, recover, write_json, write_text
-from llmrec.llm.accel import make_accelerator, threads_note
+from llmrec.llm.accel import make_accelerator, process_state, threads_note
 from llmrec.llm.backbone import (
     add_lora,
     MODEL_CARD,
@@ -276,7 +276,7 @@ def train(recipe: Recipe) -> dict:
     another run into it is refused, naming its pid); first, a swap of model/ or checkpoints/last that a killed
     run left half done is finished or rolled back (`recover`), so a resume never misses its checkpoint."""
     check_outputs(recipe)
-    output_dir, main = Path(recipe.output_dir), PartialState().is_main_process
+    output_dir, main = Path(recipe.output_dir), process_state().is_main_process
     with hold_lock(output_dir) if main else contextlib.nullcontext():
         if main:
             recover(output_dir / "checkpoints" / "last")
