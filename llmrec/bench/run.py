@@ -310,8 +310,7 @@ def run_benchmark(bench: BenchRecipe) -> list[dict]:
     check_methods(bench)
     out = Path(bench.output_dir)
     splits = prepare_splits(bench.data, bench.forget)  # bad data or forget settings stop here
-    write_text(out / "config.yaml", to_yaml(bench))
-    print(f"resolved config in {out / 'config.yaml'}")
+    print(f"resolved config:\n{to_yaml(bench)}")
 
     accelerator = make_accelerator(bench.train.mixed_precision)
     records = run_llm_rows(bench, splits, out, accelerator) if bench.methods else []
@@ -321,10 +320,14 @@ def run_benchmark(bench: BenchRecipe) -> list[dict]:
         records += family_records(family.name, list(family.model_dirs), family_scored, family.costs,
                                   family.model_dirs, family.originals, {})
     payload = {"records": records, "recipe": to_dict(bench), "machine": machine_info(accelerator)}
-    write_json(out / "results.json", payload)
+    # results.json is the mark of a finished run, so it goes last: a run killed while writing its reports leaves
+    # none (the previous run's is removed first), never a finished-looking one beside half-new reports
+    (out / "results.json").unlink(missing_ok=True)
     table = markdown_report(records, requests=bench.requests)
-    write_text(out / "results.md", table)
     plot_report(records, out / "results.png")
+    write_text(out / "results.md", table)
+    write_text(out / "config.yaml", to_yaml(bench))  # describes the results beside it
+    write_json(out / "results.json", payload)
     print(table)
     print(f"written: {out / 'results.json'}, {out / 'results.md'}, {out / 'results.png'}")
     return records

@@ -176,3 +176,24 @@ def test_the_model_fingerprint_covers_the_samples_format(monkeypatch, tmp_path):
     before = fingerprint(recipe)
     monkeypatch.setattr(llmrec.bench.run, "FORMAT_VERSION", llmrec.bench.run.FORMAT_VERSION + 1)
     assert fingerprint(recipe) != before
+
+
+def test_a_run_killed_while_writing_its_reports_leaves_no_finished_looking_results(finished, monkeypatch):
+    """Issue 18 item 8 (fault trial 'kill: benchmark / SIGKILL at report'): results.json and results.md were written
+    before results.png, so a run killed in the plot left results that looked finished. results.json, the mark of
+    a finished run, now goes last, and a rerun's old one is removed before the new reports are written."""
+    import llmrec.bench.run
+
+    recipe, _ = finished
+    out = Path(recipe.output_dir)
+    assert (out / "results.json").is_file()  # the finished run's
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # what Ctrl-C / SIGTERM are under the CLI; SIGKILL stops at the same point
+    monkeypatch.setattr(llmrec.bench.run, "plot_report", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_benchmark(load_recipe(f"{out}/config.yaml", ["methods=[neggrad]"], cls=BenchRecipe))
+    assert not (out / "results.json").exists()
+    monkeypatch.undo()
+    run_benchmark(recipe)  # leaves the module's finished run as the other tests expect it
+    assert json.loads((out / "results.json").read_text())["recipe"]["methods"] == recipe.methods

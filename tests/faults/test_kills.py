@@ -104,11 +104,8 @@ def _kill_trials():
     return trials
 
 
-# Trials that still fail at 0f5a214 (TEMPORARY xfail marks: remove each once its fix lands).
-KILLS_PENDING = {
-    "kill: benchmark / SIGKILL at report": "issue 18 item 8 pending: results.json/.md are written before results.png, "
-                                           "so a run killed in the plot leaves results that look finished",
-}
+# Trials that still fail (TEMPORARY xfail marks: remove each once its fix lands). None left.
+KILLS_PENDING: dict[str, str] = {}
 
 
 @pytest.mark.slow
