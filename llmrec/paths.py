@@ -64,6 +64,10 @@ def models_read(*labelled: tuple[str, object]) -> list[tuple[str, Path]]:
     return [found for label, folder in labelled if folder for found in model_paths(folder, label)]
 
 
+# Files that mark a folder as an earlier llmrec output, which a rerun may replace as a whole.
+OUTPUT_MARKERS = ("unlearning_manifest.json", "llmrec_model.json")
+
+
 def refuse_overlap(output, originals: Iterable[tuple[str, object]], what: str = "output_dir",
                    writes: Iterable[str] | None = None, inputs: Iterable[tuple[str, object]] = ()) -> None:
     """Raise LlmrecError (one line) when what a run writes would touch what it reads. Call it before writing.
@@ -71,8 +75,10 @@ def refuse_overlap(output, originals: Iterable[tuple[str, object]], what: str = 
     output: the run's output folder. writes: the names the run writes inside it (files and folders it replaces),
     or None when it replaces the whole folder. originals: (label, path) of the models it reads; nothing
     written may be one, contain one or lie inside one. inputs: (label, path) of other files or folders it reads
-    (data, user lists, recipes); nothing written may be or contain one (they would be deleted), while writing
-    inside an input folder is allowed. `what` names the setting in the message, e.g. "output_dir".
+    (data, user lists, recipes, the data cache); nothing written may be or contain one (they would be deleted),
+    while writing inside an input folder is allowed. A whole-folder output that exists and holds files but no
+    `OUTPUT_MARKERS` (someone else's folder) is refused too: replacing it would delete them. `what` names the
+    setting in the message, e.g. "output_dir".
     """
     output = Path(output)
     originals = [(label, path) for label, path in originals if path]
@@ -83,6 +89,11 @@ def refuse_overlap(output, originals: Iterable[tuple[str, object]], what: str = 
             if (how := relation(output, path)) in refused:
                 raise LlmrecError(f"{what}={output} {how} {label} {path}: the run would {verbs[how]} it; "
                                   f"choose another {what}")
+        strangers = sorted(p.name for p in output.iterdir()) if output.is_dir() else []
+        if strangers and not any((output / marker).is_file() for marker in OUTPUT_MARKERS):
+            raise LlmrecError(f"{what}={output} holds files that are no llmrec output ({', '.join(strangers[:3])}"
+                              f"{', …' if len(strangers) > 3 else ''}): the run would replace the whole folder; "
+                              f"choose another {what} or empty it")
         return
     for label, path in originals:
         if (how := relation(output, path)) in ("is", "lies inside"):
@@ -98,6 +109,7 @@ def refuse_overlap(output, originals: Iterable[tuple[str, object]], what: str = 
 def recipe_inputs(recipe) -> list[tuple[str, object]]:
     """(setting, path) of the data and user files a recipe names: what its run reads besides models."""
     found = [("data.path", recipe.data.path if recipe.data.format != "synthetic" else None),
-             ("forget.users", recipe.forget.users), ("forget.already_forgotten", recipe.forget.already_forgotten)]
+             ("forget.users", recipe.forget.users), ("forget.already_forgotten", recipe.forget.already_forgotten),
+             ("data.cache_dir", Path(recipe.data.cache_dir).expanduser())]
     only_users = getattr(getattr(recipe, "train", None), "only_users", None)
     return [*found, ("train.only_users", only_users)]

@@ -116,3 +116,27 @@ def test_evaluate_refuses_to_write_its_report_into_a_model_it_reads(tiny_model, 
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "is the evaluated model" in err, err
     assert directory_hash(original) == before
+
+
+def test_a_folder_that_is_no_llmrec_output_is_not_replaced(tmp_path):
+    """Fresh tester, issue 18 item 1's kind: `unlearn … output_dir=ux` with ux/mine.txt deleted mine.txt, exit 0."""
+    original = tmp_path / "run" / "model"
+    original.mkdir(parents=True)
+    theirs = tmp_path / "ux"
+    theirs.mkdir()
+    (theirs / "mine.txt").write_text("precious")
+    with pytest.raises(LlmrecError, match=r"output_dir=.*ux holds files that are no llmrec output \(mine.txt\)"):
+        refuse_overlap(theirs, model_paths(original))
+    (theirs / "unlearning_manifest.json").write_text("{}")  # an earlier run's output: a rerun replaces it
+    refuse_overlap(theirs, model_paths(original))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    refuse_overlap(empty, model_paths(original))
+
+
+def test_the_data_cache_is_an_input_the_output_may_not_replace(recipe_factory, tmp_path):
+    from llmrec.paths import recipe_inputs
+
+    recipe = recipe_factory()
+    with pytest.raises(LlmrecError, match="is data.cache_dir"):
+        refuse_overlap(recipe.data.cache_dir, [], inputs=recipe_inputs(recipe))
