@@ -1,12 +1,19 @@
-"""The benchmark as a person reads it: a Markdown table with the best method per column in bold, and one plot."""
+"""The benchmark as a person reads it: a Markdown table with the best method per column in bold, and one plot.
+
+A benchmark over several unlearning seeds and originals (`seeds`, `original_seeds`) has several runs of each
+method: its row then shows, per column, the median [min–max] over those runs (`summarise`, `aggregate`), with the
+run count, and a table of every run follows. With one run per method the table is the plain one.
+"""
 
 from __future__ import annotations
 
 import math
+import statistics
 from pathlib import Path
 
 # what methods are judged against (classic rows carry their backbone: "mf/original", "mf/retrain", ...)
 REFERENCE_ROWS = ("original", "retrain", "retrain (seed 2)", "original (sisa)", "original (receraser)")
+RUN_KEYS = ("original_seed", "seed")  # which run a record is: not a measurement, never aggregated
 
 
 def base_name(record: dict) -> str:
@@ -23,6 +30,63 @@ def families(records: list[dict]) -> dict[str, list[dict]]:
     for record in records:
         grouped.setdefault(record.get("family", "llm"), []).append(record)
     return grouped
+
+
+def runs_by_method(records: list[dict]) -> dict[str, list[dict]]:
+    """Every run of each method (one per original seed × unlearning seed), methods in first-seen order."""
+    grouped: dict[str, list[dict]] = {}
+    for record in records:
+        grouped.setdefault(record["method"], []).append(record)
+    return grouped
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def summarise(values: list) -> dict:
+    """median, min and max of the values that were measured, how many were (`runs`) and how many were not
+    (`missing`: None or NaN, e.g. a peak memory no probe could read). median/min/max are None when none was.
+    The median of an even count is the mean of the middle two (`statistics.median`)."""
+    present = [value for value in values if not _missing(value)]
+    if not present:
+        return {"median": None, "min": None, "max": None, "runs": 0, "missing": len(values)}
+    return {"median": statistics.median(present), "min": min(present), "max": max(present), "runs": len(present),
+            "missing": len(values) - len(present)}
+
+
+def numeric_leaves(record: dict, prefix: str = "") -> dict[str, float]:
+    """{'test.auc': 0.8, 'forgetting.js_divergence': 0.004, 'wall_seconds': 12.0, ...}: every number of a record,
+    nested dicts by dotted path; lists (the per-request history), text, booleans and the run's seeds left out."""
+    leaves = {}
+    for key, value in record.items():
+        if not prefix and key in RUN_KEYS:
+            continue
+        if isinstance(value, dict):
+            leaves.update(numeric_leaves(value, f"{prefix}{key}."))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            leaves[f"{prefix}{key}"] = value
+        elif value is None:
+            leaves[f"{prefix}{key}"] = None  # counted as missing where other runs measured it
+    return leaves
+
+
+def aggregate(records: list[dict]) -> list[dict]:
+    """One entry per method (per family, in table order): its run count, the seeds it ran with, and
+    `summarise` of every numeric field of its records by dotted path (`numeric_leaves`). A field that is None
+    in every run has median None and `missing` = runs."""
+    entries = []
+    for method, runs in runs_by_method(records).items():
+        leaves = [numeric_leaves(run) for run in runs]
+        paths = list(dict.fromkeys(path for leaf in leaves for path in leaf))
+        entries.append({
+            "method": method, "family": runs[0].get("family", "llm"), "runs": len(runs),
+            "original_seeds": sorted({r["original_seed"] for r in runs if r.get("original_seed") is not None}),
+            "seeds": sorted({r["seed"] for r in runs if r.get("seed") is not None}),
+            "metrics": {path: summarise([leaf.get(path) for leaf in leaves]) for path in paths},
+        })
+    return entries
+
 
 # (header, value of a record, how "best" is chosen among the methods, number format)
 COLUMNS = [
@@ -41,11 +105,15 @@ COLUMNS = [
 ]
 
 
-def _distance_rule(rule: str, records: list[dict]):
-    reference = next(r for r in records if base_name(r) == "retrain")
+def column_summaries(runs: list[dict], columns: list[tuple] = COLUMNS) -> dict[str, dict]:
+    """{header: summarise(that column over `runs`)} for one method's runs."""
+    return {header: summarise([value(r) for r in runs]) for header, value, _, _ in columns}
+
+
+def _distance_rule(rule: str, references: dict[str, dict]):
     target = {"nearest_one": 1.0,
-              "nearest_reference_forget_auc": reference["forget"]["auc"],
-              "nearest_reference_mia": reference["forgetting"]["mia_auc"]}[rule]
+              "nearest_reference_forget_auc": references["forget AUC"]["median"],
+              "nearest_reference_mia": references["MIA AUC"]["median"]}[rule]
     return lambda value: abs(value - target)
 
 
@@ -59,36 +127,85 @@ def family_columns(records: list[dict]) -> list[tuple]:
 
 
 def best_methods(records: list[dict]) -> dict[str, set[str]]:
-    """Per column header, the method(s) with the best value among the unlearning methods of one family."""
-    methods = [r for r in records if not is_reference(r)]
+    """Per column header, the method(s) with the best value among the unlearning methods of one family: the best
+    median over each method's runs (its one value when it ran once), judged against the retrain's median."""
+    summaries = {method: column_summaries(runs) for method, runs in runs_by_method(records).items()}
+    retrain = next(summary for method, summary in summaries.items() if method.split("/", 1)[-1] == "retrain")
+    methods = [method for method in summaries if method.split("/", 1)[-1] not in REFERENCE_ROWS]
     best = {}
-    for header, value, rule, _ in COLUMNS:
-        values = {r["method"]: value(r) for r in methods}
-        values = {m: v for m, v in values.items() if v is not None and not math.isnan(v)}
+    for header, _, rule, _ in COLUMNS:
+        values = {m: summaries[m][header]["median"] for m in methods}
+        values = {m: v for m, v in values.items() if v is not None}
         if not values:
             best[header] = set()
             continue
-        score = {"max": lambda v: -v, "min": lambda v: v}.get(rule) or _distance_rule(rule, records)
+        score = {"max": lambda v: -v, "min": lambda v: v}.get(rule) or _distance_rule(rule, retrain)
         top = min(score(v) for v in values.values())
         best[header] = {m for m, v in values.items() if math.isclose(score(v), top, rel_tol=1e-9, abs_tol=1e-12)}
     return best
 
 
-def _cell(value, spec: str, bold: bool) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+def spread_cell(summary: dict, spec: str, bold: bool = False) -> str:
+    """'0.7800' for one run (or runs that agree to the shown digits); '0.7800 [0.7712–0.7905]' (median [min–max])
+    for several; ' (4 of 5 runs)' appended when some runs did not measure it; '–' when none did."""
+    if summary["median"] is None:
         return "–"
-    text = format(value, spec)
-    return f"**{text}**" if bold else text
+    text = format(summary["median"], spec)
+    text = f"**{text}**" if bold else text
+    low, high = format(summary["min"], spec), format(summary["max"], spec)
+    if low != high:
+        text += f" [{low}–{high}]"
+    if summary["missing"]:
+        text += f" ({summary['runs']} of {summary['runs'] + summary['missing']} runs)"
+    return text
+
+
+def several_runs(records: list[dict]) -> bool:
+    return any(len(runs) > 1 for runs in runs_by_method(records).values())
 
 
 def family_table(records: list[dict]) -> list[str]:
-    best, columns = best_methods(records), family_columns(records)
-    lines = ["| method | " + " | ".join(column[0] for column in columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    for record in records:
-        name = record["method"]
-        cells = [_cell(value(record), spec, name in best[header]) for header, value, _, spec in columns]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    """One row per method; with several runs of a method, median [min–max] cells and a `runs` column."""
+    best, columns, grouped = best_methods(records), family_columns(records), runs_by_method(records)
+    counted = several_runs(records)
+    headers = ["method", *(["runs"] if counted else []), *(column[0] for column in columns)]
+    lines = ["| " + " | ".join(headers) + " |", "|---" * len(headers) + "|"]
+    for name, runs in grouped.items():
+        summaries = column_summaries(runs, columns)
+        cells = [spread_cell(summaries[header], spec, name in best[header]) for header, _, _, spec in columns]
+        lines.append("| " + " | ".join([name, *([str(len(runs))] if counted else []), *cells]) + " |")
     return lines
+
+
+def _seed_text(value) -> str:
+    return "–" if value is None else str(value)
+
+
+def runs_table(records: list[dict]) -> list[str]:
+    """Every run of one family, one row each, with its original seed and unlearning seed ('–': the row does not
+    depend on it, e.g. a retrain)."""
+    columns = family_columns(records)
+    lines = ["| method | original seed | seed | " + " | ".join(column[0] for column in columns) + " |",
+             "|---" * (len(columns) + 3) + "|"]
+    for record in records:
+        cells = [spread_cell(summarise([value(record)]), spec) for _, value, _, spec in columns]
+        lines.append(f"| {record['method']} | {_seed_text(record.get('original_seed'))} | "
+                     f"{_seed_text(record.get('seed'))} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def floor_text(members: list[dict]) -> str | None:
+    """The noise floor (JSD between two retrains) of one family: one value per original, median [min–max]."""
+    per_original = {r.get("original_seed"): r["forgetting"].get("floor_js_divergence") for r in members}
+    summary = summarise(list(per_original.values()))
+    return None if summary["median"] is None else spread_cell(summary, ".3g")
+
+
+def run_label(record: dict, several: bool) -> str:
+    if not several:
+        return record["method"]
+    return f"{record['method']} (original seed {_seed_text(record.get('original_seed'))}, seed " \
+           f"{_seed_text(record.get('seed'))})"
 
 
 def markdown_report(records: list[dict], requests: int = 1) -> str:
@@ -99,13 +216,16 @@ def markdown_report(records: list[dict], requests: int = 1) -> str:
             lines += [("LLM recommender" if family == "llm" else f"Classic recommender: {family} (judged against "
                        f"{family}/retrain)"), ""]
         lines += family_table(members) + ([""] if len(grouped) > 1 else [])
-    floor = grouped["llm"][0]["forgetting"].get("floor_js_divergence") if "llm" in grouped else None
+    floor = floor_text(grouped["llm"]) if "llm" in grouped else None
+    several = several_runs(records)
     notes = [
         "",
         "Bold: best among the unlearning methods (forget AUC and MIA AUC: nearest the retrain's; closure: nearest 1).",
-        *([f"Noise floor: JSD between two retrains with different seeds = {floor:.3g}."] if floor is not None else []),
-        *([f"Noise floor of {family}: {members[0]['forgetting']['floor_js_divergence']:.3g}." for family, members in
-           grouped.items() if family != "llm" and members[0]["forgetting"].get("floor_js_divergence") is not None]),
+        *(["Several runs per method (unlearning seeds × originals): each cell is the median [min–max] over its runs "
+           "(bold: the best median); `runs` counts them; every run is listed below."] if several else []),
+        *([f"Noise floor: JSD between two retrains with different seeds = {floor}."] if floor is not None else []),
+        *([f"Noise floor of {family}: {floor_text(members)}." for family, members in
+           grouped.items() if family != "llm" and floor_text(members) is not None]),
         "Forgetting columns are on the forget set, against `retrain` (trained from scratch without the forgotten "
         "users); closure = (forget AUC of original − method) / (original − retrain).",
         *(["Wall s: the whole command (reading data, saving the model included); compute s: the training or "
@@ -121,15 +241,22 @@ def markdown_report(records: list[dict], requests: int = 1) -> str:
             erased = 0
             for step in record.get("requests") or []:
                 erased += step["counts"]["forget_users"]
-                notes.append(f"| {record['method']} | {step['request']} | {erased} | {step['test_auc']:.4f} | "
-                             f"{step['forgotten_so_far_auc']:.4f} | {step['wall_seconds']:.0f} |")
-    return "\n".join(lines + notes) + "\n"
+                notes.append(f"| {run_label(record, several)} | {step['request']} | {erased} | {step['test_auc']:.4f} "
+                             f"| {step['forgotten_so_far_auc']:.4f} | {step['wall_seconds']:.0f} |")
+    if several:
+        notes += ["", "Every run (original seed: train.seed of the original and its retrains; seed: the unlearning "
+                  "seed, '–' where the row does not depend on it):", ""]
+        for family, members in grouped.items():
+            if several_runs(members):
+                notes += ([family, ""] if len(grouped) > 1 else []) + runs_table(members) + [""]
+    return "\n".join(lines + notes).rstrip("\n") + "\n"
 
 
 def plot_report(records: list[dict], path: Path) -> None:
     """Forgetting (JSD to the retrain, left is better) against utility (test AUC, up is better); area ∝ wall time.
 
-    One panel per model family, each against its own retrain.
+    One panel per model family, each against its own retrain. A method run several times shows a small dot per
+    run and its median as the large marker, with whiskers from the lowest to the highest run.
     """
     import matplotlib
 
@@ -145,26 +272,44 @@ def plot_report(records: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def _value(summary: dict, key: str = "median") -> float:
+    return math.nan if summary[key] is None else summary[key]
+
+
 def plot_family(ax, records: list[dict], title: str) -> None:
     """Points named in a legend (methods crowd near the retrain, where labels would overlap); the x axis is
     linear up to the noise floor and logarithmic beyond, so a collapsed method does not squash the rest."""
-    largest = max(r["wall_seconds"] for r in records) or 1.0
+    columns = [c for c in COLUMNS if c[0] in ("test AUC", "JSD to retrain", "wall s")]
+    summaries = {method: column_summaries(runs, columns) for method, runs in runs_by_method(records).items()}
+    largest = max(_value(s["wall s"]) for s in summaries.values()) or 1.0
     markers = iter("oDv^<>pP*hX" * 3)
-    for record in records:
-        reference = is_reference(record)
-        wall = record["wall_seconds"]
-        label = f"{base_name(record)} ({wall:.1f}s)" if wall < 10 else f"{base_name(record)} ({wall:.0f}s)"
-        ax.scatter([record["forgetting"]["js_divergence"]], [record["test"]["auc"]],
-                   s=40 + 600 * wall / largest, alpha=0.6, marker="s" if reference else next(markers),
-                   color="grey" if reference else None, edgecolors="black", linewidths=0.5, label=label)
-    floor = records[0]["forgetting"].get("floor_js_divergence")
+    for method, runs in runs_by_method(records).items():
+        reference = is_reference(runs[0])
+        summary = summaries[method]
+        wall, jsd, auc = _value(summary["wall s"]), summary["JSD to retrain"], summary["test AUC"]
+        name = base_name(runs[0]) + (f", {len(runs)} runs" if len(runs) > 1 else "")
+        label = f"{name} ({wall:.1f}s)" if wall < 10 else f"{name} ({wall:.0f}s)"
+        point = ax.scatter([_value(jsd)], [_value(auc)], s=40 + 600 * wall / largest,
+                           alpha=0.6, marker="s" if reference else next(markers),
+                           color="grey" if reference else None, edgecolors="black", linewidths=0.5, label=label)
+        if len(runs) > 1:
+            color = point.get_facecolor()[0]
+            ax.scatter([r["forgetting"]["js_divergence"] for r in runs], [r["test"]["auc"] for r in runs], s=12,
+                       color=color, alpha=0.9, edgecolors="none")
+            ax.errorbar([_value(jsd)], [_value(auc)], xerr=[[_value(jsd) - _value(jsd, "min")],
+                                                            [_value(jsd, "max") - _value(jsd)]],
+                        yerr=[[_value(auc) - _value(auc, "min")], [_value(auc, "max") - _value(auc)]],
+                        color=color, alpha=0.8, linewidth=1, capsize=2, fmt="none")
+    floor = summarise([r["forgetting"].get("floor_js_divergence") for r in records])["median"]
     if floor:
         ax.axvline(floor, linestyle="--", color="grey", linewidth=1, label="retrain vs retrain (noise floor)")
         ax.set_xscale("symlog", linthresh=floor)
     ax.set_xlim(left=0)
-    retrain = next(r for r in records if base_name(r) == "retrain")
-    ax.axhline(retrain["test"]["auc"], linestyle=":", color="grey", linewidth=1, label="retrain test AUC")
+    retrain = next(s for method, s in summaries.items() if method.split("/", 1)[-1] == "retrain")
+    ax.axhline(_value(retrain["test AUC"]), linestyle=":", color="grey", linewidth=1, label="retrain test AUC")
     ax.set_xlabel("JSD to the retrained model on the forget set (lower = forgot more like retraining)")
     ax.set_ylabel("test AUC (higher = more useful)")
-    ax.set_title(f"{title}: forgetting vs utility (marker area ∝ wall time)")
+    several = "\nsmall dots: each run; large marker: median of the runs; whiskers: min–max" \
+        if several_runs(records) else ""
+    ax.set_title(f"{title}: forgetting vs utility (marker area ∝ wall time){several}")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), markerscale=0.5, frameon=False)

@@ -2,6 +2,9 @@
 
 Stages: train the original → retrain a reference on the retained data → retrain it again with
 another seed (the noise floor) → run every listed method → score all of them with the same metrics.
+Robustness is measured, not hoped for: with `original_seeds` the stages run once per original seed (its
+train.seed), and with `seeds` every method runs once per unlearning seed on each of them; results.md then shows
+per method the median [min–max] of every column over its runs, and a table of every run.
 Trained models are reused only when their fingerprint (data bytes + every setting that shapes them + the
 samples' FORMAT_VERSION) matches and their files still hash to what was recorded when they were trained;
 otherwise they are trained again, and the log says why. Outputs in output_dir:
@@ -22,7 +25,7 @@ import torch
 
 from llmrec.bench.classic import ClassicBenchConfig, check_classic, run_classic
 from llmrec.bench.memory import PeakMemory
-from llmrec.bench.report import markdown_report, plot_report
+from llmrec.bench.report import aggregate, markdown_report, plot_report
 from llmrec.config import QUANT_HELP, Quantization, Recipe, option, to_dict, to_yaml
 from llmrec.data.samples import (
     FORMAT_VERSION,
@@ -60,7 +63,12 @@ class BenchRecipe(Recipe):
         [RETRAIN, "sisa", "finetune", "neggrad", "bad_t", "bad_teacher", "e2urec"], "methods to compare, in table order"
     )
     requests: int = option(1, "split the forget set into this many successive deletion requests")
-    seed: int = option(0, "seed of every unlearning run")
+    seeds: list[int] = option(
+        [0], "unlearning seeds: every method runs once per seed on each original (the seed of its unlearning run, "
+        "and of the split into requests); several: results.md shows median [min–max] over the runs", ge=0)
+    original_seeds: list[int] | None = option(
+        None, "train.seed of each original and of its retrain, second-seed retrain (that seed + 1) and SISA "
+        "ensemble, each trained once and reused by every unlearning seed | null: [train.seed]", ge=0)
     quant: Quantization = option("none", QUANT_HELP)
     e2urec: E2URecConfig = option(E2URecConfig(), "E2URec settings")
     finetune: FinetuneConfig = option(FinetuneConfig(), "fine-tune on retained data settings")
@@ -173,9 +181,10 @@ class Request:
     through: Path  # ids erased by this and all earlier requests
 
 
-def request_files(bench: BenchRecipe, forget_users: list[str], folder: Path) -> list[Request]:
-    """`requests` seeded, near-equal chunks of the forget set, as the user files each request needs."""
-    order = torch.randperm(len(forget_users), generator=torch.Generator().manual_seed(bench.seed)).tolist()
+def request_files(bench: BenchRecipe, forget_users: list[str], folder: Path, seed: int) -> list[Request]:
+    """`requests` near-equal chunks of the forget set drawn with the unlearning `seed`, as the user files each
+    request needs."""
+    order = torch.randperm(len(forget_users), generator=torch.Generator().manual_seed(seed)).tolist()
     chunks = [sorted(forget_users[i] for i in order[k::bench.requests]) for k in range(bench.requests)]
 
     def write(name: str, users: list[str]) -> Path:
@@ -189,8 +198,8 @@ def request_files(bench: BenchRecipe, forget_users: list[str], folder: Path) -> 
 
 
 def run_method(bench: BenchRecipe, method: str, original_dir: Path, requests: list[Request], folder: Path,
-               accelerator) -> tuple[Path, dict, list[dict], dict | None]:
-    """Apply `method` once per request, each on the previous request's output.
+               accelerator, seed: int) -> tuple[Path, dict, list[dict], dict | None]:
+    """Apply `method` once per request, each on the previous request's output, with unlearning seed `seed`.
 
     With several requests, each one is scored right after it ran: test AUC (utility must not collapse) and
     forget AUC on everything erased so far (forgetting must hold as requests accumulate). Returns the final
@@ -205,7 +214,7 @@ def run_method(bench: BenchRecipe, method: str, original_dir: Path, requests: li
                          already_forgotten=str(request.before) if request.before else None) if sequential \
             else bench.forget
         recipe = UnlearnRecipe(model=str(model_dir), output_dir=str(out), method=method, data=bench.data,
-                               forget=forget, seed=bench.seed, merge=sequential, quant=bench.quant,
+                               forget=forget, seed=seed, merge=sequential, quant=bench.quant,
                                mixed_precision=bench.train.mixed_precision, **{method: getattr(bench, method)})
         with PeakMemory() as memory:
             started = time.perf_counter()
@@ -226,7 +235,48 @@ def run_method(bench: BenchRecipe, method: str, original_dir: Path, requests: li
     return model_dir, cost, history, scored
 
 
+def check_seed_list(seeds: list[int] | None, key: str) -> None:
+    """ConfigError, one line, unless `seeds` is None or a non-empty list of distinct integers ≥ 0."""
+    if seeds is None:
+        return
+    if not seeds:
+        raise ConfigError(f"{key}: list at least one seed" + (", or null for [train.seed]"
+                                                              if key == "original_seeds" else " (default: [0])"))
+    for i, seed in enumerate(seeds):
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ConfigError(f"{key}[{i}] must be an integer, 0 or more, got {seed!r}")
+    repeated = [seed for i, seed in enumerate(seeds) if seed in seeds[:i]]
+    if repeated:
+        raise ConfigError(f"{key}: seed {repeated[0]} is listed twice (each seed is one run; list it once)")
+
+
+def original_seed_list(bench: BenchRecipe) -> list[int]:
+    """train.seed of each original the benchmark trains: `original_seeds`, or just the recipe's train.seed."""
+    return [bench.train.seed] if bench.original_seeds is None else bench.original_seeds
+
+
+def original_suffix(bench: BenchRecipe, original_seed: int) -> str:
+    """'' for the recipe's own train.seed, so a one-original benchmark keeps (and reuses) the folders it always
+    had; '-trainseed<N>' for the others."""
+    return "" if original_seed == bench.train.seed else f"-trainseed{original_seed}"
+
+
+def seed_suffix(seed: int) -> str:
+    return "" if seed == 0 else f"-seed{seed}"
+
+
+SEED_FREE = {"sisa"}  # retrains the affected shards with the original's own train.seed: the unlearning seed is unused
+
+
+def seed_free(bench: BenchRecipe, method: str) -> bool:
+    """Whether `method`'s result does not depend on the unlearning seed, so it runs once per original. With
+    several requests it does: the seed draws how the forget set is split into them."""
+    return method in SEED_FREE and bench.requests == 1
+
+
 def check_methods(bench: BenchRecipe) -> None:
+    check_seed_list(bench.seeds, "seeds")
+    check_seed_list(bench.original_seeds, "original_seeds")
     if not bench.methods and not bench.classic.backbones:
         raise ConfigError("methods: list at least one method (or classic.backbones for classic rows only)")
     for method in bench.methods:
@@ -249,8 +299,11 @@ def machine_info(accelerator) -> dict:
 
 
 def family_records(family: str, rows: list[str], scored: dict, costs: dict, model_dirs: dict, originals: dict,
-                   history: dict) -> list[dict]:
-    """One record per row, every one scored against the family's own retrain and noise floor."""
+                   history: dict, seeds: dict | None = None) -> list[dict]:
+    """One record per row, every one scored against the family's own retrain and noise floor.
+
+    `seeds`: {row: (original seed, unlearning seed or None)}, kept in each record as `original_seed` and `seed`
+    (None: the row does not depend on it); rows not in it (the classic ones) get neither."""
     prefix = "" if family == "llm" else f"{family}/"
     retrain_wall, retrain_compute = costs[RETRAIN]["wall_seconds"], costs[RETRAIN].get("compute_seconds")
     records = []
@@ -259,6 +312,7 @@ def family_records(family: str, rows: list[str], scored: dict, costs: dict, mode
         records.append({
             "method": prefix + name,
             "family": family,
+            **({"original_seed": seeds[name][0], "seed": seeds[name][1]} if seeds and name in seeds else {}),
             "test": utility_metrics(*scored[name]["test"]),
             "forget": utility_metrics(*scored[name]["forget"]),
             "forgetting": forgetting_metrics(scored[name], scored[RETRAIN], before, scored[FLOOR]),
@@ -273,37 +327,56 @@ def family_records(family: str, rows: list[str], scored: dict, costs: dict, mode
 
 
 def run_llm_rows(bench: BenchRecipe, splits, out: Path, accelerator) -> list[dict]:
-    """The LLM family: original, retrain, second-seed retrain (and SISA ensemble), then every listed method."""
-    original = base_recipe(bench, out / "original")
-    reference = base_recipe(bench, out / RETRAIN, train_on="retained")
+    """The LLM family, for each original seed in turn (`original_rows`); records in that order."""
+    forget_users = sorted(set(splits["forget"]["user_id"]))
+    requests = {seed: request_files(bench, forget_users, out / f"requests{seed_suffix(seed)}", seed)
+                for seed in bench.seeds}
+    return [record for original_seed in original_seed_list(bench)
+            for record in original_rows(bench, original_seed, splits, out, requests, accelerator)]
+
+
+def original_rows(bench: BenchRecipe, original_seed: int, splits, out: Path, requests: dict[int, list[Request]],
+                  accelerator) -> list[dict]:
+    """One original seed: original, retrain, second-seed retrain (and SISA ensemble), each trained once (or
+    reused), then every listed method once per unlearning seed on them (a `seed_free` one once).
+
+    Records: the reference rows (seed None), then the methods of each unlearning seed, all scored against this
+    original's retrain and noise floor; each keeps `original_seed` and `seed`."""
+    tag = original_suffix(bench, original_seed)
+    trained = replace(bench, train=replace(bench.train, seed=original_seed))
+    original = base_recipe(trained, out / f"original{tag}")
+    reference = base_recipe(trained, out / f"{RETRAIN}{tag}", train_on="retained")
     floor_model = replace(bench.model, tiny=replace(bench.model.tiny, seed=bench.model.tiny.seed + 1))
-    floor = replace(base_recipe(bench, out / f"{RETRAIN}-seed2", train_on="retained", seed=bench.train.seed + 1),
+    floor = replace(base_recipe(trained, out / f"{RETRAIN}-seed2{tag}", train_on="retained", seed=original_seed + 1),
                     model=floor_model)
-    costs = {"original": ensure_trained(original, "original"), RETRAIN: ensure_trained(reference, "reference"),
-             FLOOR: ensure_trained(floor, "floor")}
-    model_dirs = {"original": out / "original" / "model", RETRAIN: out / RETRAIN / "model",
-                  FLOOR: out / f"{RETRAIN}-seed2" / "model"}
+    stages = {"original": (original, "original"), RETRAIN: (reference, "reference"), FLOOR: (floor, "floor")}
     originals = {method: "original" for method in bench.methods}
     if "sisa" in bench.methods:
-        ensemble = base_recipe(bench, out / "original-sisa", shards=bench.sisa.shards)
-        costs[SISA_ORIGINAL] = ensure_trained(ensemble, SISA_ORIGINAL)
-        model_dirs[SISA_ORIGINAL] = out / "original-sisa" / "model"
+        stages[SISA_ORIGINAL] = (base_recipe(trained, out / f"original-sisa{tag}", shards=bench.sisa.shards),
+                                 SISA_ORIGINAL)
         originals["sisa"] = originals[SISA_ORIGINAL] = SISA_ORIGINAL
-    requests = request_files(bench, sorted(set(splits["forget"]["user_id"])), out / "requests")
-    history, scored = {}, {}
-    for method in bench.methods:
-        if method == RETRAIN:
-            continue
-        print(f"[{method}] unlearning {len(splits['forget'])} samples in {bench.requests} request(s)")
-        model_dirs[method], costs[method], history[method], scored[method] = run_method(
-            bench, method, model_dirs[originals[method]], requests, out / "methods" / method, accelerator)
-
-    for name, path in model_dirs.items():
-        if scored.get(name) is None:
-            scored[name] = score_model(Path(path), ["test", "forget"], splits, bench.eval.batch_size, accelerator)
-    rows = ["original", RETRAIN, FLOOR, *([SISA_ORIGINAL] if SISA_ORIGINAL in model_dirs else []),
-            *[m for m in bench.methods if m != RETRAIN]]
-    return family_records("llm", rows, scored, costs, model_dirs, originals, history)
+    suffix = f", train.seed {original_seed}" if tag else ""
+    costs = {row: ensure_trained(recipe, label + suffix) for row, (recipe, label) in stages.items()}
+    model_dirs = {row: Path(recipe.output_dir) / "model" for row, (recipe, _) in stages.items()}
+    scored = {row: score_model(path, ["test", "forget"], splits, bench.eval.batch_size, accelerator)
+              for row, path in model_dirs.items()}
+    records = family_records("llm", list(stages), scored, costs, model_dirs, originals, {},
+                             {row: (original_seed, None) for row in stages})
+    several = len(bench.seeds) > 1 or len(original_seed_list(bench)) > 1
+    for seed in bench.seeds:
+        methods = [m for m in bench.methods if m != RETRAIN and (seed == bench.seeds[0] or not seed_free(bench, m))]
+        run_scored, run_costs, run_dirs, history = dict(scored), dict(costs), dict(model_dirs), {}
+        for method in methods:
+            run = f" (train.seed {original_seed}, seed {seed})" if several else ""
+            print(f"[{method}] unlearning {len(splits['forget'])} samples in {bench.requests} request(s){run}")
+            run_dirs[method], run_costs[method], history[method], result = run_method(
+                bench, method, model_dirs[originals[method]], requests[seed],
+                out / "methods" / f"{method}{tag}{seed_suffix(seed)}", accelerator, seed)
+            run_scored[method] = result if result is not None else score_model(
+                run_dirs[method], ["test", "forget"], splits, bench.eval.batch_size, accelerator)
+        records += family_records("llm", methods, run_scored, run_costs, run_dirs, originals, history,
+                                  {m: (original_seed, None if seed_free(bench, m) else seed) for m in methods})
+    return records
 
 
 def run_benchmark(bench: BenchRecipe) -> list[dict]:
@@ -319,7 +392,8 @@ def run_benchmark(bench: BenchRecipe) -> list[dict]:
                          for name, path in family.model_dirs.items()}
         records += family_records(family.name, list(family.model_dirs), family_scored, family.costs,
                                   family.model_dirs, family.originals, {})
-    payload = {"records": records, "recipe": to_dict(bench), "machine": machine_info(accelerator)}
+    payload = {"records": records, "aggregate": aggregate(records), "recipe": to_dict(bench),
+               "machine": machine_info(accelerator)}
     # results.json is the mark of a finished run, so it goes last: a run killed while writing its reports leaves
     # none (the previous run's is removed first), never a finished-looking one beside half-new reports
     (out / "results.json").unlink(missing_ok=True)

@@ -1,10 +1,20 @@
+import hashlib
 import json
+import statistics
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from llmrec.bench.run import BenchRecipe, base_recipe, ensure_trained, fingerprint, reuse_refusal, run_benchmark
+from llmrec.bench.run import (
+    BenchRecipe,
+    base_recipe,
+    check_seed_list,
+    ensure_trained,
+    fingerprint,
+    reuse_refusal,
+    run_benchmark,
+)
 from llmrec.config import load_recipe
 from llmrec.errors import ConfigError
 from tests.conftest import SMALL_OVERRIDES
@@ -136,6 +146,12 @@ def test_sequential_requests_report_after_each_request(tmp_path):
     ("methods=[sisa2]", "unknown unlearning method 'sisa2'"),
     ("methods=[]", "list at least one method"),
     ("requests=0", "requests must be at least 1"),
+    ("seeds=[]", r"seeds: list at least one seed \(default: \[0\]\)"),
+    ("seeds=[0,1,0]", "seeds: seed 0 is listed twice"),
+    ("seeds=[1,-2]", r"seeds\[1\] must be 0 or more, got -2"),
+    ("original_seeds=[]", r"original_seeds: list at least one seed, or null for \[train.seed\]"),
+    ("original_seeds=[42,7,7]", "original_seeds: seed 7 is listed twice"),
+    ("original_seeds=[-1]", r"original_seeds\[0\] must be 0 or more"),
 ])
 def test_bad_benchmark_settings_fail_before_training(tmp_path, override, message):
     with pytest.raises(ConfigError, match=message):
@@ -197,3 +213,118 @@ def test_a_run_killed_while_writing_its_reports_leaves_no_finished_looking_resul
     monkeypatch.undo()
     run_benchmark(recipe)  # leaves the module's finished run as the other tests expect it
     assert json.loads((out / "results.json").read_text())["recipe"]["methods"] == recipe.methods
+
+
+def test_seed_lists_built_in_code_are_checked_too():
+    """The recipe loader's bounds catch a negative seed in YAML or key=value; a BenchRecipe made in code meets the
+    same check in run_benchmark."""
+    check_seed_list([0, 3], "seeds")
+    check_seed_list(None, "original_seeds")
+    with pytest.raises(ConfigError, match=r"seeds\[1\] must be an integer, 0 or more, got -1"):
+        check_seed_list([2, -1], "seeds")
+    with pytest.raises(ConfigError, match=r"seeds\[0\] must be an integer, 0 or more, got 1.5"):
+        check_seed_list([1.5], "seeds")
+
+
+def fake_scores(path) -> dict:
+    """{split: (labels, P(yes))} that differ from model to model: a stand-in for scoring a trained model."""
+    import numpy as np
+
+    rng = np.random.default_rng(int(hashlib.sha256(str(path).encode()).hexdigest()[:8], 16))
+    labels = [0, 1] * 10
+    return {split: (labels, rng.uniform(0.05, 0.95, 20).tolist()) for split in ("test", "forget")}
+
+
+def test_each_original_seed_trains_its_stages_once_and_each_seed_runs_every_method(tmp_path, monkeypatch):
+    """The seeds' wiring, with training, unlearning and scoring stood in for (the real thing: the `slow` test
+    below): stages once per original seed under its train.seed, in today's folders for the recipe's own
+    train.seed; every method once per (original, seed) with that seed; SISA, which the seed does not change,
+    once per original; one record per run, each with its seeds, and the aggregate in results.json."""
+    import llmrec.bench.run as run
+
+    trained, unlearned = [], []
+
+    def fake_train(recipe, label, trainer=None):
+        trained.append((Path(recipe.output_dir).name, recipe.train.seed, recipe.model.tiny.seed, label))
+        return {"fingerprint": fingerprint(recipe), "wall_seconds": 10.0, "peak_memory_mb": None,
+                "trainable_percent": 100.0, "compute_seconds": None}
+
+    def fake_unlearn(bench, method, original_dir, requests, folder, accelerator, seed):
+        unlearned.append((method, Path(original_dir).parent.name, folder.name, seed))
+        return folder / "model", {"wall_seconds": 1.0, "peak_memory_mb": None, "trainable_percent": 100.0}, [], None
+
+    monkeypatch.setattr(run, "ensure_trained", fake_train)
+    monkeypatch.setattr(run, "run_method", fake_unlearn)
+    monkeypatch.setattr(run, "score_model", lambda path, *args, **kwargs: fake_scores(path))
+    recipe = bench_recipe(tmp_path, "methods=[retrain,sisa,neggrad]", "seeds=[3,0]", "original_seeds=[42,7]")
+    records = run_benchmark(recipe)
+
+    stages = ["original", "retrain", "retrain-seed2", "original-sisa"]
+    assert [t[:3] for t in trained] == [
+        *zip(stages, [42, 42, 43, 42], [0, 0, 1, 0]),  # the recipe's train.seed (42): the folders it always had
+        *zip([f"{s}-trainseed7" for s in stages], [7, 7, 8, 7], [0, 0, 1, 0])]
+    assert [u for u in unlearned if u[0] == "neggrad"] == [
+        ("neggrad", "original", "neggrad-seed3", 3), ("neggrad", "original", "neggrad", 0),
+        ("neggrad", "original-trainseed7", "neggrad-trainseed7-seed3", 3),
+        ("neggrad", "original-trainseed7", "neggrad-trainseed7", 0)]
+    assert [u for u in unlearned if u[0] == "sisa"] == [  # once per original, from its shard ensemble
+        ("sisa", "original-sisa", "sisa-seed3", 3), ("sisa", "original-sisa-trainseed7", "sisa-trainseed7-seed3", 3)]
+    references = ["original", "retrain", "retrain (seed 2)", "original (sisa)"]
+    assert [(r["original_seed"], r["seed"], r["method"]) for r in records] == [
+        run for o in (42, 7) for run in [(o, None, m) for m in references] + [(o, None, "sisa"), (o, 3, "neggrad"),
+                                                                               (o, 0, "neggrad")]]
+    # each run is judged against its own original's retrain
+    for record in records:
+        retrain = next(r for r in records if r["method"] == "retrain" and r["original_seed"] == record["original_seed"])
+        assert record["forgetting"]["reference_forget_auc"] == retrain["forget"]["auc"]
+    saved = json.loads(Path(recipe.output_dir, "results.json").read_text())
+    assert len(saved["records"]) == len(records) == 2 * 7
+    assert [(e["method"], e["runs"], e["original_seeds"], e["seeds"]) for e in saved["aggregate"]] == [
+        *[(m, 2, [7, 42], []) for m in references], ("sisa", 2, [7, 42], []), ("neggrad", 4, [7, 42], [0, 3])]
+    table = Path(recipe.output_dir, "results.md").read_text()
+    assert "| method | runs | test AUC |" in table and "| neggrad | 4 | " in table and "| neggrad | 7 | 3 |" in table
+    # the default (one original at train.seed, one seed) asks for the very same first stages: they would be reused
+    default = bench_recipe(tmp_path, "methods=[retrain,sisa,neggrad]")
+    assert records[0]["fingerprint"] == fingerprint(base_recipe(default, Path(default.output_dir) / "original"))
+
+
+@pytest.mark.slow
+def test_several_seeds_and_originals_run_every_method_per_run_on_models_trained_once(tmp_path, monkeypatch, capsys):
+    """Issue 19 item 4: one record per (original seed, unlearning seed, method); the original and both retrains
+    trained once per original seed and shared by its unlearning seeds; results.md shows median [min–max].
+    Slow: six trainings and eight unlearning runs (over 20 minutes on 2 busy cores)."""
+    recipe = bench_recipe(tmp_path, "methods=[retrain,neggrad,finetune]", "seeds=[0,1]", "original_seeds=[42,43]")
+    trained_on = record_training_splits(monkeypatch, "llmrec.llm.train")
+    records = run_benchmark(recipe)
+    assert len(trained_on) == 3 * 2  # original, retrain, second-seed retrain for each original seed; none per seed
+    runs = [(r["original_seed"], r["seed"], r["method"]) for r in records]
+    references = ["original", "retrain", "retrain (seed 2)"]
+    assert runs == [run for o in (42, 43) for run in [(o, None, m) for m in references] + [
+        (o, s, m) for s in (0, 1) for m in ("neggrad", "finetune")]]
+    out = Path(recipe.output_dir)
+    assert {r["model_dir"] for r in records if r["method"] == "neggrad"} == {
+        str(out / "methods" / name / "model") for name in ("neggrad", "neggrad-seed1", "neggrad-trainseed43",
+                                                             "neggrad-trainseed43-seed1")}
+    originals = {r["original_seed"]: r for r in records if r["method"] == "original"}
+    assert originals[42]["model_dir"] == str(out / "original" / "model")  # the recipe's train.seed: today's folder
+    assert originals[43]["model_dir"] == str(out / "original-trainseed43" / "model")
+    assert originals[42]["test"]["auc"] != originals[43]["test"]["auc"]  # another original, not a copy
+    neggrad = {(r["original_seed"], r["seed"]): r["test"]["auc"] for r in records if r["method"] == "neggrad"}
+    assert neggrad[42, 0] != neggrad[42, 1]  # the unlearning seed reached the run
+
+    saved = json.loads((out / "results.json").read_text())
+    assert len(saved["records"]) == len(records) == 3 * 2 + 2 * 2 * 2
+    entry = next(e for e in saved["aggregate"] if e["method"] == "neggrad")
+    assert entry["runs"] == 4 and entry["original_seeds"] == [42, 43] and entry["seeds"] == [0, 1]
+    assert entry["metrics"]["test.auc"]["median"] == pytest.approx(statistics.median(neggrad.values()))
+    table = (out / "results.md").read_text()
+    row = next(line for line in table.splitlines() if line.startswith("| neggrad |"))
+    low, high = min(neggrad.values()), max(neggrad.values())
+    assert row.startswith("| neggrad | 4 | ") and f"[{low:.4f}–{high:.4f}]" in row
+    assert "Every run" in table and "| neggrad | 43 | 1 |" in table
+
+    # the default (one original: train.seed 42, one seed) is the same stages in the same folders: all reused
+    capsys.readouterr()
+    run_benchmark(bench_recipe(tmp_path, "methods=[neggrad]"))
+    log = capsys.readouterr().out
+    assert log.count("reusing") == 3 and "] training" not in log
