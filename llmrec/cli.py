@@ -19,6 +19,8 @@ VERBS = {
     "train": "instruction-tune the recommender (best model by valid AUC to output_dir/model)",
     "evaluate": "AUC / accuracy / log-loss of output_dir/model (or eval.model_dir) per split",
     "unlearn": "forget users: a LoRA adapter on the frozen original + unlearning_manifest.json",
+    "audit": "did model=DIR forget? a membership attack, forget vs holdout users, calibrated by a shadow model "
+             "that saw neither: audit.md/.png/.json with the verdict",
     "benchmark": "original, retrains and every unlearning method side by side: results.json/.md/.png",
     "bench-speed": "time unlearning against retraining and scoring against a plain loop: speed.json/.md/.png",
     "classic-train": "train MF or LightGCN on the same samples and splits (output_dir/model)",
@@ -66,6 +68,10 @@ def _run(args) -> int:
     recipe_class = Recipe
     if args.verb == "unlearn":
         from llmrec.unlearn.run import UnlearnRecipe as recipe_class
+    elif args.verb == "audit":
+        from llmrec.eval.audit_run import AuditRecipe as recipe_class
+    elif args.verb == "evaluate":
+        from llmrec.eval.evaluate import EvalRecipe as recipe_class
     elif args.verb == "benchmark":
         from llmrec.bench.run import BenchRecipe as recipe_class
     elif args.verb == "bench-speed":
@@ -106,6 +112,10 @@ def _run(args) -> int:
         from llmrec.unlearn.run import run_unlearning
 
         run_unlearning(recipe)
+    elif args.verb == "audit":
+        from llmrec.eval.audit_run import run_audit
+
+        run_audit(recipe)
     elif args.verb == "benchmark":
         from llmrec.bench.run import run_benchmark
 

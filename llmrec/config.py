@@ -262,6 +262,50 @@ class EvalConfig:
 
 
 @dataclass
+class AuditConfig:
+    """The membership-inference audit's settings (`llmrec audit`; on `unlearn` / `evaluate` it runs only when
+    audit.reference or audit.shadow is set). See llmrec.eval.audit_run."""
+
+    reference: str | list[str] | None = option(
+        None, "reference model dir(s) that trained on no forget and no holdout user (checked by card), calibrating "
+        "the attack per sample; a list for several | none: a shadow (llmrec audit always trains or reuses one then; "
+        "unlearn / evaluate only with audit.shadow=true)"
+    )
+    shadow: bool = option(
+        False, "unlearn / evaluate: run the audit, with a shadow reference trained once (the original's recipe on a "
+        "random audit.shadow_fraction of the retained users: about that fraction of a retrain's cost) and reused "
+        "by fingerprint; off by default for that cost (llmrec audit needs no flag)"
+    )
+    shadow_dir: str | None = option(
+        None, "where the shadow is trained and kept | none: output_dir/shadow (audit, evaluate); for unlearn, whose "
+        "output_dir is replaced on every run, the folder beside it named <output_dir>-shadow"
+    )
+    shadow_fraction: float = option(0.5, "fraction of the retained users (not forget, not holdout) the shadow "
+                                    "trains on", gt=0, le=1)
+    shadow_seed: int = option(0, "seed of the draw of the shadow's users", ge=0)
+    original: str | None = option(
+        None, "the audited model's original | none: the one its card names (unlearned_from), checked by sha256; a "
+        "model that names none is audited as its own original"
+    )
+    retrain: str | None = option(None, "a model retrained without the forget users: the verdict's reference AUC "
+                                 "and the audit's sanity check (its AUC should be near 0.5)")
+    attack: Literal["lira_offline", "calibrated_loss", "loss"] = option(
+        "lira_offline", "lira_offline (Carlini et al. 2022) | calibrated_loss (Watson et al. 2022) | loss (Yeom et "
+        "al. 2018, uncalibrated: no reference needed, reported for comparison)"
+    )
+    level: Literal["user", "sample"] = option("user", "the level of the headline verdict: user | sample")
+    aggregate: Literal["mean", "max"] = option("mean", "a user's score: mean | max of their samples' scores")
+    tolerance: float = option(0.05, "forgotten when |AUC_unlearned - AUC_ref| <= this (MUSE's PrivLeak band)",
+                              ge=0, lt=0.5)
+    min_power: float = option(0.05, "inconclusive when AUC_original - 0.5 is below this", ge=0, lt=0.5)
+    batch_size: int = option(64, "samples per device when scoring", ge=1)
+    allow_other_data: bool = option(
+        False, "audit although the data differ from those a model was trained on (its card's data fingerprint); "
+        "false: such a run stops, naming both fingerprints"
+    )
+
+
+@dataclass
 class Recipe:
     output_dir: str = option("runs/default", "where models, metrics and the resolved config are written")
     data: DataConfig = option(DataConfig(), "input data and sample construction")

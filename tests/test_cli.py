@@ -301,3 +301,14 @@ def test_safetensors_out_of_space_is_one_line_naming_the_output_and_leaves_no_te
         f"llmrec: error: {out / 'backbone' / 'model.safetensors'}: No space left on device (os error 28); is the disk "
         "full? Free space, or point output_dir / data.cache_dir at another disk")
     assert not temp_litter(tmp_path) and not (out / "model").exists()
+
+
+def test_audit_verb_is_listed_and_its_keys_documented(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "audit" in capsys.readouterr().out
+    code, out, _ = run(capsys, "audit", "--help-config")
+    assert code == 0 and "audit.reference" in out and "audit.shadow_fraction" in out and "model" in out
+    for verb in ("unlearn", "evaluate"):  # the same audit on request, off by default
+        code, out, _ = run(capsys, verb, "--help-config")
+        assert code == 0 and "audit.shadow " in out and "audit.reference" in out

@@ -9,6 +9,8 @@ from llmrec.classic.train import ClassicRecipe
 from llmrec.classic.unlearn import ClassicUnlearnRecipe
 from llmrec.config import Recipe, describe, load_recipe, to_yaml
 from llmrec.errors import ConfigError
+from llmrec.eval.audit_run import AuditRecipe
+from llmrec.eval.evaluate import EvalRecipe
 from llmrec.unlearn.run import UnlearnRecipe
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,6 +89,7 @@ def test_every_recipe_loads_and_starts_with_its_command(path):
     else:
         assert first.startswith("# llmrec ") or first.startswith("# accelerate launch")
         verb, cls = {"unlearn": ("unlearn", UnlearnRecipe), "bench": ("benchmark", BenchRecipe),
+                     "audit": ("audit", AuditRecipe),
                      "speed": ("bench-speed", SpeedRecipe),
                      "classic/train": ("classic-train", ClassicRecipe),
                      "classic/unlearn": ("classic-unlearn", ClassicUnlearnRecipe)}.get(
@@ -101,7 +104,8 @@ def test_there_are_recipes():
         "cpu.yaml", "single_gpu.yaml", "multi_gpu.yaml", "deepspeed_zero2.yaml"}
 
 
-RECIPE_CLASSES = [Recipe, UnlearnRecipe, BenchRecipe, SpeedRecipe, ClassicRecipe, ClassicUnlearnRecipe]
+RECIPE_CLASSES = [Recipe, UnlearnRecipe, BenchRecipe, SpeedRecipe, ClassicRecipe, ClassicUnlearnRecipe,
+                  AuditRecipe, EvalRecipe]
 
 
 @pytest.mark.parametrize("cls", RECIPE_CLASSES, ids=lambda cls: cls.__name__)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -12,7 +12,7 @@ from accelerate import Accelerator
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from llmrec.config import ForgetConfig, Recipe, from_dict, to_dict
+from llmrec.config import AuditConfig, ForgetConfig, Recipe, from_dict, option, to_dict
 from llmrec.data.samples import prepare_splits
 from llmrec.data.tokenize import AnswerCollator, length_order, tokenize
 from llmrec.errors import ConfigError, LlmrecError
@@ -41,6 +41,23 @@ from llmrec.llm.scoring import answer_logits, p_yes
 from llmrec.paths import models_read, refuse_overlap
 
 MANIFEST = "unlearning_manifest.json"
+
+
+@dataclass
+class EvalRecipe(Recipe):
+    """`llmrec evaluate`'s recipe: a training recipe plus the membership-inference audit (off unless
+    audit.reference or audit.shadow is set)."""
+
+    audit: AuditConfig = option(
+        AuditConfig(), "membership-inference audit of the evaluated model (llmrec.eval.audit_run): runs with "
+        "audit.reference=DIR or audit.shadow=true (a shadow costs about audit.shadow_fraction of a retrain, so it is "
+        "off by default); writes audit.md / audit.png beside evaluation.json and its record into it under 'audit'"
+    )
+
+
+def audit_requested(cfg: AuditConfig | None) -> bool:
+    """Whether a verb that audits only on request (unlearn, evaluate) runs the audit."""
+    return cfg is not None and bool(cfg.reference or cfg.shadow)
 
 
 def make_loader(dataset, collator, batch_size: int, shuffle: bool = False) -> DataLoader:
@@ -148,34 +165,35 @@ def _describe_forget(forget: dict) -> str:
     return ", ".join(f"forget.{key}={forget.get(key)}" for key in keys)
 
 
-def manifest_forget(model_dir: Path, recipe: Recipe) -> tuple[ForgetConfig, dict | None]:
-    """The forget settings to evaluate with and the unlearning manifest of `model_dir` (None when it has none).
+def manifest_forget(model_dir: Path, forget: ForgetConfig, from_manifest: bool, cache_dir: str,
+                    hint: str = "evaluate with eval.forget_from_manifest=false") -> tuple[ForgetConfig, dict | None]:
+    """The forget settings to use for `model_dir` and its unlearning manifest (None when it has none).
 
-    With eval.forget_from_manifest (the default) the settings are the ones the unlearning run recorded, so
-    the forget set is the one the model forgot. Raises LlmrecError when the manifest cannot be read.
+    With `from_manifest` (eval.forget_from_manifest, the default; always for `llmrec audit`) the settings are the
+    ones the unlearning run recorded, so the forget set is the one the model forgot; else `forget` (the recipe's).
+    Raises LlmrecError, ending with `hint`, when the manifest cannot be read.
     """
     path = model_dir / MANIFEST
     if not path.is_file():
-        return recipe.forget, None
+        return forget, None
     try:
         manifest = json.loads(path.read_text())
         recorded = manifest["recipe"]["forget"]
-        forget = from_dict(ForgetConfig, recorded, "forget.") if recipe.eval.forget_from_manifest else recipe.forget
-        if recipe.eval.forget_from_manifest and forget.users:  # the ids it forgot, not a file that may have moved
-            forget = replace(forget, users=str(_user_file(manifest["forgotten_user_ids"], recipe.data.cache_dir)))
+        chosen = from_dict(ForgetConfig, recorded, "forget.") if from_manifest else forget
+        if from_manifest and chosen.users:  # the ids it forgot, not a file that may have moved
+            chosen = replace(chosen, users=str(user_file(manifest["forgotten_user_ids"], cache_dir)))
     except (ValueError, KeyError, TypeError, ConfigError) as exc:
-        raise LlmrecError(f"{path}: cannot take the forget set from it ({exc}); evaluate with "
-                          "eval.forget_from_manifest=false") from None
-    if forget != recipe.forget:
+        raise LlmrecError(f"{path}: cannot take the forget set from it ({exc}); {hint}") from None
+    if chosen != forget:
         print(f"forget set: the one {model_dir} forgot ({_describe_forget(recorded)}, from its {MANIFEST}), not "
-              f"the recipe's ({_describe_forget(to_dict(recipe.forget))})")
-    return forget, manifest
+              f"the recipe's ({_describe_forget(to_dict(forget))})")
+    return chosen, manifest
 
 
-def _user_file(user_ids: list[str], cache_dir: str) -> Path:
-    """A one-id-per-line file of `user_ids` under the data cache, named by its content (written once)."""
+def user_file(user_ids: list[str], cache_dir: str, folder: str = "forget-users") -> Path:
+    """A one-id-per-line file of `user_ids` in `folder` under the data cache, named by its content (written once)."""
     text = "".join(f"{user}\n" for user in user_ids)
-    path = Path(cache_dir).expanduser() / "forget-users" / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.txt"
+    path = Path(cache_dir).expanduser() / folder / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.txt"
     if not path.is_file():
         write_text(path, text)
     return path
@@ -216,11 +234,18 @@ def evaluate(recipe: Recipe, accelerator: Accelerator | None = None) -> dict[str
         raise LlmrecError("eval.floor_reference_dir is a second retrain to compare with eval.reference_dir; set both")
     model_dir = Path(cfg.model_dir or Path(recipe.output_dir) / "model")
     card = read_model_card(model_dir)
+    audit = getattr(recipe, "audit", None) if audit_requested(getattr(recipe, "audit", None)) else None
+    audited = [("audit.retrain", audit.retrain), ("audit.original", audit.original),
+               *(("audit.reference", path) for path in ([audit.reference] if isinstance(audit.reference, str)
+                                                        else audit.reference or []))] if audit else []
     refuse_overlap(recipe.output_dir, models_read(  # evaluation.json/.md must not land in a model read here
         ("the evaluated model", model_dir), ("eval.reference_dir", cfg.reference_dir),
         ("eval.original_dir", cfg.original_dir), ("eval.floor_reference_dir", cfg.floor_reference_dir),
-        ("eval.base_model", cfg.base_model), ("its original", card.get("unlearned_from") or card.get("merged_from"))),
-        writes=["evaluation.json", "evaluation.md"])
+        ("eval.base_model", cfg.base_model), ("its original", card.get("unlearned_from") or card.get("merged_from")),
+        *audited), writes=["evaluation.json", "evaluation.md", *(("audit.md", "audit.png", "shadow") if audit else ())])
+    if audit and accelerator.num_processes > 1:
+        raise LlmrecError("the audit (audit.reference / audit.shadow) runs in one process: evaluate without "
+                          "accelerate's several processes, or run llmrec audit afterwards")
     if cfg.forgetting and not cfg.reference_dir:
         raise LlmrecError(
             "forgetting metrics need a reference: set eval.reference_dir to a model retrained on the retained "
@@ -231,15 +256,23 @@ def evaluate(recipe: Recipe, accelerator: Accelerator | None = None) -> dict[str
                                                               cfg.floor_reference_dir) if d)]):
         check_model_card(path, card if path == model_dir else read_model_card(path), recipe.data,
                          cfg.allow_other_data, "eval.allow_other_data")
-    forget, manifest = manifest_forget(model_dir, recipe)
+    forget, manifest = manifest_forget(model_dir, recipe.forget, cfg.forget_from_manifest, recipe.data.cache_dir)
     recipe = replace(recipe, forget=forget)  # evaluation.json records the forget set actually evaluated
     with accelerator.main_process_first():
         splits = prepare_splits(recipe.data, forget)
     unknown = [s for s in cfg.splits if s not in splits]
     if unknown:
         raise LlmrecError(f"eval.splits: unknown split '{unknown[0]}' (choose from {', '.join(splits)})")
-    if manifest is not None and ("forget" in cfg.splits or cfg.reference_dir):
+    if manifest is not None and ("forget" in cfg.splits or cfg.reference_dir or audit):
         check_forget_set(model_dir, manifest, splits["forget"], forget, cfg.forget_from_manifest)
+    prepared = None
+    if audit:  # every check of the audit before any model is scored or anything written
+        from llmrec.eval.audit_run import prepare_audit, resolve_original
+
+        probes = ((manifest or {}).get("stopping") or {}).get("probe_user_ids") or []
+        prepared = prepare_audit(audit, recipe.data, forget, splits, resolve_original(model_dir, card, audit.original),
+                                 Path(recipe.output_dir) / "shadow", probes, audit.original or cfg.base_model,
+                                 reads=[("the evaluated model", model_dir)], audited=model_dir)
 
     skipped = mia_skip_reason(len(splits["forget"]), len(splits["test"])) if cfg.reference_dir else None
     if skipped:  # known from the split sizes, before any model is scored
@@ -273,10 +306,19 @@ def evaluate(recipe: Recipe, accelerator: Accelerator | None = None) -> dict[str
             f"| {key} | {_cell(value)} |" for key, value in results["forgetting"].items()
         )
 
+    record = None
+    if prepared is not None:
+        from llmrec.eval.audit_run import audit_models, summary, write_report
+
+        record, audit_results = audit_models(model_dir, prepared, audit, accelerator)
+        write_report(Path(recipe.output_dir), record, audit_results)
+        table += "\n\n" + summary(record)
     if accelerator.is_main_process:
         out = Path(recipe.output_dir)
-        write_json(out / "evaluation.json", {"model_dir": str(model_dir), "metrics": results, "recipe": to_dict(recipe)})
+        write_json(out / "evaluation.json", {"model_dir": str(model_dir), "metrics": results, "recipe": to_dict(recipe),
+                                             **({"audit": record} if record is not None else {})})
         write_text(out / "evaluation.md", table + "\n")
         print(table)
-        print(f"written: {out / 'evaluation.json'}, {out / 'evaluation.md'}")
+        print(f"written: {out / 'evaluation.json'}, {out / 'evaluation.md'}"
+              + (f", {out / 'audit.md'}, {out / 'audit.png'}" if record is not None else ""))
     return results

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -24,6 +24,7 @@ import torch
 from llmrec.config import (
     QUANT_HELP,
     THREADS_HELP,
+    AuditConfig,
     DataConfig,
     ForgetConfig,
     MixedPrecision,
@@ -36,7 +37,7 @@ from llmrec.config import (
 from llmrec.data.samples import prepare_splits, require_user_forgetting
 from llmrec.errors import ConfigError, LlmrecError
 from llmrec.io import atomic_dir, write_json
-from llmrec.paths import model_paths, recipe_inputs, refuse_overlap
+from llmrec.paths import model_paths, models_read, recipe_inputs, refuse_overlap, relation
 from llmrec.llm.accel import make_accelerator, threads_note
 from llmrec.llm.backbone import (
     ENSEMBLE_FILE,
@@ -85,6 +86,12 @@ class UnlearnRecipe:
     allow_other_data: bool = option(
         False, "unlearn although data.* differ from the data the original was trained on (the data fingerprint in "
         "its llmrec_model.json); false: such a run stops, naming both fingerprints"
+    )
+    audit: AuditConfig = option(
+        AuditConfig(), "membership-inference audit of the output before it is put in place (llmrec.eval.audit_run): "
+        "off unless audit.reference=DIR or audit.shadow=true (a shadow costs about audit.shadow_fraction of a "
+        "retrain, trained once into audit.shadow_dir, default <output_dir>-shadow, and reused); writes audit.md / "
+        "audit.png into output_dir and the record, with its verdict, into unlearning_manifest.json under 'audit'"
     )
 
 
@@ -196,6 +203,7 @@ def unlearning_manifest(recipe, splits, original_hash: str, result: dict, wall: 
         "trainable_parameters": trainable,
         "trainable_percent": 100.0 * trainable / total if total else 0.0,
         "threads": torch.get_num_threads(),
+        "stopping": result.get("stopping"),  # a stopping rule's record; its probe users are left out of the audit
     }
 
 
@@ -223,12 +231,63 @@ def check_processes(recipe: UnlearnRecipe, runner, processes: int) -> None:
                           "(each takes an equal share of every batch)")
 
 
+def audit_models_read(cfg: AuditConfig) -> list[tuple[str, object]]:
+    """(label, dir) of the models an audit with settings `cfg` reads besides the original."""
+    references = [cfg.reference] if isinstance(cfg.reference, str) else list(cfg.reference or [])
+    return [("audit.retrain", cfg.retrain), *(("audit.reference", path) for path in references)]
+
+
+def prepare_unlearning_audit(recipe: UnlearnRecipe, splits, processes: int):
+    """The audit's checks (llmrec.eval.audit_run.prepare_audit), before anything is written; None when no audit
+    was asked for. The shadow lives outside output_dir (replaced whole on every run): by default beside it."""
+    from llmrec.eval.audit_run import prepare_audit
+    from llmrec.eval.evaluate import audit_requested
+
+    cfg = recipe.audit
+    if not audit_requested(cfg):
+        return None
+    if processes > 1:
+        raise LlmrecError("the audit (audit.reference / audit.shadow) runs in one process: unlearn without "
+                          "accelerate's several processes, or run llmrec audit afterwards")
+    if cfg.original:
+        raise ConfigError("audit.original: the original of an unlearning run is its `model`; leave audit.original "
+                          "unset")
+    output = Path(recipe.output_dir)
+    shadow_dir = Path(cfg.shadow_dir) if cfg.shadow_dir else output.with_name(f"{output.name}-shadow")
+    if relation(shadow_dir, output):
+        raise LlmrecError(f"audit.shadow_dir={shadow_dir} {relation(shadow_dir, output)} output_dir={output}, which "
+                          "is replaced whole on every run; choose a folder apart from it")
+    return prepare_audit(replace(cfg, shadow_dir=str(shadow_dir)), recipe.data, recipe.forget, splits,
+                         Path(recipe.model), shadow_dir, reads=[("the original", recipe.model)])
+
+
+def run_audit_into(tmp: Path, recipe: UnlearnRecipe, prepared, splits, result: dict, accelerator) -> dict:
+    """Audit the unlearned model in `tmp` (not yet in place) and write audit.md / audit.png beside it; the forget
+    users a stopping rule probed (result["stopping"]["probe_user_ids"]) are left out. Returns the record, or
+    {"verdict": None, "skipped": why} when too few forget users are left once the probe users are out (known only
+    now: the unlearning is kept, with a printed warning, rather than thrown away)."""
+    from llmrec.eval.audit_run import audit_models, exclude_probes, summary, write_report
+
+    probes = (result.get("stopping") or {}).get("probe_user_ids") or []
+    try:
+        prepared = exclude_probes(prepared, splits, probes)
+    except LlmrecError as exc:
+        print(f"warning: audit skipped: {exc}")
+        return {"verdict": None, "skipped": str(exc)}
+    record, models = audit_models(tmp, prepared, recipe.audit, accelerator,
+                                  audited_as=Path(recipe.output_dir))
+    write_report(tmp, record, models)
+    print(summary(record))
+    return record
+
+
 def run_unlearning(recipe: UnlearnRecipe) -> dict | None:
     """The manifest (None on processes other than the main one, which write nothing)."""
     model_dir = Path(recipe.model)
     card = read_model_card(model_dir)
     retrain_recipe = [("retrain.recipe", recipe.retrain.recipe)] if recipe.method == "retrain" else []
-    refuse_overlap(recipe.output_dir, model_paths(model_dir), inputs=[*recipe_inputs(recipe), *retrain_recipe])
+    refuse_overlap(recipe.output_dir, [*model_paths(model_dir), *models_read(*audit_models_read(recipe.audit))],
+                   inputs=[*recipe_inputs(recipe), *retrain_recipe])
     runner = get_method(recipe.method)
     accelerator = make_accelerator(recipe.mixed_precision)
     check_processes(recipe, runner, accelerator.num_processes)
@@ -237,6 +296,7 @@ def run_unlearning(recipe: UnlearnRecipe) -> dict | None:
     check_model_card(model_dir, card, recipe.data, recipe.allow_other_data, "allow_other_data")
     with accelerator.main_process_first():
         splits = prepare_splits(recipe.data, recipe.forget)
+    audit = prepare_unlearning_audit(recipe, splits, accelerator.num_processes)
     torch.manual_seed(recipe.seed)
     accelerator.print(f"resolved config:\n{to_yaml(recipe)}")
     if not accelerator.is_main_process:
@@ -244,6 +304,11 @@ def run_unlearning(recipe: UnlearnRecipe) -> dict | None:
         accelerator.wait_for_everyone()
         return None
 
+    if audit is not None:
+        from llmrec.eval.audit_run import ensure_shadow
+
+        ensure_shadow(audit)  # trained (or reused) before the unlearning: a failure here costs no unlearning work
+        torch.manual_seed(recipe.seed)
     original_hash = model_hash(model_dir)
     with atomic_dir(Path(recipe.output_dir)) as tmp:  # a failed run leaves no output and earlier outputs intact
         started = time.perf_counter()
@@ -256,6 +321,8 @@ def run_unlearning(recipe: UnlearnRecipe) -> dict | None:
         if model_hash(model_dir) != original_hash:
             raise LlmrecError(f"{model_dir} changed during unlearning; refusing to write outputs")
         manifest = unlearning_manifest(recipe, splits, original_hash, result, wall)
+        if audit is not None:
+            manifest["audit"] = run_audit_into(tmp, recipe, audit, splits, result, accelerator)
         (tmp / "config.yaml").write_text(to_yaml(recipe))
         write_json(tmp / "unlearning_manifest.json", manifest)
     confirm_unchanged(model_dir, original_hash, Path(recipe.output_dir))
