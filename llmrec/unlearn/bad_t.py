@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from llmrec.config import option
 from llmrec.unlearn.data import UnlearningData
-from llmrec.unlearn.loop import Schedule, StudentConfig, batch_ce, make_trainable, optimize
+from llmrec.unlearn.loop import Schedule, StudentConfig, batch_ce, make_trainable
 from llmrec.unlearn.losses import flipped
 from llmrec.unlearn.registry import register
 
@@ -51,6 +51,5 @@ def unlearn_bad_t(original, data: UnlearningData, config: BadTConfig, autocast=c
         return (batch_ce(model, next(schedule.retained), data.answer)
                 + config.forget_weight * batch_ce(model, forget, data.answer, labels=flipped(forget["labels"])))
 
-    seconds = optimize(model, schedule.steps, step_loss, config.learning_rate, config.lr_scheduler, autocast,
-                       desc="bad_t")
-    return schedule.result(model, seconds)
+    seconds, taken = schedule.run(model, step_loss, config, autocast, desc="bad_t")
+    return schedule.result(model, seconds, taken)

@@ -37,7 +37,8 @@ from llmrec.errors import ConfigError
 from llmrec.llm.backbone import model_class
 from llmrec.llm.scoring import answer_logits
 from llmrec.unlearn.data import UnlearningData, steps_for, with_rows
-from llmrec.unlearn.loop import Schedule, StudentConfig, make_trainable, optimize
+from llmrec.unlearn.loop import Schedule, StudentConfig, make_trainable
+from llmrec.unlearn.stopping import Stopping
 from llmrec.unlearn.losses import bad_teacher_loss, distillation_kl
 from llmrec.unlearn.registry import register
 from llmrec.unlearn.teachers import pair_logits, precompute_answer_logits
@@ -99,15 +100,15 @@ def unlearn_bad_teacher(original, data: UnlearningData, config: BadTeacherConfig
         return bad_teacher_loss(distillation_kl(competent[retained["row"]], student_retained, config.temperature),
                                 distillation_kl(incompetent[forget["row"]], student_forget, config.temperature))
 
-    seconds = optimize(model, schedule.steps, step_loss, config.learning_rate, config.lr_scheduler, autocast,
-                       desc="bad_teacher")
-    return schedule.result(model, seconds, teacher_seconds=teacher_seconds)
+    seconds, taken = schedule.run(model, step_loss, config, autocast, desc="bad_teacher")
+    return schedule.result(model, seconds, taken, teacher_seconds=teacher_seconds)
 
 
 def unlearn_mixed(original, data: UnlearningData, config: BadTeacherConfig, autocast=contextlib.nullcontext) -> dict:
     """The reference's scheme (`retain_fraction` set): shuffled batches of forget ∪ retained subset, each sample's
     KL to its own teacher (`UnlearnerLoss` in the reference's unlearn.py), averaged over the batch."""
     pool, subset = mixed_pool(data, config.retain_fraction)
+    stopping = Stopping(data, steps_for(config.epochs, len(pool), config.batch_size), len(pool), config.batch_size)
     start = time.perf_counter()
     with autocast():
         incompetent = precompute_answer_logits(incompetent_teacher(original, config.incompetent_seed),
@@ -118,14 +119,15 @@ def unlearn_mixed(original, data: UnlearningData, config: BadTeacherConfig, auto
     teachers = torch.cat([incompetent, competent])  # indexed by pool row
     teacher_seconds = time.perf_counter() - start
     model = make_trainable(original, config.finetune, config.lora)
-    steps = steps_for(config.epochs, len(pool), config.batch_size)
-    batches = iter(data.batches(pool, config.batch_size, steps))
+    schedule = Schedule(stopping.budget_steps, iter(()), None, subset, stopping, config.batch_size)
+    batches = iter(data.batches(pool, config.batch_size, schedule.steps))
 
     def step_loss(step):
         batch = next(batches)
         student = pair_logits(answer_logits(model, batch["input_ids"], batch["attention_mask"]), data.answer)
         return distillation_kl(teachers[batch["row"]], student, config.temperature)
 
-    seconds = optimize(model, steps, step_loss, config.learning_rate, config.lr_scheduler, autocast,
-                       desc="bad_teacher")
-    return Schedule(steps, iter(()), None, subset).result(model, seconds, teacher_seconds=teacher_seconds)
+    seconds, taken = schedule.run(model, step_loss, config, autocast, desc="bad_teacher")
+    result = schedule.result(model, seconds, taken, teacher_seconds=teacher_seconds)
+    result["retained_samples_used"] = len(subset)  # drawn whole and distilled from, mixed into the pool's batches
+    return result

@@ -1,4 +1,5 @@
-"""What every unlearning method is handed: the forget samples, the retained pool, and seeded batch schedules.
+"""What every unlearning method is handed: the forget samples, the retained pool, the holdout users, the stopping
+rule, and seeded batch schedules.
 
 Unlearning must cost a fraction of retraining, so a method pays only for the retained samples it
 will actually look at: `retained_sample(n)` draws and tokenizes just those n rows, never the whole
@@ -17,6 +18,7 @@ from torch.utils.data import DataLoader
 from llmrec.config import PromptConfig
 from llmrec.data.tokenize import AnswerCollator, length_order, tokenize
 from llmrec.llm.backbone import AnswerTokens
+from llmrec.unlearn.stopping import StopConfig
 
 
 class RowCollator(AnswerCollator):
@@ -65,29 +67,56 @@ def bucketed_schedule(lengths: list[int], batch_size: int, steps: int, seed: int
     return [batches[i] for i in torch.randperm(steps, generator=generator).tolist()]
 
 
+def drawn(pool: Dataset, count: int, seed: int) -> Dataset:
+    """`count` rows of `pool` in their order, a draw seeded by `seed` (the whole pool when count ≥ its size)."""
+    if count >= len(pool):
+        return pool
+    generator = torch.Generator().manual_seed(seed)
+    return pool.select(sorted(torch.randperm(len(pool), generator=generator)[:count].tolist()))
+
+
 def with_rows(dataset: Dataset) -> Dataset:
     return dataset.add_column("row", list(range(len(dataset))))
 
 
 class UnlearningData:
-    """The forget set (tokenized, whole) and the retained pool (tokenized on demand, a sample at a time)."""
+    """The forget set (tokenized, whole), the retained pool and the holdout users' samples (both tokenized on
+    demand, a sample at a time), and the run's stopping rule (`stop`, one for every method: stopping.py)."""
 
     def __init__(self, splits: DatasetDict, tokenizer, prompt: PromptConfig, max_length: int,
-                 answer: AnswerTokens, seed: int, device: torch.device | str = "cpu", shard: tuple[int, int] = (0, 1)):
-        """`shard`: (this process, processes); each process trains on its slice of every batch."""
+                 answer: AnswerTokens, seed: int, device: torch.device | str = "cpu", shard: tuple[int, int] = (0, 1),
+                 stop: StopConfig | None = None):
+        """`shard`: (this process, processes); each process trains on its slice of every batch. `splits` may lack
+        `holdout` (caches from before data.holdout): no holdout users then. `stop`: None is StopConfig()."""
         self.tokenizer, self.prompt, self.max_length = tokenizer, prompt, max_length
         self.answer, self.seed, self.shard = answer, seed, shard
+        self.stop = StopConfig() if stop is None else stop
         self.collator = RowCollator(tokenizer, device)
         self.forget = with_rows(tokenize(splits["forget"], tokenizer, prompt, max_length))
         self.retained_pool = splits["retained"]
+        self.holdout_pool = splits["holdout"] if "holdout" in splits else None
+
+    @property
+    def holdout_users(self) -> list[str]:
+        """The sorted ids of the holdout users (data.holdout): users no model trained on; [] when there are none."""
+        return sorted(set(self.holdout_pool["user_id"])) if self.holdout_pool is not None else []
+
+    def holdout_sample(self, count: int, seed: int) -> Dataset:
+        """At most `count` holdout samples (all when there are no more), a draw seeded by `seed`, tokenized, with
+        their `row` indices; empty when the data has no holdout users."""
+        return self._tokenized(drawn(self.holdout_pool, count, seed) if self.holdout_pool is not None else None)
 
     def retained_sample(self, count: int) -> Dataset:
         """`count` retained samples (all of them when count ≥ the pool), drawn with the run's seed."""
-        pool = self.retained_pool
-        if count < len(pool):
-            generator = torch.Generator().manual_seed(self.seed + 1)
-            pool = pool.select(sorted(torch.randperm(len(pool), generator=generator)[:count].tolist()))
-        return with_rows(tokenize(pool, self.tokenizer, self.prompt, self.max_length))
+        return self._tokenized(drawn(self.retained_pool, count, self.seed + 1))
+
+    def _tokenized(self, rows: Dataset | None) -> Dataset:
+        """Tokenized rows with their `row` indices; none (None or empty: datasets writes no cache for an empty map)
+        is an empty dataset with the same columns."""
+        if rows is None or not len(rows):
+            return with_rows(Dataset.from_dict({key: [] for key in ("user_id", "item_id", "label", "input_ids",
+                                                                    "length")}))
+        return with_rows(tokenize(rows, self.tokenizer, self.prompt, self.max_length))
 
     def batches(self, dataset: Dataset, batch_size: int, steps: int, seed_offset: int = 0,
                 by_length: bool = False) -> DataLoader:

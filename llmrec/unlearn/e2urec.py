@@ -44,9 +44,10 @@ from llmrec.errors import ConfigError
 from llmrec.llm.backbone import AnswerTokens, add_lora
 from llmrec.llm.scoring import answer_logits, answer_loss
 from llmrec.unlearn.data import UnlearningData, steps_for
-from llmrec.unlearn.loop import batch_ce, make_trainable, optimize
+from llmrec.unlearn.loop import batch_ce, make_trainable, optimize, optimize_until, retained_used
 from llmrec.unlearn.losses import distillation_kl, e2urec_loss, forgetting_teacher_logits
 from llmrec.unlearn.registry import register
+from llmrec.unlearn.stopping import Stopping
 from llmrec.unlearn.teachers import pair_logits, precompute_answer_logits, teacher_mode
 
 
@@ -68,8 +69,9 @@ class E2URecConfig:
     augment: AugmentConfig = option(AugmentConfig(), "the over-remembering model")
     lora: LoraSettings = option(LoraSettings(), "the student's adapter (target_modules null: peft's default)")
     warmup_epochs: float = option(2.0, "forget-only passes over the forget set before the joint phase", ge=0)
-    joint_epochs: float = option(2.0, "passes over the forget set with a retained batch beside each forget batch",
-                                 gt=0)
+    joint_epochs: float = option(2.0, "passes over the forget set with a retained batch beside each forget batch "
+                                 "(stop.rule=fixed; under parity the joint phase runs until parity or stop.max_epochs "
+                                 "passes in all)", gt=0)
     learning_rate: float = option(1e-2, "student AdamW learning rate", gt=0)
     lr_scheduler: Literal["constant", "linear"] = option(
         "constant", "constant | linear (decay to 0 over warm-up + joint steps; on the tiny default it barely forgets)"
@@ -108,13 +110,16 @@ class Teachers:
         with teacher_mode(self.student), self.student.disable_adapter():
             return pair_logits(answer_logits(self.student, batch["input_ids"], batch["attention_mask"]), self.answer)
 
-    def precompute(self, forget_loader: DataLoader, retained_loader: DataLoader,
+    def precompute(self, forget_loader: DataLoader, retained_loader: DataLoader | None,
                    augmented_forget: torch.Tensor | None = None) -> None:
-        """`augmented_forget`: the augmented model's forget logits when they were taken already (shared weights)."""
+        """`augmented_forget`: the augmented model's forget logits when they were taken already (shared weights);
+        `retained_loader` None: θ₀'s retained logits are taken per batch (a run that may stop early pays only for
+        the retained batches it trains on)."""
         with self.student.disable_adapter():
             original_forget = precompute_answer_logits(self.student, forget_loader, self.answer, "teacher θ₀ forget")
-            self.retained_table = precompute_answer_logits(self.student, retained_loader, self.answer,
-                                                           "teacher θ₀ retained")
+            if retained_loader is not None:
+                self.retained_table = precompute_answer_logits(self.student, retained_loader, self.answer,
+                                                               "teacher θ₀ retained")
         if augmented_forget is None:
             augmented_forget = precompute_answer_logits(self.augmented, forget_loader, self.answer,
                                                         "teacher aug forget")
@@ -150,10 +155,17 @@ def student_loss(student, teachers: Teachers, forget_batch, retained_batch, conf
 
 @register("e2urec")
 def unlearn_e2urec(original, data: UnlearningData, config: E2URecConfig, autocast=contextlib.nullcontext) -> dict:
-    """Train a LoRA student on the frozen `original`; returns the peft student and phase timings."""
+    """Train a LoRA student on the frozen `original`; returns the peft student, phase timings, the steps taken and
+    the stopping record. Under data.stop's rule=fixed the student takes warmup_epochs + joint_epochs passes; under
+    parity the warm-up, then the joint phase up to stop.max_epochs passes in all, stopping at parity (stopping.py);
+    the retained samples drawn (and the remembering teacher's logits, then taken per step) cover that budget."""
     batch_size, answer = config.batch_size, data.answer
     warmup_steps = steps_for(config.warmup_epochs, len(data.forget), batch_size)
-    joint_steps = steps_for(config.joint_epochs, len(data.forget), batch_size)
+    stopping = Stopping(data, warmup_steps + steps_for(config.joint_epochs, len(data.forget), batch_size),
+                        len(data.forget), batch_size)
+    total = stopping.budget_steps
+    warmup_steps = min(warmup_steps, total)
+    joint_steps = total - warmup_steps
     timings = {}
     start = time.perf_counter()
     for p in original.parameters():
@@ -179,22 +191,26 @@ def unlearn_e2urec(original, data: UnlearningData, config: E2URecConfig, autocas
     student = add_lora(original, config.lora)
     teachers = Teachers(student, augmented, answer, config.alpha)
     del augmented  # Teachers holds it only as long as it is needed
-    if config.precompute_teachers:
+    if config.precompute_teachers:  # under parity θ₀'s retained logits are taken per step: only the steps taken pay
         with autocast():
-            teachers.precompute(data.all_rows(data.forget, 2 * batch_size), data.all_rows(retained, 2 * batch_size),
+            teachers.precompute(data.all_rows(data.forget, 2 * batch_size),
+                                None if stopping.parity else data.all_rows(retained, 2 * batch_size),
                                 augmented_forget)
     timings["teacher_seconds"] = time.perf_counter() - start
 
     bucket = config.length_buckets
-    forget_batches = iter(data.batches(data.forget, batch_size, warmup_steps + joint_steps, by_length=bucket))
+    forget_batches = iter(data.batches(data.forget, batch_size, total, by_length=bucket))
     retained_batches = iter(data.batches(retained, batch_size, joint_steps, seed_offset=1, by_length=bucket))
 
     def step_loss(step):
         retained_batch = next(retained_batches) if step >= warmup_steps else None  # forget-only warm-up first
         return student_loss(student, teachers, next(forget_batches), retained_batch, config, answer)
 
-    timings["student_seconds"] = optimize(student, warmup_steps + joint_steps, step_loss, config.learning_rate,
-                                          config.lr_scheduler, autocast, desc="e2urec")
+    timings["student_seconds"], taken = optimize_until(
+        student, total, step_loss, config.learning_rate, config.lr_scheduler, autocast, desc="e2urec",
+        check=stopping.check(student), every=data.stop.every)
+    joint_taken = max(0, taken - warmup_steps)
     return {"student": student, "timings": timings,
-            "steps": {"augment": augment_steps, "warmup": warmup_steps, "joint": joint_steps},
-            "retained_samples_used": len(retained)}
+            "steps": {"augment": augment_steps, "warmup": min(taken, warmup_steps), "joint": joint_taken},
+            "retained_samples_used": retained_used(len(retained), joint_steps, joint_taken, batch_size),
+            "stopping": stopping.record(taken)}

@@ -10,7 +10,7 @@ import contextlib
 from dataclasses import dataclass
 
 from llmrec.unlearn.data import UnlearningData
-from llmrec.unlearn.loop import Schedule, StudentConfig, batch_ce, make_trainable, optimize
+from llmrec.unlearn.loop import Schedule, StudentConfig, batch_ce, make_trainable
 from llmrec.unlearn.registry import register
 
 
@@ -23,6 +23,6 @@ class FinetuneConfig(StudentConfig):
 def unlearn_finetune(original, data: UnlearningData, config: FinetuneConfig, autocast=contextlib.nullcontext) -> dict:
     model = make_trainable(original, config.finetune, config.lora)
     schedule = Schedule.for_config(data, config)
-    seconds = optimize(model, schedule.steps, lambda step: batch_ce(model, next(schedule.retained), data.answer),
-                       config.learning_rate, config.lr_scheduler, autocast, desc="finetune")
-    return schedule.result(model, seconds)
+    seconds, taken = schedule.run(model, lambda step: batch_ce(model, next(schedule.retained), data.answer), config,
+                                  autocast, desc="finetune")
+    return schedule.result(model, seconds, taken)

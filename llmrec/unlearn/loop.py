@@ -24,6 +24,7 @@ from llmrec.errors import LlmrecError
 from llmrec.llm.backbone import AnswerTokens, add_lora
 from llmrec.llm.scoring import answer_logits, answer_loss
 from llmrec.unlearn.data import UnlearningData, steps_for
+from llmrec.unlearn.stopping import Stopping
 
 
 @dataclass
@@ -34,7 +35,8 @@ class StudentConfig:
         "full", "full | lora: update every weight (as the baselines are usually run) or a LoRA adapter on θ₀"
     )
     lora: LoraSettings = option(LoraSettings(), "adapter shape when finetune=lora")
-    epochs: float = option(1.0, "passes over the forget set (a retained batch comes beside each forget batch)", gt=0)
+    epochs: float = option(1.0, "passes over the forget set (a retained batch comes beside each forget batch) under "
+                                "stop.rule=fixed; under parity the run stops at parity or stop.max_epochs passes", gt=0)
     learning_rate: float = option(1e-3, "AdamW learning rate", gt=0)
     lr_scheduler: Literal["constant", "linear"] = option("constant", "constant | linear decay to 0")
     batch_size: int = option(32, "samples per forget batch and per retained batch", ge=1)
@@ -74,13 +76,30 @@ def average_gradients(model) -> None:
 
 def optimize(model, steps: int, step_loss: Callable[[int], torch.Tensor], learning_rate: float,
              lr_scheduler: str = "constant", autocast=contextlib.nullcontext, desc: str = "unlearning") -> float:
-    """`steps` AdamW steps on `step_loss(step)`; returns the seconds spent. The model is left in eval mode."""
+    """`steps` AdamW steps on `step_loss(step)`; returns the seconds spent. The model is left in eval mode.
+    A fixed-length `optimize_until` (the classic methods' loop)."""
+    return optimize_until(model, steps, step_loss, learning_rate, lr_scheduler, autocast, desc)[0]
+
+
+def optimize_until(model, steps: int, step_loss: Callable[[int], torch.Tensor], learning_rate: float,
+                   lr_scheduler: str = "constant", autocast=contextlib.nullcontext, desc: str = "unlearning",
+                   check: Callable[[int], bool] | None = None, every: int = 1) -> tuple[float, int]:
+    """Up to `steps` AdamW steps on `step_loss(step)`; returns (seconds spent, steps taken). The model is left in
+    eval mode; the learning-rate schedule spans all `steps` (the budget), wherever the run stops.
+
+    `check(n)`, when given, is called with the number of updates taken so far: at 0 (before any update), after
+    every `every`-th update and after the last one; True stops the run there. Under several processes `check` must
+    answer the same on every rank (stopping.Stopping all-reduces what it measures), so all stop at the same step."""
     start = time.perf_counter()
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=learning_rate)
     scheduler = get_scheduler(lr_scheduler, optimizer, num_warmup_steps=0, num_training_steps=steps)
     bar = tqdm(range(steps), desc=desc, leave=False, disable=not is_main_process())
+    taken = 0
+    stop = check is not None and check(0)
     for step in bar:
+        if stop:
+            break
         with autocast():
             loss = step_loss(step)
         loss.backward()
@@ -88,9 +107,12 @@ def optimize(model, steps: int, step_loss: Callable[[int], torch.Tensor], learni
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad()
+        taken = step + 1
         bar.set_postfix(loss=f"{loss.item():.4f}")
+        stop = check is not None and (taken % every == 0 or taken == steps) and check(taken)
+    bar.close()
     model.eval()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, taken
 
 
 def lora_changed(model) -> bool:
@@ -145,25 +167,53 @@ def require_change(changed: bool, method: str, original) -> None:
                           f"or manifest was written (check the {method}.* settings: epochs, learning_rate, ...)")
 
 
+def retained_used(drawn: int, steps: int, taken: int, batch_size: int) -> int:
+    """Retained samples a run consumed: all `drawn` for its `steps` when it took them all, else `taken` batches'
+    worth (at most `drawn`; one retained batch per step)."""
+    return drawn if taken >= steps else min(drawn, taken * batch_size)
+
+
 @dataclass
 class Schedule:
-    """Seeded forget and retained batch iterators for `steps` steps of a StudentConfig method."""
+    """Seeded forget and retained batch iterators for the steps of a StudentConfig method, and its stopping rule:
+    `steps` is the method's own schedule under stop.rule=fixed, the parity budget (stop.max_epochs passes over the
+    forget set) under parity; the retained samples drawn cover all of them."""
 
     steps: int
     forget: Iterator[dict]
     retained: Iterator[dict] | None
     retained_set: Dataset | None  # the retained samples drawn for this run, with their row indices
+    stopping: Stopping | None = None
+    batch_size: int = 0  # samples per retained batch (what a step consumes)
 
     @classmethod
     def for_config(cls, data: UnlearningData, config: StudentConfig, with_retained: bool = True) -> Schedule:
-        steps = steps_for(config.epochs, len(data.forget), config.batch_size)
+        stopping = Stopping(data, steps_for(config.epochs, len(data.forget), config.batch_size), len(data.forget),
+                            config.batch_size)
+        steps = stopping.budget_steps
         forget = iter(data.batches(data.forget, config.batch_size, steps))
         if not with_retained:
-            return cls(steps, forget, None, None)
+            return cls(steps, forget, None, None, stopping, config.batch_size)
         retained = data.retained_sample(steps * config.batch_size)
-        return cls(steps, forget, iter(data.batches(retained, config.batch_size, steps, seed_offset=1)), retained)
+        return cls(steps, forget, iter(data.batches(retained, config.batch_size, steps, seed_offset=1)), retained,
+                   stopping, config.batch_size)
 
-    def result(self, model, seconds: float, **timings: float) -> dict:
-        """The runner's return value that `llmrec unlearn` turns into artefacts and a manifest."""
-        return {"student": model, "timings": {**timings, "train_seconds": seconds}, "steps": {"train": self.steps},
-                "retained_samples_used": len(self.retained_set) if self.retained_set is not None else 0}
+    def run(self, model, step_loss: Callable[[int], torch.Tensor], config: StudentConfig,
+            autocast=contextlib.nullcontext, desc: str = "unlearning") -> tuple[float, int]:
+        """`optimize_until` over this schedule under its stopping rule: (seconds, steps taken)."""
+        return optimize_until(model, self.steps, step_loss, config.learning_rate, config.lr_scheduler, autocast, desc,
+                              check=self.stopping.check(model) if self.stopping else None,
+                              every=self.stopping.config.every if self.stopping else 1)
+
+    def result(self, model, seconds: float, taken: int | None = None, **timings: float) -> dict:
+        """The runner's return value that `llmrec unlearn` turns into artefacts and a manifest: `steps.train` the
+        steps taken (`taken`, None: all of them), `retained_samples_used` those the taken steps consumed,
+        `stopping` the rule's record (stopping.Stopping.record)."""
+        taken = self.steps if taken is None else taken
+        used = 0 if self.retained_set is None else retained_used(len(self.retained_set), self.steps, taken,
+                                                                 self.batch_size)
+        result = {"student": model, "timings": {**timings, "train_seconds": seconds}, "steps": {"train": taken},
+                  "retained_samples_used": used}
+        if self.stopping is not None:
+            result["stopping"] = self.stopping.record(taken)
+        return result

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from llmrec.config import option
 from llmrec.unlearn.data import UnlearningData
-from llmrec.unlearn.loop import Schedule, StudentConfig, batch_ce, make_trainable, optimize
+from llmrec.unlearn.loop import Schedule, StudentConfig, batch_ce, make_trainable
 from llmrec.unlearn.losses import neggrad_loss
 from llmrec.unlearn.registry import register
 
@@ -46,6 +46,5 @@ def unlearn_neggrad(original, data: UnlearningData, config: NegGradConfig, autoc
         return neggrad_loss(batch_ce(model, next(schedule.retained), data.answer),
                             batch_ce(model, next(schedule.forget), data.answer), config.ascent_weight)
 
-    seconds = optimize(model, schedule.steps, step_loss, config.learning_rate, config.lr_scheduler, autocast,
-                       desc="neggrad")
-    return schedule.result(model, seconds)
+    seconds, taken = schedule.run(model, step_loss, config, autocast, desc="neggrad")
+    return schedule.result(model, seconds, taken)

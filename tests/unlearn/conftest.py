@@ -12,11 +12,13 @@ from llmrec.llm.scoring import answer_logits
 from llmrec.llm.train import train
 from llmrec.unlearn.data import UnlearningData
 from llmrec.unlearn.run import UnlearnRecipe
+from llmrec.unlearn.stopping import StopConfig
 from llmrec.unlearn.teachers import pair_logits
 from tests.conftest import SMALL_OVERRIDES
 
 # The `trained` original's data settings (data.holdout=0: see `trained`), for tests that spell the data out.
 ORIGINAL_DATA = [*(o for o in SMALL_OVERRIDES if o.startswith("data.")), "data.holdout=0"]
+FIXED = StopConfig(rule="fixed")  # the methods' own schedules, which their effect-size tests were calibrated on
 QUICK = ["e2urec.augment.epochs=0.2", "e2urec.warmup_epochs=0.1", "e2urec.joint_epochs=0.2", "e2urec.lora.r=4",
          "e2urec.batch_size=8"]
 
@@ -43,13 +45,14 @@ def unlearn_recipe(trained, out, *overrides) -> UnlearnRecipe:
                        cls=UnlearnRecipe)
 
 
-def original_and_data(trained, seed: int = 0):
-    """A fresh in-memory copy of the original and the UnlearningData a runner is handed."""
+def original_and_data(trained, seed: int = 0, stop: StopConfig = FIXED, splits=None):
+    """A fresh in-memory copy of the original and the UnlearningData a runner is handed (`splits`: the trained
+    model's own unless given). The method tests were calibrated on the fixed schedules, so `stop` says so."""
     model_dir = f"{trained.output_dir}/model"
     card = read_model_card(model_dir)
     answer, prompt = AnswerTokens(**card["answer"]), PromptConfig(**card["prompt"])
-    data = UnlearningData(prepare_splits(trained.data, trained.forget), load_tokenizer(model_dir), prompt,
-                          card["max_length"], answer, seed=seed)
+    splits = prepare_splits(trained.data, trained.forget) if splits is None else splits
+    data = UnlearningData(splits, load_tokenizer(model_dir), prompt, card["max_length"], answer, seed=seed, stop=stop)
     return load_model(model_dir), data
 
 

@@ -70,3 +70,22 @@ def test_only_the_retained_samples_a_method_uses_are_drawn(tmp_path):
 
     batch = next(iter(data.batches(sample, batch_size=3, steps=1)))
     assert batch["input_ids"].shape[0] == 3 and set(batch["row"].tolist()) <= set(range(7))
+
+
+def test_the_holdout_users_samples_are_drawn_seeded_and_tokenized_on_demand(tmp_path):
+    recipe = load_recipe(None, [f"data.cache_dir={tmp_path}", *SMALL_OVERRIDES, "data.holdout=0.1"])
+    splits = prepare_splits(recipe.data, recipe.forget)
+    data = UnlearningData(splits, CharTokenizer(), PromptConfig(), 64, AnswerTokens(1, 2, "Yes", "No"), seed=0)
+    assert data.holdout_users == sorted(set(splits["holdout"]["user_id"])) and len(data.holdout_users) >= 2
+    sample = data.holdout_sample(5, seed=0)
+    assert len(sample) == 5 and sample["row"] == list(range(5)) and "input_ids" in sample.column_names
+    assert set(sample["user_id"]) <= set(data.holdout_users)
+    assert data.holdout_sample(5, seed=0)["item_id"] == sample["item_id"]
+    assert data.holdout_sample(5, seed=1)["item_id"] != sample["item_id"]
+    assert len(data.holdout_sample(10**6, seed=0)) == len(splits["holdout"])
+    assert len(data.retained_sample(0)) == 0  # a run whose budget leaves no joint phase (was: a missing-cache error)
+
+    no_holdout = dict(splits)
+    del no_holdout["holdout"]  # a cache from before data.holdout
+    data = UnlearningData(no_holdout, CharTokenizer(), PromptConfig(), 64, AnswerTokens(1, 2, "Yes", "No"), seed=0)
+    assert data.holdout_users == [] and len(data.holdout_sample(5, seed=0)) == 0
