@@ -73,7 +73,8 @@ class AuditRecipe:
     forget: ForgetConfig = option(ForgetConfig(), "the forget users, for a model without unlearning_manifest.json "
                                   "(one with it is audited on the users it records)")
     audit: AuditConfig = option(AuditConfig(), "attack, references and verdict")
-    mixed_precision: MixedPrecision = option("auto", "auto | no | bf16 | fp16, for the shadow's training")
+    mixed_precision: MixedPrecision = option("auto", "auto | no | bf16 | fp16 of the accelerator that scores the "
+                                             "models (the shadow trains with its recipe's train.mixed_precision)")
     threads: int = option(0, THREADS_HELP, ge=0)
 
 

@@ -201,6 +201,20 @@ def test_a_second_audit_reuses_the_shadow(quick_audit, quick, tmp_path, capsys):
     assert json.loads((tmp_path / "again" / "audit.json").read_text())["attack"] == "calibrated_loss"
 
 
+def test_several_references_and_the_uncalibrated_attack(quick_audit, quick, tmp_path, capsys):
+    model, args = quick
+    reference = quick_audit[0] / "shadow" / "train" / "model"
+    code, _, err = run(capsys, "audit", f"model={model}", f"output_dir={tmp_path / 'two'}",
+                       f"audit.reference=[{reference},{reference}]", "audit.level=sample", *args)
+    assert code == 0, err
+    record = json.loads((tmp_path / "two" / "audit.json").read_text())
+    assert [note["kind"] for note in record["references"]] == ["given", "given"] and record["level"] == "sample"
+    code, _, err = run(capsys, "audit", f"model={model}", f"output_dir={tmp_path / 'loss'}", "audit.attack=loss", *args)
+    assert code == 0, err
+    record = json.loads((tmp_path / "loss" / "audit.json").read_text())
+    assert record["references"] == [] and not (tmp_path / "loss" / "shadow").exists()  # no reference, no shadow
+
+
 @pytest.fixture(scope="module")
 def quick_unlearned(quick, quick_audit, tmp_path_factory):
     """E2URec (a quick schedule) from the quick model with audit.reference (the quick audit's shadow):
@@ -373,3 +387,18 @@ def test_check_shadow_dir(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(LlmrecError, match="is a file"):
         check_shadow_dir(tmp_path / "file")
+
+
+def test_an_unlearning_audit_left_with_too_few_users_after_the_probes_is_skipped_not_fatal(capsys):
+    from llmrec.config import AuditConfig
+    from llmrec.eval.audit_run import Prepared
+    from llmrec.unlearn.run import UnlearnRecipe, run_audit_into
+
+    splits = _splits(14, 12)
+    prepared = Prepared(original=None, retrain=None, references=[], splits={}, forget_users=14,
+                        probe_users_excluded=0)
+    result = {"stopping": {"probe_user_ids": [f"f{u}" for u in range(7)]}}
+    record = run_audit_into(Path("unused"), UnlearnRecipe(audit=AuditConfig(shadow=True)), prepared, splits, result,
+                            accelerator=None)
+    assert record["verdict"] is None and "7 probe users" in record["skipped"]
+    assert "warning: audit skipped" in capsys.readouterr().out
