@@ -48,6 +48,7 @@ from llmrec.unlearn.neggrad import NegGradConfig
 from llmrec.unlearn.registry import get_method
 from llmrec.unlearn.run import UnlearnRecipe, model_hash, run_unlearning
 from llmrec.unlearn.sisa import SisaConfig
+from llmrec.unlearn.stopping import StopConfig
 
 RETRAIN = "retrain"  # the reference itself: trained from scratch on the retained data
 FLOOR = f"{RETRAIN} (seed 2)"
@@ -76,6 +77,8 @@ class BenchRecipe(Recipe):
     bad_t: BadTConfig = option(BadTConfig(), "Bad-T settings")
     bad_teacher: BadTeacherConfig = option(BadTeacherConfig(), "Bad Teacher settings")
     sisa: SisaConfig = option(SisaConfig(), "SISA settings")
+    stop: StopConfig = option(StopConfig(), "one stopping rule for every gradient method, so they are compared at equal "
+                              "forgetting (llmrec.unlearn.stopping)")
     classic: ClassicBenchConfig = option(ClassicBenchConfig(), "MF / LightGCN rows (none unless classic.backbones)")
 
 
@@ -215,7 +218,8 @@ def run_method(bench: BenchRecipe, method: str, original_dir: Path, requests: li
             else bench.forget
         recipe = UnlearnRecipe(model=str(model_dir), output_dir=str(out), method=method, data=bench.data,
                                forget=forget, seed=seed, merge=sequential, quant=bench.quant,
-                               mixed_precision=bench.train.mixed_precision, **{method: getattr(bench, method)})
+                               mixed_precision=bench.train.mixed_precision, stop=bench.stop,
+                               **{method: getattr(bench, method)})
         with PeakMemory() as memory:
             started = time.perf_counter()
             manifest = run_unlearning(recipe)

@@ -60,6 +60,7 @@ from llmrec.unlearn.neggrad import NegGradConfig
 from llmrec.unlearn.registry import get_method
 from llmrec.unlearn.retrain import RetrainConfig
 from llmrec.unlearn.sisa import SisaConfig, shard_model_dirs
+from llmrec.unlearn.stopping import StopConfig
 
 
 @dataclass
@@ -76,6 +77,9 @@ class UnlearnRecipe:
     bad_teacher: BadTeacherConfig = option(BadTeacherConfig(), "Bad Teacher (random teacher on forget) settings")
     sisa: SisaConfig = option(SisaConfig(), "SISA settings (model must be an ensemble trained with train.shards)")
     retrain: RetrainConfig = option(RetrainConfig(), "retrain-from-scratch settings")
+    stop: StopConfig = option(StopConfig(), "when a gradient method (E2URec and the baselines) stops: at parity of the "
+                              "probe half of the forget users with the holdout users, or after its fixed schedule "
+                              "(llmrec.unlearn.stopping); one rule for every method")
     seed: int = option(0, "shuffling and initialisation seed", ge=0)
     merge: bool = option(
         False, "also write merged/: the original with the adapter folded in, a plain HF model (adapter outputs only)"
@@ -152,7 +156,7 @@ def unlearn_in_memory(runner, recipe: UnlearnRecipe, card: dict, splits, acceler
     model_dir = Path(recipe.model)
     tokenizer = load_tokenizer(str(model_dir))
     prompt, answer = PromptConfig(**card["prompt"]), AnswerTokens(**card["answer"])
-    data = UnlearningData(splits, tokenizer, prompt, card["max_length"], answer, recipe.seed, accelerator.device,
+    data = UnlearningData(splits, tokenizer, prompt, card["max_length"], answer, recipe.seed, accelerator.device, stop=recipe.stop,
                           shard=(accelerator.process_index, accelerator.num_processes))
     original = load_model(str(model_dir), quant=recipe.quant)
     if recipe.quant == "none":  # a 4-bit model is placed at load time and cannot be moved
