@@ -130,7 +130,21 @@ def audit_samples(splits, probe_users=()) -> tuple[dict, int, int]:
     return {"forget": splits["forget"].select(kept), "holdout": splits["holdout"]}, count, excluded
 
 
-def trained_users(card: dict, splits) -> tuple[set[str] | None, str | None]:
+def recorded_users_file(only_users: str, model_dir: Path | None) -> Path | None:
+    """The train.only_users file a card records, where it is now: at its recorded path, or, when that is gone, the
+    file of the same name in the model's folder or the one above (`llmrec unlearn method=retrain` writes
+    retained-users.txt into a temporary folder that becomes its output, and the card keeps the temporary path).
+    None when neither exists."""
+    recorded = Path(only_users)
+    if recorded.is_file():
+        return recorded
+    for folder in ([Path(model_dir), Path(model_dir).parent] if model_dir is not None else []):
+        if (folder / recorded.name).is_file():
+            return folder / recorded.name
+    return None
+
+
+def trained_users(card: dict, splits, model_dir: Path | None = None) -> tuple[set[str] | None, str | None]:
     """The users whose samples a model trained on, from the training recipe its card records: (users, None), or
     (None, why it cannot tell). `splits` are the audit's (same data, checked by fingerprint): a model trained on
     the whole train split saw every train user, one trained on another split is rebuilt with its own forget set."""
@@ -144,8 +158,11 @@ def trained_users(card: dict, splits) -> tuple[set[str] | None, str | None]:
         data = from_dict(DataConfig, recorded["data"], "data.")
     except (KeyError, TypeError, AttributeError, ConfigError):
         return None, "its model card records no training recipe"
-    if only_users and not Path(only_users).is_file():
-        return None, f"the train.only_users file it trained with ({only_users}) is gone"
+    if only_users:
+        found = recorded_users_file(only_users, model_dir)
+        if found is None:
+            return None, f"the train.only_users file it trained with ({only_users}) is gone"
+        only_users = str(found)
     try:
         own = splits if train_on == "train" and not only_users else prepare_splits(data, forget)
         return set(training_split(own, train_on, only_users)["user_id"]), None
@@ -157,7 +174,7 @@ def check_unseen(label: str, model_dir: Path, card: dict, splits, forget: set[st
     """A reference (or a retrain) must not have trained on a forget user, nor a reference on a holdout user: raises
     LlmrecError naming how many it saw. Returns how many users it trained on (None, with a printed warning, when its
     card does not tell)."""
-    users, why = trained_users(card, splits)
+    users, why = trained_users(card, splits, model_dir)
     if users is None:
         print(f"warning: {label}={model_dir}: cannot check that it trained on no forget and no holdout user ({why})")
         return None

@@ -208,7 +208,7 @@ def unlearn_e2urec(original, data: UnlearningData, config: E2URecConfig, autocas
 
     timings["student_seconds"], taken = optimize_until(
         student, total, step_loss, config.learning_rate, config.lr_scheduler, autocast, desc="e2urec",
-        check=stopping.check(student), every=data.stop.every)
+        check=stopping.check(student), every=stopping.every)
     joint_taken = max(0, taken - warmup_steps)
     return {"student": student, "timings": timings,
             "steps": {"augment": augment_steps, "warmup": min(taken, warmup_steps), "joint": joint_taken},

@@ -203,7 +203,7 @@ class Schedule:
         """`optimize_until` over this schedule under its stopping rule: (seconds, steps taken)."""
         return optimize_until(model, self.steps, step_loss, config.learning_rate, config.lr_scheduler, autocast, desc,
                               check=self.stopping.check(model) if self.stopping else None,
-                              every=self.stopping.config.every if self.stopping else 1)
+                              every=self.stopping.every if self.stopping else 1)
 
     def result(self, model, seconds: float, taken: int | None = None, **timings: float) -> dict:
         """The runner's return value that `llmrec unlearn` turns into artefacts and a manifest: `steps.train` the

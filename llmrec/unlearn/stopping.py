@@ -160,8 +160,10 @@ class Stopping:
                 print("stop.rule=auto: the data has no holdout users (data.holdout: 0), so the fixed schedule runs "
                       "and nothing checks that the users were forgotten", flush=True)
             self.budget_steps, self.probe, self.report = fixed_steps, [], self.forget_users
+            self.every = config.every
             return
         self.budget_steps = steps_for(config.max_epochs, rows, batch_size)
+        self.every = check_interval(config.every, self.budget_steps)
         self.probe, self.report = split_probe(self.forget_users, config.probe_fraction, config.seed)
         probe = set(self.probe)
         rows_of_probe = [i for i, user in enumerate(data.forget["user_id"]) if user in probe]
@@ -207,10 +209,26 @@ class Stopping:
                   "checks": self.checks}
         if not self.parity:
             return {**common, "reached": None}
-        return {**common, "reached": reached(last, self.config.tolerance), "tolerance_nats": self.config.tolerance,
-                "every": self.config.every, "max_epochs": self.config.max_epochs,
+        done = reached(last, self.config.tolerance)
+        if self.data.shard[0] == 0:
+            gap = "undefined" if last is None else f"{last:+.4f} nats"
+            print(f"stop (parity): {'reached at step' if done else 'not reached in'} {steps_taken} of "
+                  f"{self.budget_steps} steps (probe-forget vs holdout loss gap {gap}, tolerance "
+                  f"{self.config.tolerance}; checked every {self.every} steps)", flush=True)
+        return {**common, "reached": done, "tolerance_nats": self.config.tolerance,
+                "every": self.every, "max_epochs": self.config.max_epochs,
                 "probe_samples": len(self.forget_probe), "holdout_samples": len(self.holdout),
                 "holdout_user_count": len(self.data.holdout_users)}
+
+
+MIN_CHECKS = 10  # a parity run is checked at least this often over its budget, whatever stop.every says
+
+
+def check_interval(every: int, budget_steps: int, min_checks: int = MIN_CHECKS) -> int:
+    """Steps between parity checks: `every`, but at most budget_steps // min_checks (at least 1), so a small forget
+    set, whose whole budget is shorter than `every`, is still checked as it goes instead of only at θ₀ and at the
+    end (found on a 41-step budget under every=50: it ran 6x the fixed schedule and overshot to -0.72 nats)."""
+    return max(1, min(every, budget_steps // min_checks))
 
 
 def renumbered(dataset: Dataset) -> Dataset:

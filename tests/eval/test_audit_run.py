@@ -23,6 +23,7 @@ from llmrec.eval.audit_run import (
     audit_samples,
     check_shadow_dir,
     check_unseen,
+    recorded_users_file,
     p_true,
     shadow_users,
 )
@@ -402,3 +403,16 @@ def test_an_unlearning_audit_left_with_too_few_users_after_the_probes_is_skipped
                             accelerator=None)
     assert record["verdict"] is None and "7 probe users" in record["skipped"]
     assert "warning: audit skipped" in capsys.readouterr().out
+
+
+def test_a_retrains_users_file_is_found_in_its_output_after_the_temporary_folder_is_renamed(tmp_path):
+    """`unlearn method=retrain` records retained-users.txt at its temporary path: the file is found in the output,
+    so a retrain that trained on audited users is caught (was: 'cannot check', exit 0, the verdict graded on it)."""
+    output = tmp_path / "r1"
+    output.mkdir()
+    (output / "retained-users.txt").write_text("f0\nf1\n")
+    gone = str(tmp_path / ".r1.tmp-123" / "retained-users.txt")
+    assert recorded_users_file(gone, output) == output / "retained-users.txt"
+    assert recorded_users_file(gone, output / "model") == output / "retained-users.txt"  # the folder above
+    assert recorded_users_file(str(output / "retained-users.txt"), None) == output / "retained-users.txt"
+    assert recorded_users_file(gone, tmp_path / "elsewhere") is None

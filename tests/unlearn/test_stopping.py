@@ -21,6 +21,7 @@ from llmrec.unlearn.stopping import (
     NO_HOLDOUT,
     StopConfig,
     Stopping,
+    check_interval,
     parity_gap,
     reached,
     resolve_rule,
@@ -178,8 +179,10 @@ def test_e2urec_under_parity_runs_warmup_then_joint_within_the_budget(held_out):
     model, data = held_out_run(held_out, rule="parity", every=2, max_epochs=0.75,
                                tolerance=100.0)  # reached at the first check after an update
     result = unlearn_e2urec(model, data, config)
-    assert result["stopping"]["stopped_at_step"] == 2 and result["stopping"]["reached"]
-    assert result["steps"] == {"augment": steps_for(0.25, len(data.forget), 8), "warmup": 2, "joint": 0}
+    first = result["stopping"]["every"]  # every=2, capped on this short budget by check_interval
+    assert first == min(2, max(1, budget // 10))
+    assert result["stopping"]["stopped_at_step"] == first and result["stopping"]["reached"]
+    assert result["steps"] == {"augment": steps_for(0.25, len(data.forget), 8), "warmup": first, "joint": 0}
     assert result["retained_samples_used"] == 0
 
 
@@ -222,3 +225,11 @@ def test_parity_without_holdout_users_is_one_line_and_auto_falls_back_saying_so(
     assert "stop.rule=auto: the data has no holdout users" in capsys.readouterr().out
     assert result["stopping"]["rule"] == "fixed" and result["stopping"]["requested_rule"] == "auto"
     assert result["stopping"]["report_user_ids"] == sorted(set(data.forget["user_id"]))
+
+
+def test_a_budget_shorter_than_stop_every_is_still_checked_as_it_goes():
+    """A small forget set's budget (41 steps) under every=50 was checked only at θ₀ and at the end, so the run took
+    the whole budget and overshot; the interval is capped at budget // MIN_CHECKS."""
+    assert check_interval(50, 41) == 4
+    assert check_interval(50, 1944) == 50  # ML-100K at 20%: the setting stands
+    assert check_interval(50, 5) == 1 and check_interval(3, 41) == 3
