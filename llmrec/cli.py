@@ -202,7 +202,15 @@ def _path_being_written(tb) -> str | None:
     return None
 
 
-_RERUN = "rerun the same command to go on (training resumes from its last checkpoint)"
+def _rerun(verb: str) -> str:
+    """What rerunning an interrupted `verb` does: only `train` resumes from a checkpoint; `benchmark` and `audit` reuse
+    the models they finished (their stages train with resume off); the rest start again."""
+    if verb == "train":
+        return "rerun the same command to go on (training resumes from its last checkpoint)"
+    if verb in ("benchmark", "audit"):
+        return ("rerun the same command to go on (models it finished training are reused; the interrupted one "
+                "starts again)")
+    return "rerun the same command to start it again"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -219,12 +227,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         if os.environ.get("LLMREC_TRACEBACK"):
             raise
-        print(f"llmrec: interrupted (SIGINT); {_RERUN}", file=sys.stderr)
+        print(f"llmrec: interrupted (SIGINT); {_rerun(args.verb)}", file=sys.stderr)
         return 130
     except Terminated:
         if os.environ.get("LLMREC_TRACEBACK"):
             raise
-        print(f"llmrec: terminated (SIGTERM); {_RERUN}", file=sys.stderr)
+        print(f"llmrec: terminated (SIGTERM); {_rerun(args.verb)}", file=sys.stderr)
         return 143
     except Exception as exc:
         line = _write_failure(exc)

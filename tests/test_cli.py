@@ -312,3 +312,12 @@ def test_audit_verb_is_listed_and_its_keys_documented(capsys):
     for verb in ("unlearn", "evaluate"):  # the same audit on request, off by default
         code, out, _ = run(capsys, verb, "--help-config")
         assert code == 0 and "audit.shadow " in out and "audit.reference" in out
+
+
+def test_the_rerun_advice_promises_a_resume_only_where_there_is_one():
+    """Issue 19 (tester item 10): an interrupted audit or unlearn said 'training resumes from its last checkpoint'."""
+    from llmrec.cli import _rerun
+
+    assert "resumes from its last checkpoint" in _rerun("train")
+    assert "reused" in _rerun("audit") and "reused" in _rerun("benchmark")
+    assert all("resumes" not in _rerun(verb) for verb in ("audit", "benchmark", "unlearn", "evaluate"))

@@ -88,6 +88,12 @@ def aggregate(records: list[dict]) -> list[dict]:
     return entries
 
 
+def audit_auc(record: dict) -> float | None:
+    """The row's membership-inference audit AUC at its headline level (llmrec.bench.audit), None when not audited."""
+    audit = record.get("audit")
+    return audit["models"]["unlearned"][audit["level"]]["auc"] if audit else None
+
+
 # (header, value of a record, how "best" is chosen among the methods, number format)
 COLUMNS = [
     ("test AUC", lambda r: r["test"]["auc"], "max", ".4f"),
@@ -96,6 +102,7 @@ COLUMNS = [
     ("JSD to retrain", lambda r: r["forgetting"]["js_divergence"], "min", ".3g"),
     ("L2 to retrain", lambda r: r["forgetting"]["l2"], "min", ".3g"),
     ("MIA AUC", lambda r: r["forgetting"]["mia_auc"], "nearest_reference_mia", ".3f"),
+    ("audit AUC", audit_auc, "nearest_reference_audit", ".3f"),
     ("wall s", lambda r: r["wall_seconds"], "min", ".1f"),
     ("× retrain", lambda r: r["wall_vs_retrain"], "min", ".3f"),
     ("compute s", lambda r: r.get("compute_seconds"), "min", ".3g"),
@@ -113,17 +120,20 @@ def column_summaries(runs: list[dict], columns: list[tuple] = COLUMNS) -> dict[s
 def _distance_rule(rule: str, references: dict[str, dict]):
     target = {"nearest_one": 1.0,
               "nearest_reference_forget_auc": references["forget AUC"]["median"],
-              "nearest_reference_mia": references["MIA AUC"]["median"]}[rule]
+              "nearest_reference_mia": references["MIA AUC"]["median"],
+              "nearest_reference_audit": references["audit AUC"]["median"]}[rule]
     return lambda value: abs(value - target)
 
 
-OPTIONAL_COLUMNS = {"compute s", "compute × retrain"}  # recorded for the classic rows only
+OPTIONAL_COLUMNS = {"compute s", "compute × retrain", "audit AUC"}  # classic rows only; audited runs only
 
 
 def family_columns(records: list[dict]) -> list[tuple]:
-    """Every column, less the optional ones no record of this family has."""
+    """Every column, less the optional ones no record of this family has (the audit's: shown, '–' where its AUC is
+    undefined, whenever a record was audited)."""
     return [column for column in COLUMNS
-            if column[0] not in OPTIONAL_COLUMNS or any(column[1](r) is not None for r in records)]
+            if column[0] not in OPTIONAL_COLUMNS or any(column[1](r) is not None for r in records)
+            or (column[0] == "audit AUC" and any(r.get("audit") for r in records))]
 
 
 def best_methods(records: list[dict]) -> dict[str, set[str]]:
@@ -138,6 +148,9 @@ def best_methods(records: list[dict]) -> dict[str, set[str]]:
         values = {m: v for m, v in values.items() if v is not None}
         if not values:
             best[header] = set()
+            continue
+        if rule.startswith("nearest_reference") and retrain[header]["median"] is None:
+            best[header] = set()  # nothing to be nearest to
             continue
         score = {"max": lambda v: -v, "min": lambda v: v}.get(rule) or _distance_rule(rule, retrain)
         top = min(score(v) for v in values.values())
@@ -195,10 +208,44 @@ def runs_table(records: list[dict]) -> list[str]:
 
 
 def floor_text(members: list[dict]) -> str | None:
-    """The noise floor (JSD between two retrains) of one family: one value per original, median [min–max]."""
-    per_original = {r.get("original_seed"): r["forgetting"].get("floor_js_divergence") for r in members}
+    """The noise floor (JSD between two retrains, on the whole forget set) of one family: one value per original,
+    median [min–max]. Read from the second-seed retrain's own row where there is one (a method graded on its
+    report half carries the floor on that half)."""
+    floors = [r for r in members if base_name(r) == "retrain (seed 2)"]
+    per_original = ({r.get("original_seed"): r["forgetting"].get("js_divergence") for r in floors} if floors else
+                    {r.get("original_seed"): r["forgetting"].get("floor_js_divergence") for r in members})
     summary = summarise(list(per_original.values()))
     return None if summary["median"] is None else spread_cell(summary, ".3g")
+
+
+def audit_notes(records: list[dict]) -> list[str]:
+    """How the audit was done and each row's verdicts (counted over its runs), or nothing when none was audited."""
+    audited = [r for r in records if r.get("audit")]
+    if not audited:
+        return []
+    first = audited[0]["audit"]
+    counts: dict[str, dict[str, int]] = {}
+    for record in audited:
+        verdict = record["audit"]["verdict"]
+        counts.setdefault(record["method"], {}).setdefault(verdict, 0)
+        counts[record["method"]][verdict] += 1
+    graded = [r for r in records if r.get("graded_on")]
+    lines = [f"Audit AUC: membership inference, forget users' samples vs holdout users' ({first['attack']}, "
+             f"{first['level']} level, {first['aggregation']}); calibration: {first['calibration']}. Verdict "
+             f"(MUSE's PrivLeak): forgotten when within ±{first['tolerance']} of the retrain's AUC; inconclusive "
+             f"when the original's AUC is below 0.5 + {first['min_power']}; the retrain should come out near 0.5.",
+             "Verdicts: " + "; ".join(f"{method}: " + ", ".join(f"{verdict} ×{n}" if n > 1 else verdict
+                                                                  for verdict, n in verdicts.items())
+                                      for method, verdicts in counts.items()) + "."]
+    skipped = first["models"]["unlearned"][first["level"]].get("auc_skipped")
+    if skipped:
+        lines.append(f"Audit AUC undefined at {first['level']} level ({skipped}): raise data.holdout or "
+                     "forget.fraction, or set audit.level=sample.")
+    if graded:
+        lines.append("A method stopped by the stopping rule is graded on the report half of the forget users (its "
+                     "forget AUC, closure, JSD, L2 and audit, and the original's and retrain's values it is compared "
+                     "with): the rule looked at the other half while unlearning.")
+    return lines
 
 
 def run_label(record: dict, several: bool) -> str:
@@ -228,6 +275,7 @@ def markdown_report(records: list[dict], requests: int = 1) -> str:
            grouped.items() if family != "llm" and floor_text(members) is not None]),
         "Forgetting columns are on the forget set, against `retrain` (trained from scratch without the forgotten "
         "users); closure = (forget AUC of original − method) / (original − retrain).",
+        *audit_notes(records),
         *(["Wall s: the whole command (reading data, saving the model included); compute s: the training or "
            "unlearning computation alone, the cost that grows with the data."]
           if any(r.get("compute_seconds") is not None for r in records) else []),

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from llmrec.bench.audit import BenchAuditConfig, audit_on, row_audit
 from llmrec.bench.classic import ClassicBenchConfig, check_classic, run_classic
 from llmrec.bench.memory import PeakMemory
 from llmrec.bench.report import aggregate, markdown_report, plot_report
@@ -35,7 +36,7 @@ from llmrec.data.samples import (
     require_user_forgetting,
 )
 from llmrec.errors import ConfigError, LlmrecError
-from llmrec.eval.evaluate import forgetting_metrics, score_model
+from llmrec.eval.evaluate import forgetting_metrics, score_model, without_probe_users
 from llmrec.eval.metrics import utility_metrics
 from llmrec.io import write_json, write_text
 from llmrec.llm.accel import make_accelerator
@@ -79,6 +80,8 @@ class BenchRecipe(Recipe):
     sisa: SisaConfig = option(SisaConfig(), "SISA settings")
     stop: StopConfig = option(StopConfig(), "one stopping rule for every gradient method, so they are compared at equal "
                               "forgetting (llmrec.unlearn.stopping)")
+    audit: BenchAuditConfig = option(BenchAuditConfig(), "the membership-inference audit of every LLM row, "
+                                     "calibrated by the second-seed retrain (llmrec.bench.audit)")
     classic: ClassicBenchConfig = option(ClassicBenchConfig(), "MF / LightGCN rows (none unless classic.backbones)")
 
 
@@ -201,15 +204,16 @@ def request_files(bench: BenchRecipe, forget_users: list[str], folder: Path, see
 
 
 def run_method(bench: BenchRecipe, method: str, original_dir: Path, requests: list[Request], folder: Path,
-               accelerator, seed: int) -> tuple[Path, dict, list[dict], dict | None]:
+               accelerator, seed: int) -> tuple[Path, dict, list[dict], dict | None, list[str]]:
     """Apply `method` once per request, each on the previous request's output, with unlearning seed `seed`.
 
     With several requests, each one is scored right after it ran: test AUC (utility must not collapse) and
     forget AUC on everything erased so far (forgetting must hold as requests accumulate). Returns the final
     model dir, its cost, the per-request history and, when requests were scored, the last scores (after the
-    last request everything has been erased, so they are the final model's test and forget scores).
+    last request everything has been erased, so they are the final model's test and forget scores), and the
+    forget users a stopping rule probed (over all requests): they are left out when the run is graded.
     """
-    model_dir, wall, peak, history, scored = original_dir, 0.0, 0.0, [], None
+    model_dir, wall, peak, history, scored, probes = original_dir, 0.0, 0.0, [], None, []
     sequential = len(requests) > 1
     for k, request in enumerate(requests, start=1):
         out = folder / (f"request-{k}" if sequential else "model")
@@ -225,6 +229,7 @@ def run_method(bench: BenchRecipe, method: str, original_dir: Path, requests: li
             manifest = run_unlearning(recipe)
             wall += time.perf_counter() - started
         peak = max(peak, memory.peak_mb or 0.0)
+        probes += (manifest.get("stopping") or {}).get("probe_user_ids") or []
         model_dir = out / "merged" if (out / "merged").is_dir() else out
         step = {"request": k, "counts": manifest["counts"], "wall_seconds": manifest["timings"]["wall_seconds"]}
         if sequential:
@@ -236,7 +241,7 @@ def run_method(bench: BenchRecipe, method: str, original_dir: Path, requests: li
                   f"{manifest['counts']['forget_users']}+earlier users {step['forgotten_so_far_auc']:.4f}")
         history.append(step)
     cost = {"wall_seconds": wall, "peak_memory_mb": peak or None, "trainable_percent": manifest["trainable_percent"]}
-    return model_dir, cost, history, scored
+    return model_dir, cost, history, scored, sorted(set(probes))
 
 
 def check_seed_list(seeds: list[int] | None, key: str) -> None:
@@ -303,23 +308,37 @@ def machine_info(accelerator) -> dict:
 
 
 def family_records(family: str, rows: list[str], scored: dict, costs: dict, model_dirs: dict, originals: dict,
-                   history: dict, seeds: dict | None = None) -> list[dict]:
+                   history: dict, seeds: dict | None = None, probes: dict | None = None, splits=None,
+                   audit: BenchAuditConfig | None = None) -> list[dict]:
     """One record per row, every one scored against the family's own retrain and noise floor.
 
     `seeds`: {row: (original seed, unlearning seed or None)}, kept in each record as `original_seed` and `seed`
-    (None: the row does not depend on it); rows not in it (the classic ones) get neither."""
+    (None: the row does not depend on it); rows not in it (the classic ones) get neither. `probes`: {row: the
+    forget users its stopping rule probed}: that row's forget-set columns (and every model it is compared with)
+    are graded on the other users only, the report half, as the stopping rule never saw them (needs `splits`).
+    `audit`: also audit each row but the second-seed retrain (`row_audit`; the scores hold "holdout")."""
     prefix = "" if family == "llm" else f"{family}/"
     retrain_wall, retrain_compute = costs[RETRAIN]["wall_seconds"], costs[RETRAIN].get("compute_seconds")
     records = []
     for name in rows:
         before = scored[originals.get(name, "original")]  # closure is measured from the method's own starting point
+        probed = (probes or {}).get(name) or []
+        users = splits["forget"]["user_id"] if probed else None
+        model, reference, before_, floor = (without_probe_users(s, users, probed) if probed else s
+                                            for s in (scored[name], scored[RETRAIN], before, scored[FLOOR]))
+        graded = {"forget_users": len(set(users) - set(probed)), "probe_users_excluded": len(set(users) & set(probed))
+                  } if probed else None
+        audited = row_audit(audit, scored[name], before, scored[RETRAIN], scored[FLOOR], splits["forget"]["user_id"],
+                            splits["holdout"]["user_id"], probed) if audit is not None and name != FLOOR else None
         records.append({
             "method": prefix + name,
             "family": family,
             **({"original_seed": seeds[name][0], "seed": seeds[name][1]} if seeds and name in seeds else {}),
             "test": utility_metrics(*scored[name]["test"]),
-            "forget": utility_metrics(*scored[name]["forget"]),
-            "forgetting": forgetting_metrics(scored[name], scored[RETRAIN], before, scored[FLOOR]),
+            "forget": utility_metrics(*model["forget"]),
+            "forgetting": forgetting_metrics(model, reference, before_, floor),
+            **({"graded_on": graded} if graded else {}),
+            **({"audit": audited} if audited is not None else {}),
             **costs[name],
             "wall_vs_retrain": costs[name]["wall_seconds"] / retrain_wall,
             "compute_vs_retrain": (costs[name]["compute_seconds"] / retrain_compute
@@ -362,24 +381,27 @@ def original_rows(bench: BenchRecipe, original_seed: int, splits, out: Path, req
     suffix = f", train.seed {original_seed}" if tag else ""
     costs = {row: ensure_trained(recipe, label + suffix) for row, (recipe, label) in stages.items()}
     model_dirs = {row: Path(recipe.output_dir) / "model" for row, (recipe, _) in stages.items()}
-    scored = {row: score_model(path, ["test", "forget"], splits, bench.eval.batch_size, accelerator)
+    audit = bench.audit if audit_on(bench.audit, bench.data.holdout) else None
+    names = ["test", "forget", *(["holdout"] if audit else [])]
+    scored = {row: score_model(path, names, splits, bench.eval.batch_size, accelerator)
               for row, path in model_dirs.items()}
     records = family_records("llm", list(stages), scored, costs, model_dirs, originals, {},
-                             {row: (original_seed, None) for row in stages})
+                             {row: (original_seed, None) for row in stages}, splits=splits, audit=audit)
     several = len(bench.seeds) > 1 or len(original_seed_list(bench)) > 1
     for seed in bench.seeds:
         methods = [m for m in bench.methods if m != RETRAIN and (seed == bench.seeds[0] or not seed_free(bench, m))]
-        run_scored, run_costs, run_dirs, history = dict(scored), dict(costs), dict(model_dirs), {}
+        run_scored, run_costs, run_dirs, history, probes = dict(scored), dict(costs), dict(model_dirs), {}, {}
         for method in methods:
             run = f" (train.seed {original_seed}, seed {seed})" if several else ""
             print(f"[{method}] unlearning {len(splits['forget'])} samples in {bench.requests} request(s){run}")
-            run_dirs[method], run_costs[method], history[method], result = run_method(
+            run_dirs[method], run_costs[method], history[method], result, probes[method] = run_method(
                 bench, method, model_dirs[originals[method]], requests[seed],
                 out / "methods" / f"{method}{tag}{seed_suffix(seed)}", accelerator, seed)
-            run_scored[method] = result if result is not None else score_model(
-                run_dirs[method], ["test", "forget"], splits, bench.eval.batch_size, accelerator)
+            run_scored[method] = result if result is not None and not audit else score_model(
+                run_dirs[method], names, splits, bench.eval.batch_size, accelerator)
         records += family_records("llm", methods, run_scored, run_costs, run_dirs, originals, history,
-                                  {m: (original_seed, None if seed_free(bench, m) else seed) for m in methods})
+                                  {m: (original_seed, None if seed_free(bench, m) else seed) for m in methods},
+                                  probes, splits, audit)
     return records
 
 

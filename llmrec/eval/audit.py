@@ -30,6 +30,7 @@ TPR_AT_FPR = 0.01  # the low-FPR operating point (Carlini et al. 2022 argue for 
 FIXED_VARIANCE_BELOW = 64  # fewer OUT references than this: one global variance (Carlini et al. 2022)
 TOLERANCE = 0.05  # MUSE-style band: |AUC - reference AUC| <= this counts as forgotten
 MIN_POWER = 0.05  # AUC_original - 0.5 below this: the attack cannot certify anything
+NOISE_SDS = 2  # 'not forgotten' needs the gap to the reference beyond this many null SDs of the AUC (~95%)
 
 ATTACKS = {
     "lira_offline": "offline LiRA, one-sided test against a Gaussian fitted to reference models' logit-scaled "
@@ -255,7 +256,10 @@ def verdict_rule(tolerance: float = TOLERANCE, min_power: float = MIN_POWER) -> 
             f"|AUC_unlearned - AUC_ref| <= {tolerance}; 'not forgotten' otherwise (above: the forgotten users still "
             f"look like training data; below: over-unlearned, they look less like training data than never-seen "
             f"users, which also gives them away); 'inconclusive' when AUC_original - 0.5 < {min_power} (an attack "
-            f"that cannot tell the original's members cannot certify forgetting) or an AUC is undefined.")
+            f"that cannot tell the original's members cannot certify forgetting), when an AUC is undefined, or when "
+            f"the audit's noise cannot resolve the band: 'forgotten' needs the AUC's null SD <= {tolerance}, "
+            f"'not forgotten' needs |AUC_unlearned - AUC_ref| > {NOISE_SDS} null SDs (null SD: the AUC's standard "
+            f"deviation between two groups of one distribution of these sizes, Mann-Whitney).")
 
 
 @dataclass
@@ -270,17 +274,20 @@ class Verdict:
     power: float | None
     direction: str | None = None
     reason: str | None = None
+    null_sd: float | None = None
 
 
 def verdict(unlearned_auc: float | None, original_auc: float | None, retrain_auc: float | None = None,
-            tolerance: float = TOLERANCE, min_power: float = MIN_POWER, retrain_given: bool | None = None) -> Verdict:
+            tolerance: float = TOLERANCE, min_power: float = MIN_POWER, retrain_given: bool | None = None,
+            null_sd: float | None = None) -> Verdict:
     """Apply `verdict_rule` to attack AUCs at one level. `retrain_given` (default: `retrain_auc is not None`)
     says a retrain was audited; its AUC being None then makes the verdict inconclusive instead of
-    falling back to 0.5."""
+    falling back to 0.5. `null_sd`: the unlearned model's AUC null SD at this level (`AttackResult.auc_null_sd`);
+    None: noise not judged (the verdict of the band alone)."""
     given = retrain_auc is not None if retrain_given is None else retrain_given
     reference, reference_auc = ("retrain", retrain_auc) if given else ("chance", 0.5)
     power = None if original_auc is None else original_auc - 0.5
-    result = Verdict("inconclusive", reference, reference_auc, unlearned_auc, None, power)
+    result = Verdict("inconclusive", reference, reference_auc, unlearned_auc, None, power, null_sd=null_sd)
     aucs = (("unlearned", unlearned_auc), ("original", original_auc), ("retrain", reference_auc))
     missing = [name for name, auc in aucs if auc is None]
     if missing:
@@ -292,12 +299,20 @@ def verdict(unlearned_auc: float | None, original_auc: float | None, retrain_auc
                          f"it cannot tell the original's members, so it cannot certify forgetting")
         return result
     gap = unlearned_auc - reference_auc
+    relation = "<=" if abs(gap) <= tolerance else ">"
+    result.reason = f"|AUC_unlearned - AUC_{reference}| = {abs(gap):.4f} {relation} {tolerance}"
+    if abs(gap) <= tolerance and null_sd is not None and null_sd > tolerance:
+        result.reason += (f", but the AUC's null SD {null_sd:.4f} > {tolerance}: the band is within the audit's "
+                          f"noise (more forget and holdout users would resolve it)")
+        return result
+    if abs(gap) > tolerance and null_sd is not None and abs(gap) <= NOISE_SDS * null_sd:
+        result.reason += (f", but within {NOISE_SDS} null SDs ({NOISE_SDS * null_sd:.4f}): the gap is within the "
+                          f"audit's noise (more forget and holdout users would resolve it)")
+        return result
     if abs(gap) <= tolerance:
         result.verdict = "forgotten"
     else:
         result.verdict, result.direction = "not forgotten", "under-unlearned" if gap > 0 else "over-unlearned"
-    relation = "<=" if abs(gap) <= tolerance else ">"
-    result.reason = f"|AUC_unlearned - AUC_{reference}| = {abs(gap):.4f} {relation} {tolerance}"
     return result
 
 
@@ -315,7 +330,8 @@ def audit_record(original: ModelAudit, unlearned: ModelAudit, retrain: ModelAudi
     verdicts = {
         name: asdict(verdict(getattr(unlearned, name).auc, getattr(original, name).auc,
                              getattr(retrain, name).auc if retrain is not None else None,
-                             tolerance, min_power, retrain_given=retrain is not None))
+                             tolerance, min_power, retrain_given=retrain is not None,
+                             null_sd=getattr(unlearned, name).auc_null_sd))
         for name in ("sample", "user")
     }
     return {

@@ -423,6 +423,19 @@ def summary(record: dict) -> str:
     return text[:text.index("\n- ")] if "\n- " in text else text
 
 
+OTHER_RUNS = ("train_metrics.json", "unlearning_manifest.json", "results.json", "evaluation.json", "model")
+
+
+def refuse_other_runs_config(out: Path) -> None:
+    """LlmrecError when output_dir is another run's folder (training, unlearning, benchmark, evaluation) with its
+    config.yaml, which the audit's own config.yaml would replace; an earlier audit's folder is fine."""
+    if (out / "config.yaml").is_file() and not (out / "audit.json").is_file():
+        found = [name for name in OTHER_RUNS if (out / name).exists()]
+        if found:
+            raise LlmrecError(f"output_dir={out} is another run's folder (it holds {found[0]} and config.yaml, which "
+                              f"the audit would replace): choose another output_dir")
+
+
 def run_audit(recipe: AuditRecipe) -> dict:
     """`llmrec audit`: audit recipe.model against its original (and audit.retrain), write audit.png, audit.md,
     config.yaml and audit.json (last) into output_dir; returns the record. Every check comes before any write."""
@@ -443,6 +456,7 @@ def run_audit(recipe: AuditRecipe) -> dict:
              *(("audit.reference", path) for path in given)]
     refuse_overlap(out, models_read(*reads), writes=[*OUTPUTS, *([] if cfg.shadow_dir else ["shadow"])],
                    inputs=recipe_inputs(recipe))
+    refuse_other_runs_config(out)
     for path in dict.fromkeys([model_dir, *([original] if original else [])]):
         check_model_card(path, card if path == model_dir else read_model_card(path), recipe.data,
                          cfg.allow_other_data, "audit.allow_other_data")

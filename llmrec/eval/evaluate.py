@@ -115,6 +115,23 @@ def score_model(model_dir: Path, names: list[str], splits, batch_size: int, acce
     return scored
 
 
+def without_probe_users(scored: dict, forget_user_ids, probe_users) -> dict:
+    """`scored` ({split: (labels [n], P(yes) [n])}) with its "forget" entry kept to the samples of users not in
+    `probe_users`: the report half of a stopping rule's forget set, so the rule is not graded on the users it
+    looked at while unlearning (llmrec.unlearn.stopping). `forget_user_ids`: [n], the forget split's user ids.
+    Unchanged when there are no probe users; ValueError when lengths differ or no forget user is left."""
+    probes = set(probe_users or ())
+    if not probes or "forget" not in scored:
+        return scored
+    labels, probs = scored["forget"]
+    if len(labels) != len(forget_user_ids):
+        raise ValueError(f"{len(labels)} forget scores but {len(forget_user_ids)} forget user ids")
+    keep = [i for i, user in enumerate(forget_user_ids) if user not in probes]
+    if not keep:
+        raise ValueError("every forget user is a probe user: no report half is left to grade")
+    return {**scored, "forget": ([labels[i] for i in keep], [probs[i] for i in keep])}
+
+
 def forgetting_metrics(model: dict, reference: dict, original: dict, floor: dict | None = None,
                        folds: int = 5) -> dict[str, float | str | None]:
     """How far the model's forget-set answers moved from the original towards the reference retrain.
@@ -301,7 +318,14 @@ def evaluate(recipe: Recipe, accelerator: Accelerator | None = None) -> dict[str
             score_model(Path(cfg.floor_reference_dir), ["forget"], splits, cfg.batch_size, accelerator)
             if cfg.floor_reference_dir else None
         )
-        results["forgetting"] = forgetting_metrics(scored, reference, original, floor)
+        # a stopping rule's probe users are left out of every model's forget scores: graded on the report half
+        probes = ((manifest or {}).get("stopping") or {}).get("probe_user_ids") or []
+        users = splits["forget"]["user_id"]
+        graded = [without_probe_users(s, users, probes) if s is not None else None
+                  for s in (scored, reference, original, floor)]
+        results["forgetting"] = forgetting_metrics(*graded)
+        if probes:
+            results["forgetting"]["probe_users_excluded"] = len(set(users) & set(probes))
         table += "\n\n| forgetting (forget set) | value |\n|---|---|\n" + "\n".join(
             f"| {key} | {_cell(value)} |" for key, value in results["forgetting"].items()
         )

@@ -265,6 +265,25 @@ def prepare_unlearning_audit(recipe: UnlearnRecipe, splits, processes: int):
                          Path(recipe.model), shadow_dir, reads=[("the original", recipe.model)])
 
 
+def audit_or_skip(prepared, recipe: UnlearnRecipe, runner, splits) -> tuple[object | None, dict | None]:
+    """(prepared, None), or (None, the manifest's skip record) with a printed warning when the stopping rule's probe
+    users, drawn before the run (`planned_probe_users`), would leave too few forget users to audit: known before a
+    shadow is trained for nothing (a method that rebuilds its model runs no stopping rule and probes no one)."""
+    from llmrec.data.samples import holdout_users
+    from llmrec.eval.audit_run import exclude_probes
+    from llmrec.unlearn.stopping import planned_probe_users
+
+    if prepared is None or getattr(runner, "rebuilds_model", False):
+        return prepared, None
+    probes = planned_probe_users(recipe.stop, splits["forget"]["user_id"], len(holdout_users(splits)))
+    try:
+        exclude_probes(prepared, splits, probes)
+    except LlmrecError as exc:
+        print(f"warning: audit skipped: {exc}")
+        return None, {"verdict": None, "skipped": str(exc)}
+    return prepared, None
+
+
 def run_audit_into(tmp: Path, recipe: UnlearnRecipe, prepared, splits, result: dict, accelerator) -> dict:
     """Audit the unlearned model in `tmp` (not yet in place) and write audit.md / audit.png beside it; the forget
     users a stopping rule probed (result["stopping"]["probe_user_ids"]) are left out. Returns the record, or
@@ -308,6 +327,7 @@ def run_unlearning(recipe: UnlearnRecipe) -> dict | None:
         accelerator.wait_for_everyone()
         return None
 
+    audit, audit_skipped = audit_or_skip(audit, recipe, runner, splits)
     if audit is not None:
         from llmrec.eval.audit_run import ensure_shadow
 
@@ -327,6 +347,8 @@ def run_unlearning(recipe: UnlearnRecipe) -> dict | None:
         manifest = unlearning_manifest(recipe, splits, original_hash, result, wall)
         if audit is not None:
             manifest["audit"] = run_audit_into(tmp, recipe, audit, splits, result, accelerator)
+        elif audit_skipped is not None:
+            manifest["audit"] = audit_skipped
         (tmp / "config.yaml").write_text(to_yaml(recipe))
         write_json(tmp / "unlearning_manifest.json", manifest)
     confirm_unchanged(model_dir, original_hash, Path(recipe.output_dir))

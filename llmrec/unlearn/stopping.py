@@ -65,7 +65,8 @@ class StopConfig:
     seed: int = option(0, "seed of the probe/report split and of the samples scored at each check", ge=0)
     max_samples: int = option(512, "at most this many probe-forget and this many holdout samples per check (a "
                                    "seeded subsample, the same at every check)", ge=1)
-    tolerance: float = option(0.0, "stop when mean holdout loss − mean probe-forget loss ≤ this (nats)")
+    tolerance: float = option(0.0, "stop when mean holdout loss − mean probe-forget loss ≤ this (nats); ≥ 0 (a "
+                              "negative one would ask to forget past parity: over-unlearning)", ge=0)
     max_epochs: float = option(6.0, "rule=parity: the budget in passes over the forget set (E2URec's fixed schedule "
                                     "is 4 passes; the baselines' 1)", gt=0)
 
@@ -113,6 +114,14 @@ def resolve_rule(config: StopConfig, holdout_users: int) -> str:
     if config.rule == "auto":
         return "parity" if holdout_users else "fixed"
     return config.rule
+
+
+def planned_probe_users(config: StopConfig, forget_user_ids: Sequence[str], holdout_users: int) -> list[str]:
+    """The probe users a gradient method's `Stopping` will draw (sorted; [] under the fixed schedule), known before
+    it runs: the unlearning audit uses it to skip itself before training a shadow it could not use."""
+    if resolve_rule(config, holdout_users) == "fixed":
+        return []
+    return split_probe(forget_user_ids, config.probe_fraction, config.seed)[0]
 
 
 @torch.no_grad()

@@ -137,3 +137,22 @@ def test_one_run_per_method_keeps_the_plain_table():
 def test_the_plot_of_several_runs_is_a_png(tmp_path):
     plot_report(RUNS, tmp_path / "results.png")
     assert (tmp_path / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def audited(base, auc, verdict):
+    audit = {"attack": "lira_offline", "level": "user", "aggregation": "a user's score is the mean of their samples'",
+             "calibration": "per sample, by the second-seed retrain", "tolerance": 0.05, "min_power": 0.05,
+             "verdict": verdict, "models": {"unlearned": {"user": {"auc": auc, "auc_skipped": None}}}}
+    return {**base, "audit": audit}
+
+
+def test_the_audit_column_marks_the_method_nearest_the_retrains_audit_auc_and_lists_verdicts():
+    records = [audited(RECORDS[0], 0.70, "not forgotten"), audited(RECORDS[1], 0.52, "forgotten"), RECORDS[2],
+               audited(RECORDS[3], 0.30, "not forgotten"), audited(RECORDS[4], 0.55, "forgotten")]
+    assert best_methods(records)["audit AUC"] == {"e2urec"}  # 0.55 is nearer 0.52 than neggrad's 0.30
+    table = markdown_report(records)
+    header = table.splitlines()[0]
+    assert "| MIA AUC | audit AUC | wall s |" in header
+    assert "| **0.550** |" in next(line for line in table.splitlines() if line.startswith("| e2urec |"))
+    assert "Verdicts: original: not forgotten; retrain: forgotten; neggrad: not forgotten; e2urec: forgotten." in table
+    assert "audit AUC" not in markdown_report(RECORDS).splitlines()[0]  # nothing audited: no column

@@ -59,6 +59,46 @@ def test_no_model_of_the_benchmark_trains_on_a_holdout_user(finished):
     assert sample_ids(BENCH_TRAINED_ON[1]) == sample_ids(BENCH_TRAINED_ON[2]) == sample_ids(splits["retained"])
 
 
+def test_a_method_stopped_by_the_rule_is_graded_on_its_report_half(finished):
+    """Issue 19 item 3: the stopping rule looked at its probe users, so the benchmark grades every forget-set column
+    of that method on the other users (was: the whole forget set, the probe half included)."""
+    from llmrec.data.samples import prepare_splits
+    from llmrec.eval.evaluate import score_model, without_probe_users
+    from llmrec.eval.metrics import utility_metrics
+    from llmrec.llm.accel import make_accelerator
+
+    recipe, records = finished
+    e2urec = next(r for r in records if r["method"] == "e2urec")
+    manifest = json.loads((Path(e2urec["model_dir"]) / "unlearning_manifest.json").read_text())
+    probes = manifest["stopping"]["probe_user_ids"]
+    splits = prepare_splits(recipe.data, recipe.forget)
+    assert 0 < len(probes) < len(set(splits["forget"]["user_id"]))
+    assert e2urec["graded_on"] == {"forget_users": len(set(splits["forget"]["user_id"])) - len(probes),
+                                   "probe_users_excluded": len(probes)}
+    scored = score_model(Path(e2urec["model_dir"]), ["forget"], splits, 32, make_accelerator("no"))
+    report = without_probe_users(scored, splits["forget"]["user_id"], probes)["forget"]
+    assert e2urec["forget"]["samples"] == len(report[0]) < len(splits["forget"])
+    assert e2urec["forget"]["auc"] == pytest.approx(utility_metrics(*report)["auc"], abs=1e-9)
+    assert "graded_on" not in next(r for r in records if r["method"] == "retrain")
+
+
+def test_every_row_but_the_calibrating_retrain_is_audited(finished):
+    """Issue 19 item 2: the audit inside the benchmark, calibrated by the second-seed retrain; members leave out a
+    method's probe users."""
+    recipe, records = finished
+    audited = {r["method"]: r["audit"] for r in records if "audit" in r}
+    assert set(audited) == {r["method"] for r in records} - {"retrain (seed 2)"}
+    retrain = audited["retrain"]["models"]
+    assert retrain["unlearned"] == retrain["retrain"]  # the retrain row is audited as itself
+    e2urec = next(r for r in records if r["method"] == "e2urec")
+    assert audited["e2urec"]["counts"]["forget_users"] == e2urec["graded_on"]["forget_users"]
+    assert audited["original"]["counts"]["probe_users_excluded"] == 0
+    assert all(a["verdict"] in ("forgotten", "not forgotten", "inconclusive") for a in audited.values())
+    table = (Path(recipe.output_dir) / "results.md").read_text()
+    assert "| audit AUC |" in table.splitlines()[0]
+    assert "Verdicts: original:" in table and "calibration: per sample, by the benchmark's second-seed" in table
+
+
 def test_the_model_fingerprint_covers_the_holdout_and_a_holdout_file_by_its_content(tmp_path):
     recipe = base_recipe(bench_recipe(tmp_path), tmp_path / "x")
     others = [replace(recipe, data=replace(recipe.data, **change)) for change in (
@@ -82,7 +122,9 @@ def test_every_method_is_scored_against_the_same_retrain(finished):
     assert by_name["retrain"]["forgetting"]["forget_gap_closure_auc"] == pytest.approx(1.0)
     assert by_name["original"]["forgetting"]["forget_gap_closure_auc"] == 0.0
     floor = by_name["retrain (seed 2)"]["forgetting"]["js_divergence"]
-    assert floor > 0 and all(r["forgetting"]["floor_js_divergence"] == floor for r in records)
+    assert floor > 0 and all(r["forgetting"]["floor_js_divergence"] == floor for r in records if "graded_on" not in r)
+    # a method graded on its report half is compared with the two retrains' distance on that same half
+    assert all(r["forgetting"]["floor_js_divergence"] > 0 for r in records if "graded_on" in r)
     assert by_name["retrain"]["wall_vs_retrain"] == 1.0
     assert by_name["e2urec"]["trainable_percent"] < 100 == by_name["neggrad"]["trainable_percent"]
     # SISA is judged from its own starting point, the shard ensemble
@@ -138,7 +180,13 @@ def test_sequential_requests_report_after_each_request(tmp_path):
     assert steps[1]["counts"]["retained_samples"] == (steps[0]["counts"]["retained_samples"]
                                                       - steps[1]["counts"]["forget_samples"])
     final = next(r for r in records if r["method"] == "e2urec")
-    assert final["forget"]["samples"] == total and final["forget"]["auc"] == steps[1]["forgotten_so_far_auc"]
+    # graded on the users no request's stopping rule probed (each request probes half of its own users)
+    from llmrec.data.samples import prepare_splits
+
+    users = set(prepare_splits(recipe.data, recipe.forget)["forget"]["user_id"])
+    graded = final["graded_on"]
+    assert graded["forget_users"] + graded["probe_users_excluded"] == len(users) and graded["probe_users_excluded"]
+    assert 0 < final["forget"]["samples"] < total
     assert "After each request" in open(f"{recipe.output_dir}/results.md").read()
 
 
@@ -251,12 +299,13 @@ def test_each_original_seed_trains_its_stages_once_and_each_seed_runs_every_meth
 
     def fake_unlearn(bench, method, original_dir, requests, folder, accelerator, seed):
         unlearned.append((method, Path(original_dir).parent.name, folder.name, seed))
-        return folder / "model", {"wall_seconds": 1.0, "peak_memory_mb": None, "trainable_percent": 100.0}, [], None
+        return folder / "model", {"wall_seconds": 1.0, "peak_memory_mb": None, "trainable_percent": 100.0}, [], None, []
 
     monkeypatch.setattr(run, "ensure_trained", fake_train)
     monkeypatch.setattr(run, "run_method", fake_unlearn)
     monkeypatch.setattr(run, "score_model", lambda path, *args, **kwargs: fake_scores(path))
-    recipe = bench_recipe(tmp_path, "methods=[retrain,sisa,neggrad]", "seeds=[3,0]", "original_seeds=[42,7]")
+    recipe = bench_recipe(tmp_path, "methods=[retrain,sisa,neggrad]", "seeds=[3,0]", "original_seeds=[42,7]",
+                          "audit.enabled=false")  # the stand-in scores are not the splits' samples
     records = run_benchmark(recipe)
 
     stages = ["original", "retrain", "retrain-seed2", "original-sisa"]

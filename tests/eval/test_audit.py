@@ -197,3 +197,15 @@ def test_record_is_strict_json_and_report_holds_the_numbers(tmp_path):
     assert "unlearned, user: 60 holdout users < 100" in text  # why a cell is empty, said under the table
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in picture.parent.iterdir()) == ["audit.md", "audit.png"]  # no temporary files left
+
+
+def test_a_verdict_within_the_audits_noise_is_inconclusive():
+    """Issue 19 (tester item 7): 30 holdout users give a user-level null SD near 0.06, wider than the ±0.05 band."""
+    assert verdict(0.52, 0.9, 0.5, null_sd=0.02).verdict == "forgotten"
+    noisy = verdict(0.52, 0.9, 0.5, null_sd=0.06)
+    assert noisy.verdict == "inconclusive" and "null SD 0.0600 > 0.05" in noisy.reason and noisy.null_sd == 0.06
+    near = verdict(0.58, 0.9, 0.5, null_sd=0.045)  # 0.08 beyond the band but within 2 SDs (0.09)
+    assert near.verdict == "inconclusive" and "within 2 null SDs" in near.reason
+    far = verdict(0.75, 0.9, 0.5, null_sd=0.045)
+    assert far.verdict == "not forgotten" and far.direction == "under-unlearned"
+    assert verdict(0.52, 0.9, 0.5).verdict == "forgotten"  # no null SD given: the band alone

@@ -3,6 +3,7 @@ users come out near chance), its power (a model over-fitted on them is caught), 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -416,3 +417,33 @@ def test_a_retrains_users_file_is_found_in_its_output_after_the_temporary_folder
     assert recorded_users_file(gone, output / "model") == output / "retained-users.txt"  # the folder above
     assert recorded_users_file(str(output / "retained-users.txt"), None) == output / "retained-users.txt"
     assert recorded_users_file(gone, tmp_path / "elsewhere") is None
+
+
+def test_a_training_runs_folder_is_refused_as_output_dir_and_left_as_it_was(quick, tmp_path, capsys):
+    """Issue 19 (tester item 5): output_dir=<a training run's folder> replaced its config.yaml with the audit's."""
+    model, args = quick
+    run_dir = Path(model).parent  # the training run: config.yaml, train_metrics.json, model/
+    assert (run_dir / "config.yaml").is_file() and (run_dir / "train_metrics.json").is_file()
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    code, _, err = run(capsys, "audit", f"model={model}", f"output_dir={run_dir}", *args)
+    assert_one_line_error(code, err, "another run's folder", "train_metrics.json")
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before
+
+
+def test_an_audit_the_probe_users_would_starve_is_skipped_before_any_shadow_is_trained(capsys):
+    """Issue 19 (tester item 4): the skip was found only after the unlearning, once a shadow had been trained."""
+    from llmrec.config import AuditConfig
+    from llmrec.eval.audit_run import Prepared
+    from llmrec.unlearn.registry import get_method
+    from llmrec.unlearn.run import UnlearnRecipe, audit_or_skip
+
+    splits = _splits(14, 12)
+    prepared = Prepared(original=None, retrain=None, references=[], splits={}, forget_users=14,
+                        probe_users_excluded=0)
+    recipe = UnlearnRecipe(audit=AuditConfig(shadow=True))  # stop.rule=auto: parity, half of 14 users probed
+    kept, skipped = audit_or_skip(prepared, recipe, get_method("neggrad"), splits)
+    assert kept is None and "7 probe users" in skipped["skipped"] and skipped["verdict"] is None
+    assert "warning: audit skipped" in capsys.readouterr().out
+    assert audit_or_skip(prepared, recipe, get_method("retrain"), splits) == (prepared, None)  # probes no one
+    fixed = UnlearnRecipe(audit=AuditConfig(shadow=True), stop=dataclasses.replace(recipe.stop, rule="fixed"))
+    assert audit_or_skip(prepared, fixed, get_method("neggrad"), splits) == (prepared, None)

@@ -157,3 +157,18 @@ def test_a_classic_model_with_a_tiny_forget_set_is_evaluated_without_the_attack(
     forgetting = json.loads((tmp_path / "eval" / "evaluation.json").read_text())["metrics"]["forgetting"]
     assert forgetting["mia_auc"] is None and forgetting["mia_skipped"] == "2 forget samples < 5 folds"
     assert forgetting["l2"] == 0
+
+
+def test_the_report_half_leaves_out_exactly_the_probe_users_samples():
+    """Issue 19 item 3: a stopping rule's probe users are not graded (`without_probe_users`)."""
+    from llmrec.eval.evaluate import without_probe_users
+
+    users = ["a", "b", "a", "c", "b"]
+    scored = {"forget": ([1, 0, 1, 0, 1], [0.9, 0.2, 0.8, 0.3, 0.7]), "test": ([1], [0.5])}
+    kept = without_probe_users(scored, users, ["b"])
+    assert kept["forget"] == ([1, 1, 0], [0.9, 0.8, 0.3]) and kept["test"] == scored["test"]
+    assert without_probe_users(scored, users, []) is scored
+    with pytest.raises(ValueError, match="no report half"):
+        without_probe_users(scored, users, ["a", "b", "c"])
+    with pytest.raises(ValueError, match="5 forget scores but 2"):
+        without_probe_users(scored, users[:2], ["b"])

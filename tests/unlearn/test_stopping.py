@@ -233,3 +233,12 @@ def test_a_budget_shorter_than_stop_every_is_still_checked_as_it_goes():
     assert check_interval(50, 41) == 4
     assert check_interval(50, 1944) == 50  # ML-100K at 20%: the setting stands
     assert check_interval(50, 5) == 1 and check_interval(3, 41) == 3
+
+
+def test_a_negative_tolerance_is_refused_at_load():
+    """Issue 19 (tester item 9): stop.tolerance < 0 asked to forget past parity and was accepted."""
+    from llmrec.config import load_recipe
+    from llmrec.unlearn.run import UnlearnRecipe
+
+    with pytest.raises(ConfigError, match="stop.tolerance must be 0 or more, got -0.1"):
+        load_recipe(None, ["model=x", "stop.tolerance=-0.1"], cls=UnlearnRecipe)
