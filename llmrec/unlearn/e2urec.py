@@ -26,6 +26,10 @@ L47-53, L90-120; utils.py L249-295), whose step counts are over its 12,982 ML-1M
 
 On the synthetic demo (4-epoch original, 20% of users) the reference's values closed 0.00 of the forget-AUC gap
 (test AUC 0.834, the original's 0.833), ours 0.41 (test AUC 0.808; retrain 0.773).
+
+`teacher: calibrated` (llmrec's, not the paper's) replaces the fixed α by the one at which the forgetting teacher's
+mean answer loss on the forget samples equals θ₀'s on the holdout users (losses.calibrated_alpha): on ML-100K the
+paper's teacher at α 10 asked for 0.002 nats more loss where never-seen users sit 0.011 nats above θ₀'s forget fit.
 """
 
 from __future__ import annotations
@@ -45,9 +49,15 @@ from llmrec.llm.backbone import AnswerTokens, add_lora
 from llmrec.llm.scoring import answer_logits, answer_loss
 from llmrec.unlearn.data import UnlearningData, steps_for
 from llmrec.unlearn.loop import batch_ce, make_trainable, optimize, optimize_until, retained_used
-from llmrec.unlearn.losses import distillation_kl, e2urec_loss, forgetting_teacher_logits
+from llmrec.unlearn.losses import (
+    answer_nats,
+    calibrated_alpha,
+    distillation_kl,
+    e2urec_loss,
+    forgetting_teacher_logits,
+)
 from llmrec.unlearn.registry import register
-from llmrec.unlearn.stopping import Stopping
+from llmrec.unlearn.stopping import Stopping, sample_losses
 from llmrec.unlearn.teachers import pair_logits, precompute_answer_logits, teacher_mode
 
 
@@ -78,6 +88,10 @@ class E2URecConfig:
     )
     batch_size: int = option(32, "samples per forget batch and per retained batch", ge=1)
     precompute_teachers: bool = option(True, "one no-grad teacher pass up front; false recomputes them every step")
+    teacher: Literal["paper", "calibrated"] = option(
+        "paper", "paper: the forgetting teacher with the fixed alpha, as E2URec's | calibrated: alpha solved per run "
+        "so the teacher's mean answer loss on the forget samples equals θ₀'s on the holdout users (never seen), the "
+        "level the stopping rule stops at (needs data.holdout and precompute_teachers; llmrec's, not the paper's)")
     length_buckets: bool = option(
         False, "batch prompts of similar length together: ~5% faster steps, but it changes the batch draw, and on the "
         "synthetic default it closed less of the forget gap (0.27 vs 0.51)")
@@ -105,16 +119,19 @@ class Teachers:
     def __init__(self, student, augmented, answer: AnswerTokens, alpha: float):
         self.student, self.augmented, self.answer, self.alpha = student, augmented, answer, alpha
         self.forget_table = self.retained_table = None
+        self.calibration: dict | None = None
 
     def _original(self, batch) -> torch.Tensor:
         with teacher_mode(self.student), self.student.disable_adapter():
             return pair_logits(answer_logits(self.student, batch["input_ids"], batch["attention_mask"]), self.answer)
 
     def precompute(self, forget_loader: DataLoader, retained_loader: DataLoader | None,
-                   augmented_forget: torch.Tensor | None = None) -> None:
+                   augmented_forget: torch.Tensor | None = None, calibrate_to: float | None = None,
+                   forget_labels: torch.Tensor | None = None) -> None:
         """`augmented_forget`: the augmented model's forget logits when they were taken already (shared weights);
         `retained_loader` None: θ₀'s retained logits are taken per batch (a run that may stop early pays only for
-        the retained batches it trains on)."""
+        the retained batches it trains on). `calibrate_to` (nats, with `forget_labels` [n] by row): α is replaced
+        by `losses.calibrated_alpha` of it; `self.calibration` records what was solved."""
         with self.student.disable_adapter():
             original_forget = precompute_answer_logits(self.student, forget_loader, self.answer, "teacher θ₀ forget")
             if retained_loader is not None:
@@ -123,6 +140,16 @@ class Teachers:
         if augmented_forget is None:
             augmented_forget = precompute_answer_logits(self.augmented, forget_loader, self.answer,
                                                         "teacher aug forget")
+        if calibrate_to is not None:
+            paper_alpha = self.alpha
+            self.alpha = calibrated_alpha(original_forget, augmented_forget, forget_labels, calibrate_to)
+            self.calibration = {
+                "alpha": self.alpha, "configured_alpha": paper_alpha, "target_nats": calibrate_to,
+                "original_forget_nats": float(answer_nats(original_forget, forget_labels).mean()),
+                "teacher_forget_nats": float(answer_nats(forgetting_teacher_logits(
+                    original_forget, augmented_forget, self.alpha), forget_labels).mean()),
+                "configured_teacher_forget_nats": float(answer_nats(forgetting_teacher_logits(
+                    original_forget, augmented_forget, paper_alpha), forget_labels).mean())}
         self.forget_table = forgetting_teacher_logits(original_forget, augmented_forget, self.alpha)
         self.augmented = None  # no longer needed in memory
 
@@ -153,6 +180,19 @@ def student_loss(student, teachers: Teachers, forget_batch, retained_batch, conf
     return e2urec_loss(retained_ce, retained_kl, forget_kl, config.remember_weight)
 
 
+def holdout_level(original, data: UnlearningData, config: E2URecConfig) -> float:
+    """θ₀'s mean answer loss (nats) on every holdout sample: the calibrated teacher's target. ConfigError (one line)
+    when the data has no holdout users or the teachers are not precomputed."""
+    if not data.holdout_users:
+        raise ConfigError("e2urec.teacher=calibrated needs holdout users (data.holdout), the never-seen users it "
+                          "calibrates to; or e2urec.teacher=paper")
+    if not config.precompute_teachers:
+        raise ConfigError("e2urec.teacher=calibrated needs e2urec.precompute_teachers=true (it solves alpha on the "
+                          "forget samples' stored logits)")
+    holdout = data.holdout_sample(len(data.holdout_pool), data.seed)
+    return float(sample_losses(original, data, holdout, 2 * config.batch_size).mean())
+
+
 @register("e2urec")
 def unlearn_e2urec(original, data: UnlearningData, config: E2URecConfig, autocast=contextlib.nullcontext) -> dict:
     """Train a LoRA student on the frozen `original`; returns the peft student, phase timings, the steps taken and
@@ -170,6 +210,7 @@ def unlearn_e2urec(original, data: UnlearningData, config: E2URecConfig, autocas
     start = time.perf_counter()
     for p in original.parameters():
         p.requires_grad_(False)
+    target = holdout_level(original, data, config) if config.teacher == "calibrated" else None
     shares_weights = config.augment.finetune == "lora"
     if shares_weights and not config.precompute_teachers:
         raise ConfigError("e2urec.augment.finetune=lora shares θ₀'s weights and needs e2urec.precompute_teachers=true "
@@ -195,7 +236,13 @@ def unlearn_e2urec(original, data: UnlearningData, config: E2URecConfig, autocas
         with autocast():
             teachers.precompute(data.all_rows(data.forget, 2 * batch_size),
                                 None if stopping.parity else data.all_rows(retained, 2 * batch_size),
-                                augmented_forget)
+                                augmented_forget, target, torch.tensor(data.forget["label"]))
+        if teachers.calibration is not None and data.shard[0] == 0:  # every process solved the same alpha
+            c = teachers.calibration
+            print(f"calibrated forgetting teacher: alpha {c['alpha']:.3g} (configured {c['configured_alpha']:.3g}) "
+                  f"puts the forget samples' mean answer loss at {c['teacher_forget_nats']:.4f} nats, θ₀'s on the "
+                  f"holdout users (θ₀ on the forget samples: {c['original_forget_nats']:.4f}; the configured alpha: "
+                  f"{c['configured_teacher_forget_nats']:.4f})", flush=True)
     timings["teacher_seconds"] = time.perf_counter() - start
 
     bucket = config.length_buckets
@@ -213,4 +260,5 @@ def unlearn_e2urec(original, data: UnlearningData, config: E2URecConfig, autocas
     return {"student": student, "timings": timings,
             "steps": {"augment": augment_steps, "warmup": min(taken, warmup_steps), "joint": joint_taken},
             "retained_samples_used": retained_used(len(retained), joint_steps, joint_taken, batch_size),
-            "stopping": stopping.record(taken)}
+            "stopping": stopping.record(taken),
+            **({"teacher": {"kind": "calibrated", **teachers.calibration}} if teachers.calibration else {})}

@@ -15,6 +15,43 @@ def forgetting_teacher_logits(original: torch.Tensor, augmented: torch.Tensor, a
     return original - alpha * torch.relu(augmented - original)
 
 
+def answer_nats(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """[n] −ln P(true answer) under the softmax of [n, 2] (yes, no) logits; `labels` [n], 1 = yes. Nats."""
+    log_p = F.log_softmax(logits.float(), dim=-1)
+    return -torch.where(labels.to(log_p.device) == 1, log_p[:, 0], log_p[:, 1])
+
+
+def calibrated_alpha(original: torch.Tensor, augmented: torch.Tensor, labels: torch.Tensor, target: float,
+                     high: float = 1e4, iterations: int = 60) -> float:
+    """The α at which the forgetting teacher's mean answer loss on the forget samples equals `target` (nats).
+
+    `original`, `augmented`: [n, 2] (yes, no) logits of θ₀ and of the augmented model on the n forget samples;
+    `labels`: [n], 1 = yes. `target`: θ₀'s mean answer loss on never-seen (holdout) users, so the teacher asks the
+    student to answer the forget users as θ₀ answers users it never saw, the level the stopping rule stops at.
+    Bisection over [0, high] on the mean loss (non-decreasing in α where aug raised the true answer); 0 when θ₀'s
+    own loss is at the target already, `high` when even it falls short. llmrec's calibration, not the paper's: the
+    E2URec reference fixes α (2; our default 10). ValueError on mismatched shapes or a non-finite target.
+    """
+    if original.shape != augmented.shape or original.ndim != 2 or original.shape[0] != len(labels):
+        raise ValueError(f"logits must be [n, 2] alike with n labels, got {tuple(original.shape)}, "
+                         f"{tuple(augmented.shape)} and {len(labels)} labels")
+    if not torch.isfinite(torch.tensor(float(target))):
+        raise ValueError(f"target must be a finite loss in nats, got {target}")
+
+    def mean_loss(alpha: float) -> float:
+        return float(answer_nats(forgetting_teacher_logits(original.float(), augmented.float(), alpha), labels).mean())
+
+    if mean_loss(0.0) >= target:
+        return 0.0
+    if mean_loss(high) < target:
+        return high
+    low, top = 0.0, high
+    for _ in range(iterations):
+        middle = (low + top) / 2
+        low, top = (middle, top) if mean_loss(middle) < target else (low, middle)
+    return top
+
+
 def distillation_kl(teacher_logits: torch.Tensor, student_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """Mean over the batch of KL(teacher ‖ student) between the softmaxed logits; the teacher gets no gradient.
 

@@ -208,6 +208,7 @@ def unlearning_manifest(recipe, splits, original_hash: str, result: dict, wall: 
         "trainable_percent": 100.0 * trainable / total if total else 0.0,
         "threads": torch.get_num_threads(),
         "stopping": result.get("stopping"),  # a stopping rule's record; its probe users are left out of the audit
+        **({"teacher": result["teacher"]} if result.get("teacher") else {}),  # E2URec's calibrated teacher
     }
 
 

@@ -97,3 +97,34 @@ def test_flipped_swaps_yes_and_no():
 
 def test_bad_teacher_loss_is_the_mixed_batch_mean():
     assert bad_teacher_loss(torch.tensor(0.2), torch.tensor(0.6)).item() == pytest.approx(0.4)
+
+
+def test_answer_nats_is_the_true_answers_negative_log_probability():
+    from llmrec.unlearn.losses import answer_nats
+
+    logits = torch.tensor([[2.0, 0.0], [2.0, 0.0]])
+    p_yes = 1 / (1 + math.exp(-2.0))
+    assert answer_nats(logits, torch.tensor([1, 0])).tolist() == pytest.approx([-math.log(p_yes), -math.log(1 - p_yes)])
+
+
+def test_calibrated_alpha_puts_the_teachers_mean_loss_at_the_target():
+    """The calibrated forgetting teacher (llmrec's, issue 19): α solved so the forget samples' mean answer loss under
+    the teacher is θ₀'s on never-seen users."""
+    from llmrec.unlearn.losses import answer_nats, calibrated_alpha
+
+    torch.manual_seed(0)
+    labels = torch.randint(0, 2, (200,))
+    true_column = torch.stack([labels == 1, labels == 0], dim=1).float()
+    original = torch.randn(200, 2) + 1.0 * true_column  # fits the forget samples
+    augmented = original + 0.2 * true_column  # over-remembers them a little more
+    start = float(answer_nats(original, labels).mean())
+    target = start + 0.05
+    alpha = calibrated_alpha(original, augmented, labels, target)
+    reached = float(answer_nats(forgetting_teacher_logits(original, augmented, alpha), labels).mean())
+    assert alpha > 0 and reached == pytest.approx(target, abs=1e-6)
+    assert calibrated_alpha(original, augmented, labels, start - 0.1) == 0.0  # θ₀ is at the target already
+    assert calibrated_alpha(original, original, labels, target) == 1e4  # aug raised nothing: no α can get there
+    with pytest.raises(ValueError, match=r"\[n, 2\]"):
+        calibrated_alpha(original, augmented[:10], labels, target)
+    with pytest.raises(ValueError, match="finite"):
+        calibrated_alpha(original, augmented, labels, float("nan"))
