@@ -296,6 +296,9 @@ def check_methods(bench: BenchRecipe) -> None:
     check_classic(bench.classic)
     if bench.methods:
         require_user_forgetting(bench.forget, "the LLM rows (methods)")
+    if bench.audit.enabled and not bench.data.holdout:
+        raise ConfigError("audit.enabled=true needs holdout users, the audit's non-members: set data.holdout (e.g. "
+                          "0.05) or leave audit.enabled unset")
     if bench.classic.backbones and bench.requests > 1:
         raise ConfigError("classic rows run one deletion request: set requests: 1 or classic.backbones: []")
 

@@ -423,17 +423,20 @@ def summary(record: dict) -> str:
     return text[:text.index("\n- ")] if "\n- " in text else text
 
 
-OTHER_RUNS = ("train_metrics.json", "unlearning_manifest.json", "results.json", "evaluation.json", "model")
+OTHER_RUNS = ("train_metrics.json", "unlearning_manifest.json", "results.json", "evaluation.json", "bench_record.json",
+              "model", "llmrec_model.json", "model.safetensors", "adapter_model.safetensors", "optimizer.bin",
+              "contents.json")
 
 
 def refuse_other_runs_config(out: Path) -> None:
-    """LlmrecError when output_dir is another run's folder (training, unlearning, benchmark, evaluation) with its
-    config.yaml, which the audit's own config.yaml would replace; an earlier audit's folder is fine."""
-    if (out / "config.yaml").is_file() and not (out / "audit.json").is_file():
+    """LlmrecError when output_dir is another run's folder (training, unlearning, benchmark, evaluation, a model or a
+    checkpoint): the audit would replace its config.yaml, or add files a benchmark's stage hash counts as tampering.
+    An earlier audit's folder (audit.json) is fine."""
+    if not (out / "audit.json").is_file():
         found = [name for name in OTHER_RUNS if (out / name).exists()]
         if found:
-            raise LlmrecError(f"output_dir={out} is another run's folder (it holds {found[0]} and config.yaml, which "
-                              f"the audit would replace): choose another output_dir")
+            raise LlmrecError(f"output_dir={out} is another run's folder or a model (it holds {found[0]}): the audit "
+                              f"would write into it; choose another output_dir")
 
 
 def run_audit(recipe: AuditRecipe) -> dict:

@@ -180,6 +180,19 @@ def student_loss(student, teachers: Teachers, forget_batch, retained_batch, conf
     return e2urec_loss(retained_ce, retained_kl, forget_kl, config.remember_weight)
 
 
+def calibration_line(c: dict) -> str:
+    """The calibrated teacher in words, saying so when alpha hit a bound and the target was not met."""
+    where = (f"the forget samples' mean answer loss {c['teacher_forget_nats']:.4f} nats, target θ₀'s on the holdout "
+             f"users {c['target_nats']:.4f} (θ₀ on the forget samples: {c['original_forget_nats']:.4f}; the configured "
+             f"alpha {c['configured_alpha']:.3g} gives {c['configured_teacher_forget_nats']:.4f})")
+    if c["alpha"] == 0.0:
+        return (f"calibrated forgetting teacher: alpha 0, the teacher is θ₀ itself: the forget samples already fit no "
+                f"better than never-seen users; {where}")
+    if c["teacher_forget_nats"] < c["target_nats"] - 1e-6:
+        return f"calibrated forgetting teacher: alpha {c['alpha']:.3g}, its bound, falls short of the target; {where}"
+    return f"calibrated forgetting teacher: alpha {c['alpha']:.3g}; {where}"
+
+
 def holdout_level(original, data: UnlearningData, config: E2URecConfig) -> float:
     """θ₀'s mean answer loss (nats) on every holdout sample: the calibrated teacher's target. ConfigError (one line)
     when the data has no holdout users or the teachers are not precomputed."""
@@ -238,11 +251,7 @@ def unlearn_e2urec(original, data: UnlearningData, config: E2URecConfig, autocas
                                 None if stopping.parity else data.all_rows(retained, 2 * batch_size),
                                 augmented_forget, target, torch.tensor(data.forget["label"]))
         if teachers.calibration is not None and data.shard[0] == 0:  # every process solved the same alpha
-            c = teachers.calibration
-            print(f"calibrated forgetting teacher: alpha {c['alpha']:.3g} (configured {c['configured_alpha']:.3g}) "
-                  f"puts the forget samples' mean answer loss at {c['teacher_forget_nats']:.4f} nats, θ₀'s on the "
-                  f"holdout users (θ₀ on the forget samples: {c['original_forget_nats']:.4f}; the configured alpha: "
-                  f"{c['configured_teacher_forget_nats']:.4f})", flush=True)
+            print(calibration_line(teachers.calibration), flush=True)
     timings["teacher_seconds"] = time.perf_counter() - start
 
     bucket = config.length_buckets

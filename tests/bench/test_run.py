@@ -200,10 +200,11 @@ def test_sequential_requests_report_after_each_request(tmp_path):
     ("original_seeds=[]", r"original_seeds: list at least one seed, or null for \[train.seed\]"),
     ("original_seeds=[42,7,7]", "original_seeds: seed 7 is listed twice"),
     ("original_seeds=[-1]", r"original_seeds\[0\] must be 0 or more"),
+    ("data.holdout=0 audit.enabled=true", "audit.enabled=true needs holdout users"),  # was: after three trainings
 ])
 def test_bad_benchmark_settings_fail_before_training(tmp_path, override, message):
     with pytest.raises(ConfigError, match=message):
-        run_benchmark(bench_recipe(tmp_path, override))
+        run_benchmark(bench_recipe(tmp_path, *override.split()))
     assert not (tmp_path / "bench").exists()
 
 

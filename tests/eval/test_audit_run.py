@@ -428,6 +428,12 @@ def test_a_training_runs_folder_is_refused_as_output_dir_and_left_as_it_was(quic
     code, _, err = run(capsys, "audit", f"model={model}", f"output_dir={run_dir}", *args)
     assert_one_line_error(code, err, "another run's folder", "train_metrics.json")
     assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before
+    # a model folder has no config.yaml, but the audit's files in it would change the model's stage hash (tester)
+    other = shutil.copytree(model, tmp_path / "other" / "model")  # another model, not one the audit reads
+    model_files = {p.name: p.read_bytes() for p in other.iterdir() if p.is_file()}
+    code, _, err = run(capsys, "audit", f"model={model}", f"output_dir={other}", *args)
+    assert_one_line_error(code, err, "another run's folder or a model", "llmrec_model.json")
+    assert {p.name: p.read_bytes() for p in other.iterdir()} == model_files
 
 
 def test_an_audit_the_probe_users_would_starve_is_skipped_before_any_shadow_is_trained(capsys):

@@ -269,3 +269,17 @@ def test_the_calibrated_teacher_without_holdout_users_is_one_line(trained):
     model, data = original_and_data(trained, stop=StopConfig(rule="fixed"))  # data.holdout=0
     with pytest.raises(ConfigError, match="e2urec.teacher=calibrated needs holdout users"):
         unlearn_e2urec(model, data, E2URecConfig(batch_size=8, teacher="calibrated"))
+
+
+def test_the_calibration_line_says_when_alpha_hit_a_bound():
+    """Found by the fresh tester: alpha clamped to 0 was printed as if it had put the loss at the holdout level."""
+    from llmrec.unlearn.e2urec import calibration_line
+
+    base = {"configured_alpha": 10.0, "configured_teacher_forget_nats": 0.58, "target_nats": 0.60}
+    reached = calibration_line({**base, "alpha": 41.7, "teacher_forget_nats": 0.60, "original_forget_nats": 0.57})
+    assert reached.startswith("calibrated forgetting teacher: alpha 41.7;") and "target θ₀'s on the holdout users " \
+        "0.6000" in reached
+    zero = calibration_line({**base, "alpha": 0.0, "teacher_forget_nats": 0.72, "original_forget_nats": 0.72})
+    assert "the teacher is θ₀ itself" in zero and "already fit no better than never-seen users" in zero
+    short = calibration_line({**base, "alpha": 1e4, "teacher_forget_nats": 0.59, "original_forget_nats": 0.57})
+    assert "its bound, falls short of the target" in short
