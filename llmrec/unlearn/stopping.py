@@ -35,7 +35,6 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from llmrec.config import option
 from llmrec.errors import ConfigError
@@ -129,14 +128,14 @@ def sample_losses(model, data: UnlearningData, dataset: Dataset, batch_size: int
     """[len(dataset)] float32 −ln P(true answer) under the [yes, no] softmax, nats, in `teacher_mode` (eval mode,
     no autocast), in the dataset's row order."""
     from llmrec.llm.scoring import answer_logits
+    from llmrec.unlearn.losses import answer_nats
     from llmrec.unlearn.teachers import pair_logits, teacher_mode
 
     losses = torch.empty(len(dataset))
     with teacher_mode(model):
         for batch in data.all_rows(dataset, batch_size):
-            pair = pair_logits(answer_logits(model, batch["input_ids"], batch["attention_mask"]), data.answer).float()
-            target = 1 - batch["labels"]  # column 0 is yes, 1 is no
-            losses[batch["row"].cpu()] = F.cross_entropy(pair, target, reduction="none").cpu()
+            pair = pair_logits(answer_logits(model, batch["input_ids"], batch["attention_mask"]), data.answer)
+            losses[batch["row"].cpu()] = answer_nats(pair, batch["labels"]).cpu()
     return losses
 
 
