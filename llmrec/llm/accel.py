@@ -14,12 +14,25 @@ from accelerate.state import AcceleratorState, GradientState
 from llmrec.errors import LlmrecError
 
 
+FORCE_ENV = {"LLMREC_FORCE_NO_BF16": "no", "LLMREC_FORCE_BF16": "bf16"}
+
+
 def resolve_mixed_precision(setting: str) -> str:
-    """'auto' means bf16 wherever it is fast: CUDA with bf16 support, or a CPU with AVX512-BF16/AMX."""
+    """What a `mixed_precision` setting means on this machine: 'auto' is bf16 wherever it is fast (CUDA with bf16
+    support, or a CPU with AVX512-BF16/AMX), else 'no'; other settings are taken as given.
+
+    `LLMREC_FORCE_NO_BF16=1` makes 'auto' resolve to 'no' and `LLMREC_FORCE_BF16=1` to 'bf16' (emulated, slower, on
+    a CPU without it), so one machine can run the suite as either CPU kind would. Raises LlmrecError on an unknown
+    setting or when both variables are set."""
     if setting not in ("auto", "no", "bf16", "fp16"):
         raise LlmrecError(f"mixed_precision must be auto, no, bf16 or fp16, got '{setting}'")
+    forced = {value for name, value in FORCE_ENV.items() if os.environ.get(name, "").strip() not in ("", "0")}
+    if len(forced) > 1:
+        raise LlmrecError("LLMREC_FORCE_NO_BF16 and LLMREC_FORCE_BF16 are both set: unset one")
     if setting != "auto":
         return setting
+    if forced:
+        return forced.pop()
     if torch.cuda.is_available():
         return "bf16" if torch.cuda.is_bf16_supported() else "no"
     try:

@@ -119,6 +119,22 @@ def test_mixed_precision_setting():
         resolve_mixed_precision("fp8")
 
 
+def test_the_force_variables_decide_what_auto_means(monkeypatch):
+    """One machine runs the suite as either CPU kind would: bf16 where AVX512-BF16/AMX exist, fp32 elsewhere."""
+    from llmrec.errors import LlmrecError
+    from llmrec.llm.accel import resolve_mixed_precision
+
+    monkeypatch.delenv("LLMREC_FORCE_BF16", raising=False)
+    monkeypatch.setenv("LLMREC_FORCE_NO_BF16", "1")
+    assert resolve_mixed_precision("auto") == "no" and resolve_mixed_precision("bf16") == "bf16"
+    monkeypatch.setenv("LLMREC_FORCE_NO_BF16", "0")
+    monkeypatch.setenv("LLMREC_FORCE_BF16", "1")
+    assert resolve_mixed_precision("auto") == "bf16" and resolve_mixed_precision("no") == "no"
+    monkeypatch.setenv("LLMREC_FORCE_NO_BF16", "1")
+    with pytest.raises(LlmrecError, match="both set"):
+        resolve_mixed_precision("auto")
+
+
 def test_a_checkpoint_of_another_run_is_not_resumed(recipe_factory):
     from llmrec.errors import LlmrecError
 
