@@ -135,6 +135,18 @@ def _run(args) -> int:
     return 0
 
 
+def _quiet_libraries(args) -> None:
+    """No warnings a user cannot act on; datasets' and transformers' bars off where llmrec's own progress is plain
+    lines (`llmrec.progress`), except for the listings (--help-config, backbone list), which would wait 3 s to
+    import them. Raises ConfigError for bad LLMREC_PROGRESS / LLMREC_PROGRESS_SECONDS values."""
+    from llmrec.progress import configure_library_bars
+    from llmrec.quiet import silence_library_warnings
+
+    silence_library_warnings()
+    if not (getattr(args, "help_config", False) or getattr(args, "action", None) == "list"):
+        configure_library_bars()
+
+
 class Terminated(BaseException):
     """SIGTERM as an exception, so every `finally` and `atomic_dir` cleanup on the way out runs (a BaseException,
     like KeyboardInterrupt, so no `except Exception` swallows it)."""
@@ -220,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         with _sigterm_raises():
+            _quiet_libraries(args)
             return _run(args)
     except LlmrecError as exc:
         print(f"llmrec: error: {exc}", file=sys.stderr)

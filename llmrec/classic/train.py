@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from tqdm.auto import tqdm
 
 from llmrec.classic.data import Index, Triples
 from llmrec.classic.ensemble import ClassicEnsemble, balanced_kmeans
@@ -30,6 +29,7 @@ from llmrec.eval.metrics import utility_metrics
 from llmrec.io import atomic_dir, hold_lock, write_json, write_text
 from llmrec.llm.accel import threads_note
 from llmrec.llm.backbone import parameter_counts
+from llmrec.progress import progress
 
 
 @dataclass
@@ -113,7 +113,7 @@ def fit_gradient(model: MatrixFactorization, train: Triples, valid: Triples, con
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     order = torch.Generator().manual_seed(config.seed)
     history, best_auc, best_state = [], -1.0, None
-    for epoch in (bar := tqdm(range(1, config.epochs + 1), desc=desc)):
+    for epoch in (bar := progress(range(1, config.epochs + 1), desc=desc)):
         model.train()
         for batch in torch.randperm(len(train), generator=order).split(config.batch_size):
             loss = regularized_bce(model(train.users[batch], train.items[batch]), train.labels[batch],
@@ -143,7 +143,7 @@ def fit_als(model: MatrixFactorization, confidence: torch.Tensor, preference: to
             sweeps: int, valid: Triples | None = None, desc: str = "ALS") -> list[dict]:
     """`sweeps` full ALS sweeps (all of them: ALS never raises its objective, so there is no epoch to pick)."""
     history = []
-    for sweep in (bar := tqdm(range(1, sweeps + 1), desc=desc)):
+    for sweep in (bar := progress(range(1, sweeps + 1), desc=desc)):
         als_sweep(model, confidence, preference, config.reg)
         record = {"sweep": sweep, "objective": als_objective(model, confidence, preference, config.reg)}
         if valid is not None:

@@ -10,7 +10,6 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from llmrec.config import AuditConfig, ForgetConfig, Recipe, from_dict, option, to_dict
 from llmrec.data.samples import prepare_splits
@@ -39,6 +38,7 @@ from llmrec.llm.backbone import (
 )
 from llmrec.llm.scoring import answer_logits, p_yes
 from llmrec.paths import models_read, refuse_overlap
+from llmrec.progress import progress
 
 MANIFEST = "unlearning_manifest.json"
 
@@ -82,7 +82,7 @@ def score_split(model, loader, accelerator: Accelerator, answer: AnswerTokens, d
     """Labels and P(yes) for a whole split, gathered across processes without the padding duplicates."""
     model.eval()
     labels, probs = [], []
-    for batch in tqdm(loader, desc=desc, disable=not accelerator.is_local_main_process, leave=False):
+    for batch in progress(loader, desc=desc, disable=not accelerator.is_local_main_process, leave=False):
         logits = answer_logits(model, batch["input_ids"], batch["attention_mask"])
         p, y = accelerator.gather_for_metrics((p_yes(logits, answer.yes_id, answer.no_id), batch["labels"]))
         probs += p.float().cpu().tolist()

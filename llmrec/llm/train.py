@@ -23,8 +23,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, set_seed
-from tqdm.auto import tqdm
+from accelerate.utils import DataLoaderConfiguration, id_tensor_storage, set_seed
 from transformers import get_linear_schedule_with_warmup
 
 from llmrec.config import Recipe, parse_yaml, to_dict, to_yaml
@@ -55,6 +54,7 @@ from llmrec.llm.backbone import (
 )
 from llmrec.llm.scoring import answer_logits, answer_loss
 from llmrec.paths import recipe_inputs, refuse_overlap
+from llmrec.progress import progress
 
 
 BACKBONE_STAMP = "llmrec_build.json"
@@ -191,11 +191,29 @@ def save_checkpoint(accelerator: Accelerator, state: TrainerState, checkpoints: 
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         with atomic_dir(checkpoints / "last") as tmp:
-            accelerator.save_state(str(tmp), safe_serialization=True)
+            hook = accelerator.register_save_state_pre_hook(drop_tied_copies)
+            try:
+                accelerator.save_state(str(tmp), safe_serialization=True)
+            finally:
+                hook.remove()
             write_json(tmp / "trainer_state.json", asdict(state))
             write_json(tmp / SETTINGS_FILE, settings)
             write_json(tmp / CONTENTS_FILE, {"sha256": content_record(tmp, exclude=(CONTENTS_FILE,))})
     accelerator.wait_for_everyone()
+
+
+def drop_tied_copies(models, weights: list[dict], output_dir) -> None:
+    """accelerate's save_state pre-hook: one name per shared tensor in the state dicts it is about to save (a
+    tied lm_head.weight is the input embedding), the first, as safetensors needs. accelerate drops the very same
+    names itself, but then logs `Removed shared tensor {'lm_head.weight'} while saving` at every checkpoint; the
+    file is the same either way, and loading the checkpoint ties the weights again."""
+    for state in weights:
+        seen = set()
+        for name in [name for name, value in state.items() if isinstance(value, torch.Tensor)]:
+            storage = id_tensor_storage(state[name])
+            if storage in seen:
+                del state[name]
+            seen.add(storage)
 
 
 def verify_checkpoint(last: Path) -> None:
@@ -387,7 +405,7 @@ def _train(recipe: Recipe) -> dict:
         loader = accelerator.skip_first_batches(train_loader, state.batches_done_in_epoch)
         if state.global_step >= total_steps:
             loader = []
-        bar = tqdm(
+        bar = progress(
             loader,
             total=len(train_loader),
             initial=state.batches_done_in_epoch,

@@ -16,13 +16,13 @@ from typing import Literal
 
 import torch
 from datasets import Dataset
-from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from llmrec.config import LoraSettings, option
 from llmrec.errors import LlmrecError
 from llmrec.llm.backbone import AnswerTokens, add_lora
 from llmrec.llm.scoring import answer_logits, answer_loss
+from llmrec.progress import progress
 from llmrec.unlearn.data import UnlearningData, steps_for
 from llmrec.unlearn.stopping import Stopping
 
@@ -94,12 +94,10 @@ def optimize_until(model, steps: int, step_loss: Callable[[int], torch.Tensor], 
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=learning_rate)
     scheduler = get_scheduler(lr_scheduler, optimizer, num_warmup_steps=0, num_training_steps=steps)
-    bar = tqdm(range(steps), desc=desc, leave=False, disable=not is_main_process())
     taken = 0
     stop = check is not None and check(0)
+    bar = progress(range(0 if stop else steps), desc=desc, leave=False, disable=not is_main_process())
     for step in bar:
-        if stop:
-            break
         with autocast():
             loss = step_loss(step)
         loss.backward()
@@ -109,7 +107,8 @@ def optimize_until(model, steps: int, step_loss: Callable[[int], torch.Tensor], 
         optimizer.zero_grad()
         taken = step + 1
         bar.set_postfix(loss=f"{loss.item():.4f}")
-        stop = check is not None and (taken % every == 0 or taken == steps) and check(taken)
+        if check is not None and (taken % every == 0 or taken == steps) and check(taken):
+            break
     bar.close()
     model.eval()
     return time.perf_counter() - start, taken

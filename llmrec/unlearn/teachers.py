@@ -15,10 +15,10 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from llmrec.llm.backbone import AnswerTokens
 from llmrec.llm.scoring import answer_logits
+from llmrec.progress import progress
 
 
 def pair_logits(full_logits: torch.Tensor, answer: AnswerTokens) -> torch.Tensor:
@@ -53,7 +53,7 @@ def precompute_answer_logits(model, loader: DataLoader, answer: AnswerTokens, de
     e.g. by length), on the batches' device; computed in `teacher_mode`."""
     rows, logits = [], []
     with teacher_mode(model):
-        for batch in tqdm(loader, desc=desc, leave=False):
+        for batch in progress(loader, desc=desc, leave=False):
             rows.append(batch["row"])
             logits.append(pair_logits(answer_logits(model, batch["input_ids"], batch["attention_mask"]),
                                       answer).float())

@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
 
 from llmrec.classic.lightgcn import LightGCN
 from llmrec.classic.mf import with_ones
@@ -21,6 +20,7 @@ from llmrec.classic.registry import register
 from llmrec.config import option
 from llmrec.errors import LlmrecError
 from llmrec.llm.backbone import parameter_counts
+from llmrec.progress import progress
 
 
 @dataclass
@@ -73,7 +73,7 @@ def alteraser(work, config: AltEraserConfig) -> dict:
         raise LlmrecError("alteraser's per-user/per-item blocks need a bilinear model: an Adam-trained MF")
     started = time.perf_counter()
     retained, n = work.retained, len(work.retained)
-    for _ in tqdm(range(config.sweeps), desc="alteraser"):
+    for _ in progress(range(config.sweeps), desc="alteraser"):
         for side in ("user", "item"):
             side_step(model, side, retained, training.weight_decay, config, n)
     return {"model": model, "timings": {"newton_seconds": time.perf_counter() - started},

@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm.auto import tqdm
 
 from llmrec.classic.mf import als_objective, als_sweep
 from llmrec.classic.registry import register
@@ -20,6 +19,7 @@ from llmrec.classic.store import load_classic, predict
 from llmrec.classic.train import als_matrices
 from llmrec.config import option
 from llmrec.errors import LlmrecError
+from llmrec.progress import progress
 
 
 @dataclass
@@ -42,7 +42,7 @@ def unlearn_als(work, config: UnlearnAlsConfig) -> dict:
     confidence, preference = als_matrices(work.retained, *work.sizes, training.als)
     reference = load_classic(Path(config.reference))[0] if config.reference else None
     model, history = work.model, []
-    for sweep in tqdm(range(1, config.sweeps + 1), desc="unlearn-ALS"):
+    for sweep in progress(range(1, config.sweeps + 1), desc="unlearn-ALS"):
         als_sweep(model, confidence, preference, training.als.reg)
         record = {"sweep": sweep, "objective": als_objective(model, confidence, preference, training.als.reg)}
         if reference is not None:
