@@ -60,26 +60,30 @@ def _backbone(args) -> int:
     return 0
 
 
+def verb_recipe(verb: str) -> type:
+    """The recipe class a verb reads (`llmrec.config.Recipe` for data and train). Raises KeyError for no verb."""
+    import importlib
+
+    from llmrec.config import Recipe
+
+    if verb not in VERBS:
+        raise KeyError(verb)
+    module, name = {
+        "unlearn": ("llmrec.unlearn.run", "UnlearnRecipe"), "audit": ("llmrec.eval.audit_run", "AuditRecipe"),
+        "evaluate": ("llmrec.eval.evaluate", "EvalRecipe"), "benchmark": ("llmrec.bench.run", "BenchRecipe"),
+        "bench-speed": ("llmrec.bench.speed", "SpeedRecipe"),
+        "classic-train": ("llmrec.classic.train", "ClassicRecipe"),
+        "classic-unlearn": ("llmrec.classic.unlearn", "ClassicUnlearnRecipe"),
+    }.get(verb, (None, None))
+    return Recipe if module is None else getattr(importlib.import_module(module), name)
+
+
 def _run(args) -> int:
     if args.verb == "backbone":
         return _backbone(args)
-    from llmrec.config import Recipe, describe, load_recipe
+    from llmrec.config import describe, load_recipe
 
-    recipe_class = Recipe
-    if args.verb == "unlearn":
-        from llmrec.unlearn.run import UnlearnRecipe as recipe_class
-    elif args.verb == "audit":
-        from llmrec.eval.audit_run import AuditRecipe as recipe_class
-    elif args.verb == "evaluate":
-        from llmrec.eval.evaluate import EvalRecipe as recipe_class
-    elif args.verb == "benchmark":
-        from llmrec.bench.run import BenchRecipe as recipe_class
-    elif args.verb == "bench-speed":
-        from llmrec.bench.speed import SpeedRecipe as recipe_class
-    elif args.verb == "classic-train":
-        from llmrec.classic.train import ClassicRecipe as recipe_class
-    elif args.verb == "classic-unlearn":
-        from llmrec.classic.unlearn import ClassicUnlearnRecipe as recipe_class
+    recipe_class = verb_recipe(args.verb)
     if args.help_config:
         for key, default, help_text in describe(recipe_class):
             print(f"{key:38} {default:30} {help_text}")

@@ -94,6 +94,8 @@ def test_every_recipe_loads_and_starts_with_its_command(path):
                      "classic/train": ("classic-train", ClassicRecipe),
                      "classic/unlearn": ("classic-unlearn", ClassicUnlearnRecipe)}.get(
             str(path.parent.relative_to(REPO / "recipes")), ("train", Recipe))
+        if path.parent.name == "demo":  # scripts/demo.sh's pair: the original's and the unlearning recipe
+            verb, cls = {"unlearn.yaml": ("unlearn", UnlearnRecipe)}.get(path.name, ("train", Recipe))
         assert f"llmrec {verb} {relative}" in first or f"-m llmrec {verb} {relative}" in first
         assert type(load_recipe(path, cls=cls)) is cls
 
