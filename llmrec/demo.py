@@ -83,9 +83,17 @@ def stage_fingerprint(stage: Stage) -> str:
     overrides applied, output folder left out) and the bytes of what it reads."""
     from llmrec.cli import verb_recipe
 
+    from llmrec.data.samples import data_fingerprint
+    from llmrec.llm.accel import resolve_mixed_precision
+
     verb, recipe_path, *overrides = stage.argv
-    resolved = to_dict(load_recipe(recipe_path, overrides, cls=verb_recipe(verb)))
+    recipe = load_recipe(recipe_path, overrides, cls=verb_recipe(verb))
+    resolved = to_dict(recipe)
     resolved.pop("output_dir", None)
+    # what the run computes with on this machine ('auto' may mean bf16 here and fp32 there) and the data's bytes
+    section = resolved["train"] if "train" in resolved else resolved
+    section["mixed_precision"] = resolve_mixed_precision(section["mixed_precision"])
+    resolved["data_sha256"] = data_fingerprint(recipe.data)["sha256"]
     if verb == "unlearn":  # other methods' sections do not shape this one's output (a retrain ignores e2urec.alpha)
         from llmrec.unlearn.registry import METHOD_MODULES
 
@@ -165,6 +173,8 @@ def _metrics(folder: Path) -> dict:
 
 def summary(out: Path, config: DemoConfig, records: dict, users: list[str]) -> str:
     """The demo's table in Markdown: utility before/after, forgetting, verdict, time, artefacts, next steps."""
+    from llmrec.llm.accel import resolve_mixed_precision
+
     original, retrain, unlearned = (_metrics(out / "evaluation" / name) for name in ("original", "retrain",
                                                                                     config.method))
     forgetting = unlearned["metrics"]["forgetting"]
@@ -173,6 +183,8 @@ def summary(out: Path, config: DemoConfig, records: dict, users: list[str]) -> s
     manifests = {name: json.loads((out / name / "unlearning_manifest.json").read_text())
                  for name in (config.method, "retrain")}
     seconds = {name: manifest["timings"]["wall_seconds"] for name, manifest in manifests.items()}
+    precision = resolve_mixed_precision(config.mixed_precision)
+    precision = "no (fp32)" if precision == "no" else precision
 
     def auc(metrics, split):
         return f"{metrics['metrics'][split]['auc']:.4f}"
@@ -195,19 +207,20 @@ def summary(out: Path, config: DemoConfig, records: dict, users: list[str]) -> s
         f"# llmrec demo: forgetting {len(users)} users", "",
         f"Users forgotten ({out / 'forget_users.txt'}): {', '.join(users)}", "",
         table, "",
-        verdict,
-        f"Forget-gap closure (AUC): {_cell(forgetting.get('forget_gap_closure_auc'))} (1 = the retrain's forget AUC "
-        f"reached); JS divergence to the retrain on the forget set: {_cell(forgetting.get('js_divergence'))} "
-        f"(the original's: {_cell(forgetting.get('original_js_divergence'))}).",
+        verdict, "",
+        f"Forget-gap closure (AUC): {_cell(forgetting.get('forget_gap_closure_auc'))} (0 = the original's forget AUC, "
+        f"1 = the retrain's, above 1 = past it); JS divergence to the retrain on the forget set: "
+        f"{_cell(forgetting.get('js_divergence'))} "
+        f"(the original's: {_cell(forgetting.get('original_js_divergence'))}).", "",
         f"Unlearning took {seconds[config.method]:.0f} s, {seconds[config.method] / seconds['retrain']:.2f}x the "
-        f"retrain's {seconds['retrain']:.0f} s.", "",
-        "Artefacts:",
+        f"retrain's {seconds['retrain']:.0f} s (mixed precision: {precision}).", "",
+        "Artefacts:", "",
         f"- original model: {out / 'original' / 'model'}",
-        f"- unlearned model (adapter + unlearning_manifest.json): {out / config.method}",
+        f"- unlearned model, with its unlearning_manifest.json: {out / config.method}",
         f"- retrain: {out / 'retrain'}",
         f"- evaluations and audit (evaluation.md, audit.md, audit.png): {out / 'evaluation'}",
         f"- this summary: {out / 'summary.md'}", "",
-        "Next:",
+        "Next:", "",
         "- real data: llmrec train recipes/train/ml100k.yaml data.path=../shared/data/ml-100k (README, 'The three "
         "jobs')",
         "- another method: bash scripts/demo.sh method=neggrad (or bad_t, bad_teacher, finetune)",
@@ -217,7 +230,12 @@ def summary(out: Path, config: DemoConfig, records: dict, users: list[str]) -> s
 
 
 def _cell(value) -> str:
-    return "—" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
+    """4 decimals; a small nonzero value in 3 significant digits instead of 0.0000."""
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.3g}" if 0 < abs(value) < 1e-3 else f"{value:.4f}"
+    return str(value)
 
 
 def stages(config: DemoConfig, out: Path, forget_file: Path) -> list[Stage]:
@@ -246,20 +264,56 @@ def stages(config: DemoConfig, out: Path, forget_file: Path) -> list[Stage]:
     ]
 
 
-def refuse_foreign_folder(out: Path) -> None:
-    """ConfigError when output_dir holds files but no trace of a demo: the demo replaces its stages' folders."""
-    if out.is_dir() and any(out.iterdir()) and not ((out / "forget_users.txt").is_file()
-                                                     or any(out.glob(f"*/{STAGE_RECORD}"))):
-        raise ConfigError(f"output_dir={out} holds files but is not a demo's folder (no forget_users.txt, no "
-                          f"{STAGE_RECORD}); the demo replaces its stages' folders, so give an empty or new folder")
+MARK = "llmrec_demo.json"  # claims output_dir for the demo before its first stage writes anything
+NOT_DEMO_METHODS = {"retrain": "is the demo's reference, trained beside every method",
+                    "sisa": "needs an original trained as a SISA ensemble (llmrec train ... train.shards=N)"}
+
+
+def check_settings(config: DemoConfig) -> None:
+    """Everything that can be checked before anything is trained or written; ConfigError naming the problem.
+
+    The method must be a registered one the demo can run (its name is also a folder name: `method=..` must never
+    reach the file system); the two recipes must exist and describe the same data; output_dir must be a folder that
+    is empty, new, or a demo's."""
+    from llmrec.data.samples import data_fingerprint
+    from llmrec.unlearn.registry import METHODS, get_method
+    from llmrec.unlearn.run import UnlearnRecipe
+
+    try:
+        get_method(config.method)
+    except ConfigError:
+        raise ConfigError(f"method={config.method}: not an unlearning method (known: {', '.join(sorted(METHODS))})")
+    if config.method in NOT_DEMO_METHODS:
+        raise ConfigError(f"method={config.method} {NOT_DEMO_METHODS[config.method]}; the demo runs "
+                          f"{', '.join(sorted(set(METHODS) - set(NOT_DEMO_METHODS)))}")
+    folder = Path(config.recipes)
+    train = load_recipe(folder / "train.yaml")
+    unlearn = load_recipe(folder / "unlearn.yaml", cls=UnlearnRecipe)
+    if data_fingerprint(train.data)["sha256"] != data_fingerprint(unlearn.data)["sha256"]:
+        raise ConfigError(f"{folder / 'unlearn.yaml'}: its data section describes other data than "
+                          f"{folder / 'train.yaml'}'s; give both the same data section")
+    out = Path(config.output_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"output_dir={out} is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / MARK).is_file():
+        raise ConfigError(f"output_dir={out} holds files but is not a demo's folder (no {MARK}); the demo replaces "
+                          "its stages' folders, so give an empty or new folder")
 
 
 def run_demo(config: DemoConfig) -> str:
     """Run every stage (reusing what is unchanged) and return the summary it also writes to summary.md."""
+    from llmrec.progress import configure_library_bars
+    from llmrec.quiet import silence_library_warnings
+
+    silence_library_warnings()
+    configure_library_bars()  # choosing the forget users may build the data before any llmrec command runs
     out = Path(config.output_dir)
     train_yaml = str(Path(config.recipes) / "train.yaml")
     train_run = [f"train.mixed_precision={config.mixed_precision}", f"threads={config.threads}"]
     users = choose_forget_users(Path(train_yaml), [], config.forget_users)  # before anything is trained or written
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / MARK, {"demo": "python -m llmrec.demo", "settings": to_dict(config)})
+    (out / "summary.md").unlink(missing_ok=True)  # a run that stops early leaves no summary of another run
     records = {"train": run_stage(Stage("train", ["train", train_yaml, *train_run], out / "original", []))}
     forget_file = out / "forget_users.txt"
     text = "\n".join(users) + "\n"
@@ -287,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     try:
         config = load_recipe(None, argv, cls=DemoConfig)
-        refuse_foreign_folder(Path(config.output_dir))
+        check_settings(config)
         report = run_demo(config)
     except StageFailed as exc:
         print(f"llmrec demo: {exc}", file=sys.stderr)
@@ -295,6 +349,10 @@ def main(argv: list[str] | None = None) -> int:
     except LlmrecError as exc:
         print(f"llmrec demo: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # between stages (a stage's own Ctrl-C is its exit code 130)
+        print("llmrec demo: interrupted (SIGINT); rerun the same command to go on (finished stages are reused)",
+              file=sys.stderr)
+        return 130
     print("\n" + report + f"\n(demo wall time {time.perf_counter() - started:.0f} s)")
     return 0
 

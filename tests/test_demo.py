@@ -97,8 +97,9 @@ def test_bad_demo_settings_stop_with_one_line_before_anything_is_written(tmp_pat
 
 def test_too_few_holdout_users_stop_before_anything_is_trained(tmp_path, capsys):
     small_recipes(tmp_path)
-    train = tmp_path / "recipes" / "train.yaml"
-    train.write_text(train.read_text().replace("holdout: 0.2", "holdout: 0.1"))
+    for name in ("train.yaml", "unlearn.yaml"):
+        recipe = tmp_path / "recipes" / name
+        recipe.write_text(recipe.read_text().replace("holdout: 0.2", "holdout: 0.1"))
     assert demo.main([f"output_dir={tmp_path / 'demo'}", f"recipes={tmp_path / 'recipes'}", "forget_users=10"]) == 2
     assert "needs at least 10 holdout users" in capsys.readouterr().err
     assert not (tmp_path / "demo").exists()
@@ -110,3 +111,45 @@ def test_a_folder_that_is_not_a_demos_is_refused(tmp_path, capsys):
     assert demo.main([f"output_dir={tmp_path / 'mine'}"]) == 2
     assert "not a demo's folder" in capsys.readouterr().err
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize("method, message", [("..", "not an unlearning method"), ("original", "not an unlearning"),
+                                             ("retrain", "the demo's reference"), ("sisa", "SISA ensemble")])
+def test_a_method_the_demo_cannot_run_is_refused_before_any_folder_is_touched(tmp_path, capsys, method, message):
+    small_recipes(tmp_path)
+    (tmp_path / "keep.txt").write_text("mine")
+    code = demo.main([f"output_dir={tmp_path / 'demo'}", f"recipes={tmp_path / 'recipes'}", f"method={method}"])
+    assert code == 2 and message in capsys.readouterr().err
+    assert (tmp_path / "keep.txt").read_text() == "mine" and not (tmp_path / "demo").exists()
+
+
+def test_recipes_of_other_data_are_refused_before_anything_is_trained(tmp_path, capsys):
+    small_recipes(tmp_path)
+    unlearn = tmp_path / "recipes" / "unlearn.yaml"
+    unlearn.write_text(unlearn.read_text().replace("num_users: 80", "num_users: 81"))
+    assert demo.main([f"output_dir={tmp_path / 'demo'}", f"recipes={tmp_path / 'recipes'}"]) == 2
+    assert "describes other data" in capsys.readouterr().err and not (tmp_path / "demo").exists()
+
+
+def test_what_auto_means_here_is_part_of_the_fingerprint(tmp_path, monkeypatch):
+    """A model trained in fp32 is not reused where 'auto' now means bf16 (and the other way round)."""
+    stage = demo.Stage("x", ["train", str(REPO / "recipes/demo/train.yaml"), "train.mixed_precision=auto"],
+                       tmp_path / "x", [])
+    monkeypatch.setenv("LLMREC_FORCE_NO_BF16", "1")
+    fp32 = demo.stage_fingerprint(stage)
+    monkeypatch.delenv("LLMREC_FORCE_NO_BF16")
+    monkeypatch.setenv("LLMREC_FORCE_BF16", "1")
+    assert demo.stage_fingerprint(stage) != fp32
+    stage.argv[-1] = "train.mixed_precision=no"
+    monkeypatch.delenv("LLMREC_FORCE_BF16")
+    assert demo.stage_fingerprint(stage) == fp32
+
+
+def test_a_run_stopped_before_its_first_record_can_be_rerun(tmp_path):
+    small_recipes(tmp_path)
+    config = demo.DemoConfig(output_dir=str(tmp_path / "demo"), recipes=str(tmp_path / "recipes"))
+    (tmp_path / "demo" / "original" / "backbone").mkdir(parents=True)  # what a Ctrl-C in the first stage leaves
+    with pytest.raises(demo.ConfigError, match="not a demo's folder"):
+        demo.check_settings(config)
+    (tmp_path / "demo" / demo.MARK).write_text("{}")  # the demo claims its folder before the first stage
+    demo.check_settings(config)
