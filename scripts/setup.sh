@@ -20,5 +20,11 @@ if ! python -c "import torch" >/dev/null 2>&1; then
     pip install -q "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu
   fi
 fi
-pip install -q -e ".[dev]"
+# the package and its extras again only when pyproject.toml changed since the last set-up (pip takes ~15 s to say so)
+stamp="${VIRTUAL_ENV}/.llmrec-setup"
+wanted=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ] || ! python -c "import llmrec" >/dev/null 2>&1; then
+  pip install -q -e ".[dev]"
+  echo "$wanted" > "$stamp"
+fi
 echo "llmrec set up in ${VIRTUAL_ENV}"
