@@ -57,6 +57,21 @@ def audit_markdown(record: dict) -> str:
     return "\n".join(lines)
 
 
+def score_bins(scores, count: int = 30):
+    """`count` histogram bin edges over `scores`; when their range is too small for `count` distinct float edges
+    (a model calibrated by itself scores every user ~0, a few ulps apart, and numpy raises 'Too many bins for data
+    range'), one bin of width 1 around them instead. 10 bins for no scores."""
+    import numpy as np
+
+    if not len(scores):
+        return 10
+    try:
+        return np.histogram_bin_edges(scores, bins=count)
+    except ValueError:
+        middle = float(np.mean(scores))
+        return np.array([middle - 0.5, middle + 0.5])
+
+
 def plot_audit(models: dict[str, ModelAudit], path: Path, title: str | None = None) -> None:
     """Histograms of the per-user attack score, forget vs holdout users, one panel per model (original,
     unlearned, retrain...), under `title`; written atomically as PNG: to a temporary name, then `os.replace`."""
@@ -70,7 +85,7 @@ def plot_audit(models: dict[str, ModelAudit], path: Path, title: str | None = No
     fig, axes = plt.subplots(1, len(models), figsize=(4.5 * len(models), 3.6), dpi=120, squeeze=False)
     for ax, (name, audit) in zip(axes[0], models.items()):
         both = np.concatenate([audit.forget_user_scores, audit.holdout_user_scores])
-        bins = np.histogram_bin_edges(both, bins=30) if len(both) else 10
+        bins = score_bins(both)
         for scores, label, color in ((audit.holdout_user_scores, "holdout users", "tab:blue"),
                                      (audit.forget_user_scores, "forget users", "tab:red")):
             ax.hist(scores, bins=bins, density=True, alpha=0.5, color=color, label=f"{label} ({len(scores)})")

@@ -209,3 +209,16 @@ def test_a_verdict_within_the_audits_noise_is_inconclusive():
     far = verdict(0.75, 0.9, 0.5, null_sd=0.045)
     assert far.verdict == "not forgotten" and far.direction == "under-unlearned"
     assert verdict(0.52, 0.9, 0.5).verdict == "forgotten"  # no null SD given: the band alone
+
+
+def test_scores_a_few_ulps_apart_still_get_histogram_bins():
+    """A model calibrated by itself scores every user ~0, a few ulps apart: numpy refuses 30 bins over that range
+    ('Too many bins for data range'), which crashed llmrec evaluate's audit plot with a traceback."""
+    from llmrec.eval.audit_report import score_bins
+
+    tiny = np.array([1.0, 1.0 + 2.2e-16] * 10)
+    with pytest.raises(ValueError, match="Too many bins"):
+        np.histogram_bin_edges(tiny, bins=30)
+    edges = score_bins(tiny)
+    assert edges[0] < tiny.min() and edges[-1] > tiny.max()
+    assert len(score_bins(np.linspace(0, 1, 50))) == 31 and score_bins(np.array([])) == 10
