@@ -79,10 +79,10 @@ def tree_hash(path: Path, skip: str = STAGE_RECORD) -> str:
 
 
 def stage_fingerprint(stage: Stage) -> str:
-    """What decides a stage's outputs: its verb, its resolved recipe (the recipe file's contents with the
-    overrides applied, output folder left out) and the bytes of what it reads."""
+    """What decides a stage's outputs, as 16 hex digits: its verb, its resolved recipe (the recipe file's contents
+    with the overrides applied, output folder and other methods' sections left out, `mixed_precision` as this machine
+    resolves it), the data's sha256 (`data_fingerprint`) and the bytes of what it reads."""
     from llmrec.cli import verb_recipe
-
     from llmrec.data.samples import data_fingerprint
     from llmrec.llm.accel import resolve_mixed_precision
 
