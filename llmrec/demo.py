@@ -64,18 +64,16 @@ class Stage:
 
 
 def tree_hash(path: Path, skip: str = STAGE_RECORD) -> str:
-    """sha256 over the relative names and bytes of every file under `path` (or of `path` itself), `skip` left out.
+    """`unlearn.run.directory_hash` of a folder (`skip` left out), or the sha256 of a file's bytes.
     Raises OSError when `path` is missing or unreadable."""
+    from llmrec.unlearn.run import directory_hash
+
     path = Path(path)
     if path.is_file():
         return hashlib.sha256(path.read_bytes()).hexdigest()
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: missing")
-    digest = hashlib.sha256()
-    for file in sorted(p for p in path.rglob("*") if p.is_file() and p.name != skip):
-        digest.update(str(file.relative_to(path)).encode())
-        digest.update(hashlib.sha256(file.read_bytes()).digest())
-    return digest.hexdigest()
+    return directory_hash(path, exclude=(skip,))
 
 
 def stage_fingerprint(stage: Stage) -> str:

@@ -116,14 +116,15 @@ def check_quantizable(recipe: UnlearnRecipe) -> None:
                           f"quant=4bit applies to adapter methods; '{recipe.method}' rebuilds whole models")
 
 
-def directory_hash(folder: Path) -> str:
-    """sha256 over every file's name and bytes: proves the original was left untouched.
+def directory_hash(folder: Path, exclude: tuple[str, ...] = ()) -> str:
+    """sha256 over every file's name and bytes (files named in `exclude` left out): proves the original was left
+    untouched.
 
     Files are read in 16 MiB chunks (the digest is that of the whole bytes), so a multi-GB weight file is
     never held in memory at once.
     """
     digest = hashlib.sha256()
-    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.name not in exclude):
         digest.update(str(path.relative_to(folder)).encode())
         with open(path, "rb") as handle:
             while chunk := handle.read(1 << 24):
