@@ -105,7 +105,7 @@ def _run(args) -> int:
             users = len(set(dataset["user_id"]))
             print(f"{name:9} {len(dataset):>8} samples {users:>6} users  positive rate {sum(dataset['label']) / max(len(dataset), 1):.3f}")
     elif args.verb == "train":
-        from llmrec.llm.train import train
+        from llmrec.ensemble import train
 
         train(recipe)
     elif args.verb == "evaluate":

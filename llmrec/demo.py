@@ -64,9 +64,9 @@ class Stage:
 
 
 def tree_hash(path: Path, skip: str = STAGE_RECORD) -> str:
-    """`unlearn.run.directory_hash` of a folder (`skip` left out), or the sha256 of a file's bytes.
+    """`store.directory_hash` of a folder (`skip` left out), or the sha256 of a file's bytes.
     Raises OSError when `path` is missing or unreadable."""
-    from llmrec.unlearn.run import directory_hash
+    from llmrec.store import directory_hash
 
     path = Path(path)
     if path.is_file():

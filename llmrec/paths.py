@@ -18,7 +18,7 @@ from pathlib import Path
 
 from llmrec.errors import LlmrecError
 
-ENSEMBLE_FILE = "sisa.json"  # llmrec.llm.backbone.ENSEMBLE_FILE (not imported: this module stays light)
+ENSEMBLE_FILE = "sisa.json"  # llmrec.store.ENSEMBLE_FILE (not imported: this module stays light)
 
 
 def _resolved(path) -> Path:

@@ -21,7 +21,7 @@ A trial ENDED CLEANLY when every check that applies to it holds:
    - SIGKILL: the process died of it (nothing can be said), and the next run recovers (check 4);
    - an injected RuntimeError (`raise`): any non-zero exit (it stands for a bug below llmrec; only what it
      leaves on disk is judged).
-2. The original model (and every shard of an ensemble) has the same `llmrec.unlearn.run.model_hash` after the
+2. The original model (and every shard of an ensemble) has the same `llmrec.store.model_hash` after the
    trial as before, and is still there.
 3. No stale output is trusted: after a run that did not exit 0, no output claims success (no
    `unlearning_manifest.json`, `train_metrics.json` or `results.json` that was not there before, and an earlier
@@ -322,10 +322,10 @@ class Harness:
 
     # ---- what a trial checks ----
     def model_hash(self, model_dir: Path) -> str:
-        """llmrec.unlearn.run.model_hash of the checkout under test (an ensemble's shards included)."""
+        """llmrec.store.model_hash of the checkout under test (an ensemble's shards included)."""
         if self._hash is None:
             sys.path.insert(0, str(self.repo))
-            from llmrec.unlearn.run import model_hash
+            from llmrec.store import model_hash
 
             self._hash = model_hash
         return self._hash(Path(model_dir))

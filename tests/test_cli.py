@@ -170,7 +170,7 @@ SIGNALS = [("SIGINT", 130, "interrupted (SIGINT)"), ("SIGTERM", 143, "terminated
 
 @pytest.mark.parametrize("signal_name, code, said", SIGNALS)
 def test_a_signal_while_unlearning_is_one_line_and_leaves_no_temp_dir(original, tmp_path, signal_name, code, said):
-    from llmrec.unlearn.run import model_hash
+    from llmrec.store import model_hash
 
     model_dir, args = original
     before = model_hash(model_dir)
@@ -216,7 +216,7 @@ def test_a_full_disk_while_checkpointing_is_one_line_naming_the_file(original, t
 def test_no_space_left_while_unlearning_is_one_line_and_the_original_is_untouched(original, tmp_path, capsys,
                                                                                     monkeypatch):
     """A write() that fails as on a full disk: ENOSPC with no file name (the path comes from the writer)."""
-    from llmrec.unlearn.run import model_hash
+    from llmrec.store import model_hash
 
     real = Path.write_text
 

@@ -284,7 +284,7 @@ def test_a_failed_write_leaves_no_temp_file_beside_its_target(tmp_path, monkeypa
 
 
 def test_reading_a_model_whose_swap_a_kill_interrupted_finishes_the_swap_first(tmp_path, capsys):
-    from llmrec.llm.backbone import MODEL_CARD, read_model_card
+    from llmrec.store import MODEL_CARD, read_model_card
 
     target = tmp_path / "unlearned"
     target.mkdir()

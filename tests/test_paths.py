@@ -90,7 +90,7 @@ def _copy_model(source, target):
 def test_train_refuses_an_output_dir_that_would_replace_its_backbone(tiny_model, tmp_path, capsys):
     """`llmrec train model.name_or_path=X/model output_dir=X` replaced X/model with the new model."""
     from llmrec.cli import main
-    from llmrec.unlearn.run import directory_hash
+    from llmrec.store import directory_hash
     from tests.conftest import SMALL_OVERRIDES
 
     original = _copy_model(f"{tiny_model.output_dir}/model", tmp_path / "X" / "model")
@@ -105,7 +105,7 @@ def test_train_refuses_an_output_dir_that_would_replace_its_backbone(tiny_model,
 
 def test_evaluate_refuses_to_write_its_report_into_a_model_it_reads(tiny_model, tmp_path, capsys):
     from llmrec.cli import main
-    from llmrec.unlearn.run import directory_hash
+    from llmrec.store import directory_hash
     from tests.conftest import SMALL_OVERRIDES
 
     original = _copy_model(f"{tiny_model.output_dir}/model", tmp_path / "X" / "model")

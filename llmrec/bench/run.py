@@ -13,10 +13,7 @@ otherwise they are trained again, and the log says why. Outputs in output_dir:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import platform
-import shutil
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,27 +25,22 @@ from llmrec.bench.classic import ClassicBenchConfig, check_classic, run_classic
 from llmrec.bench.memory import PeakMemory
 from llmrec.bench.report import aggregate, markdown_report, plot_report
 from llmrec.config import QUANT_HELP, Quantization, Recipe, option, to_dict, to_yaml
-from llmrec.data.samples import (
-    FORMAT_VERSION,
-    holdout_settings,
-    input_fingerprint,
-    prepare_splits,
-    require_user_forgetting,
-)
-from llmrec.errors import ConfigError, LlmrecError
-from llmrec.eval.evaluate import forgetting_metrics, score_model, without_probe_users
+from llmrec.data.samples import prepare_splits, require_user_forgetting
+from llmrec.errors import ConfigError
+from llmrec.eval.evaluate import forgetting_metrics, without_probe_users
+from llmrec.eval.score import score_model
 from llmrec.eval.metrics import utility_metrics
 from llmrec.io import write_json, write_text
 from llmrec.llm.accel import make_accelerator
-from llmrec.llm.train import train
 from llmrec.unlearn.bad_t import BadTConfig
 from llmrec.unlearn.bad_teacher import BadTeacherConfig
 from llmrec.unlearn.e2urec import E2URecConfig
 from llmrec.unlearn.finetune import FinetuneConfig
 from llmrec.unlearn.neggrad import NegGradConfig
 from llmrec.unlearn.registry import get_method
-from llmrec.unlearn.run import UnlearnRecipe, model_hash, run_unlearning
+from llmrec.unlearn.run import UnlearnRecipe, run_unlearning
 from llmrec.unlearn.sisa import SisaConfig
+from llmrec.stages import ensure_trained
 from llmrec.unlearn.stopping import StopConfig
 
 RETRAIN = "retrain"  # the reference itself: trained from scratch on the retained data
@@ -89,95 +81,6 @@ def base_recipe(bench: BenchRecipe, output_dir: Path, **train_changes) -> Recipe
     """The training recipe inside the benchmark, writing to `output_dir`."""
     return Recipe(output_dir=str(output_dir), data=bench.data, forget=bench.forget, prompt=bench.prompt,
                   model=bench.model, train=replace(bench.train, checkpoint_every=0, **train_changes), eval=bench.eval)
-
-
-def fingerprint(recipe: Recipe) -> str:
-    """Everything that shapes a trained model: the input bytes, the data/forget/prompt/model/train settings and
-    the samples' FORMAT_VERSION (how samples are built from the same bytes).
-
-    A model trained on the whole train split never sees the forget set, so the forget section is left out:
-    the same original serves a 20% and a 1% forget benchmark. data.rating_scale only checks the input. A
-    data.holdout file counts by its content (`samples.holdout_settings`).
-    """
-    shaping = ("data", "prompt", "model", "train") if recipe.train.train_on == "train" else (
-        "data", "forget", "prompt", "model", "train")
-    settings = {key: value for key, value in to_dict(recipe).items() if key in shaping}
-    for key in ("path", "cache_dir", "rating_scale", "holdout", "holdout_seed"):
-        settings["data"].pop(key, None)
-    settings["data"].update(holdout_settings(recipe.data))  # a holdout file by its content; nothing when off
-    if settings.get("forget", {}).get("unit") == "users":
-        del settings["forget"]["unit"]  # the default: fingerprints from before the option existed stay valid
-    settings["train"].pop("resume", None)
-    payload = json.dumps({"input": input_fingerprint(recipe.data), "settings": settings,
-                          "samples_format": FORMAT_VERSION}, sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
-
-
-def fit_seconds(train_metrics: dict) -> float | None:
-    """The fit alone, without reading data or saving (classic trainings record it; LLM ones time whole epochs)."""
-    return train_metrics.get("train_seconds")
-
-
-def stage_hash(out: Path) -> str:
-    """sha256 of what a reused stage hands on: its model (`model_hash`: every file, and an ensemble's shard models)
-    and train_metrics.json. Raises OSError / ValueError / LlmrecError when they are missing or unreadable."""
-    digest = hashlib.sha256(model_hash(out / "model").encode())
-    digest.update((out / "train_metrics.json").read_bytes())
-    return digest.hexdigest()
-
-
-def reuse_refusal(out: Path, wanted: str) -> tuple[str | None, dict | None]:
-    """(None, record) when `out` holds a finished stage with fingerprint `wanted` whose files still hash to the
-    stage_sha256 recorded when it was trained; else (why not, None). A fingerprint only says the settings match:
-    a damaged or edited model with the right settings must not be reused."""
-    try:
-        record = json.loads((out / "bench_record.json").read_text())
-        recorded, recorded_hash = record["fingerprint"], record.get("stage_sha256")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        return f"has an unreadable bench_record.json ({type(exc).__name__})", None
-    if recorded != wanted:
-        return f"was trained with other settings (fingerprint {recorded} ≠ {wanted})", None
-    if recorded_hash is None:
-        return "has no content hash in bench_record.json (written before stages were checked)", None
-    try:
-        now = stage_hash(out)
-    except (OSError, ValueError, KeyError, LlmrecError) as exc:
-        return f"is incomplete or damaged ({type(exc).__name__}: {exc})", None
-    if now != recorded_hash:
-        return (f"changed since it was trained (content sha256 {now[:16]}, recorded {recorded_hash[:16]}): damaged or "
-                "edited files are not reused"), None
-    return None, record
-
-
-def ensure_trained(recipe, label: str, trainer=train) -> dict:
-    """Train `recipe` unless its output holds a finished run with the same fingerprint and intact files
-    (`reuse_refusal`); returns its cost record.
-
-    `trainer` is `llm.train.train` for the LLM rows and `classic.train.train_classic` for the classic ones.
-    """
-    out = Path(recipe.output_dir)
-    wanted = fingerprint(recipe)
-    if (out / "bench_record.json").is_file():
-        refusal, record = reuse_refusal(out, wanted)
-        if refusal is None:
-            print(f"[{label}] reusing {out} (fingerprint {wanted} matches, files intact; trained in "
-                  f"{record['wall_seconds']:.0f}s)")
-            metrics = json.loads((out / "train_metrics.json").read_text())
-            return {"compute_seconds": fit_seconds(metrics), **record}  # records from before compute was kept
-        print(f"[{label}] {out} {refusal}; training again")
-    shutil.rmtree(out, ignore_errors=True)
-    print(f"[{label}] training {out}")
-    with PeakMemory() as memory:
-        started = time.perf_counter()
-        trainer(replace(recipe, train=replace(recipe.train, resume=False)) if hasattr(recipe.train, "resume")
-                else recipe)
-        wall = time.perf_counter() - started
-    trainable = json.loads((out / "train_metrics.json").read_text())
-    record = {"fingerprint": wanted, "wall_seconds": wall, "peak_memory_mb": memory.peak_mb,
-              "trainable_percent": 100.0 * trainable["trainable_parameters"] / trainable["parameters"],
-              "compute_seconds": fit_seconds(trainable), "stage_sha256": stage_hash(out)}
-    write_json(out / "bench_record.json", record)
-    return record
 
 
 @dataclass

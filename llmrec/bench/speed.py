@@ -25,7 +25,8 @@ import torch
 
 from llmrec.bench.classic import classic_recipe
 from llmrec.bench.memory import PeakMemory
-from llmrec.bench.run import base_recipe, ensure_trained, machine_info
+from llmrec.bench.run import base_recipe, machine_info
+from llmrec.stages import ensure_trained
 from llmrec.bench.speed_report import RUNS, plot_speed, speed_markdown
 from llmrec.bench.steps import VARIANTS, StepRunner, Variant, bf16_autocast, full_logits, llmrec_variant
 from llmrec.classic.methods.ifru import IfruConfig
@@ -35,20 +36,15 @@ from llmrec.config import Recipe, option, to_dict, to_yaml
 from llmrec.data.samples import prepare_splits, require_user_forgetting
 from llmrec.data.tokenize import AnswerCollator, tokenize
 from llmrec.errors import ConfigError
-from llmrec.eval.evaluate import make_loader, score_dataset, score_model
+from llmrec.llm.scoring import make_loader, score_dataset
+from llmrec.eval.score import score_model
 from llmrec.eval.forgetting import forget_gap_closure, js_divergence
 from llmrec.eval.metrics import utility_metrics
 from llmrec.io import write_json, write_text
 from llmrec.llm.accel import make_accelerator
-from llmrec.llm.backbone import (
-    AnswerTokens,
-    add_lora,
-    card_settings,
-    load_model,
-    load_recommender,
-    load_tokenizer,
-    read_model_card,
-)
+from llmrec.llm.backbone import AnswerTokens, add_lora, card_settings, load_model, load_tokenizer
+from llmrec.recommender import load_llm_module
+from llmrec.store import read_model_card
 from llmrec.llm.scoring import p_yes
 from llmrec.llm.train import train
 from llmrec.unlearn.data import UnlearningData
@@ -284,7 +280,7 @@ def scoring_benchmark(recipe: SpeedRecipe, original_dir: Path, splits, accelerat
     prompt, answer = card_settings(original_dir, tokenizer, card)
     dataset = tokenize(splits[recipe.score_split], tokenizer, prompt, card["max_length"])
     collator, batch_size = AnswerCollator(tokenizer), recipe.eval.batch_size
-    ours = accelerator.prepare(load_recommender(original_dir))
+    ours = accelerator.prepare(load_llm_module(original_dir))
     plain = load_model(str(original_dir)).eval()
     contenders = {
         "plain loop (full logits, fp32, dataset order)": lambda: plain_scores(plain, dataset, collator, batch_size,

@@ -15,7 +15,7 @@ import torch
 from llmrec.classic.data import Triples
 from llmrec.classic.losses import regularized_bce
 from llmrec.config import option
-from llmrec.llm.backbone import parameter_counts
+from llmrec.store import parameter_counts
 
 
 @dataclass

@@ -17,7 +17,7 @@ from llmrec.classic.ensemble import ClassicEnsemble
 from llmrec.classic.lightgcn import LightGCN
 from llmrec.classic.mf import MatrixFactorization
 from llmrec.errors import LlmrecError
-from llmrec.llm.backbone import MODEL_CARD, read_model_card, write_model_card
+from llmrec.store import MODEL_CARD, read_model_card, write_model_card
 
 WEIGHTS = "model.safetensors"
 
@@ -73,13 +73,3 @@ def load_classic(model_dir: Path) -> tuple[MatrixFactorization, Index, dict]:
 @torch.no_grad()
 def predict(model: MatrixFactorization, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
     return model.probability(model(users, items))
-
-
-def score_classic(model_dir: Path, names: list[str], splits) -> dict:
-    """{split: (labels, P(yes))}, the same shape `score_model` returns for an LLM."""
-    model, index, _ = load_classic(model_dir)
-    scored = {}
-    for name in names:
-        triples = index.encode(splits[name], f"{model_dir}: split '{name}'")
-        scored[name] = (triples.labels.long().tolist(), predict(model, triples.users, triples.items).tolist())
-    return scored

@@ -28,7 +28,7 @@ from llmrec.errors import ConfigError
 from llmrec.eval.metrics import utility_metrics
 from llmrec.io import atomic_dir, hold_lock, write_json, write_text
 from llmrec.llm.accel import threads_note
-from llmrec.llm.backbone import parameter_counts
+from llmrec.store import parameter_counts
 from llmrec.progress import progress
 
 

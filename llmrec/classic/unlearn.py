@@ -31,10 +31,12 @@ from llmrec.config import THREADS_HELP, DataConfig, ForgetConfig, from_dict, opt
 from llmrec.data.samples import prepare_splits
 from llmrec.errors import LlmrecError
 from llmrec.io import atomic_dir, write_json
-from llmrec.llm.backbone import check_model_card, parameter_counts, read_model_card
+from llmrec.llm.backbone import check_model_card
+from llmrec.store import parameter_counts, read_model_card
 from llmrec.paths import model_paths, recipe_inputs, refuse_overlap
 from llmrec.unlearn.loop import module_changed, require_change
-from llmrec.unlearn.run import confirm_unchanged, directory_hash, original_card, unlearning_manifest
+from llmrec.store import confirm_unchanged, directory_hash, original_card
+from llmrec.unlearn.run import unlearning_manifest
 
 
 @dataclass

@@ -297,7 +297,7 @@ def data_settings(data: DataConfig) -> dict:
 
 def data_fingerprint(data: DataConfig) -> dict:
     """What a model is trained on, recorded in its card (`data`) and checked by unlearn / evaluate before they use it
-    (llmrec.llm.backbone.check_trained_data): {"sha256": 16 hex digits over both parts, "input": the input's
+    (llmrec.store.check_trained_data): {"sha256": 16 hex digits over both parts, "input": the input's
     `input_fingerprint`, "settings": `data_settings`}. Forget settings are not part of it: the same data serve
     any forget set; data.holdout is (`holdout_settings`): a model trained with another holdout saw other users. Raises LlmrecError when data.path is unset for a file format."""
     input_hash, settings = input_fingerprint(data), data_settings(data)
@@ -472,3 +472,10 @@ def training_split(splits, train_on: str, only_users: str | None = None) -> Data
         if len(split) == 0:
             raise LlmrecError(f"train.only_users: none of the users in {only_users} has samples in '{train_on}'")
     return split
+
+
+def forget_samples_sha256(forget) -> str:
+    """sha256 of a forget split's sorted (user_id, item_id, timestamp) triples: which samples it holds, whatever
+    settings drew them (the manifest's `forgotten_samples_sha256`; `llmrec evaluate` compares against it)."""
+    forgotten = sorted(zip(forget["user_id"], forget["item_id"], forget["timestamp"]))
+    return hashlib.sha256(repr(forgotten).encode()).hexdigest()

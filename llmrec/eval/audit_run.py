@@ -14,7 +14,7 @@ model that never saw the sample gives, the per-sample difficulty the attack subt
 one such shadow gives most of the power of many (IAM: Wang et al., "Towards Lifecycle Unlearning Commitment
 Management: Measuring Sample-level Unlearning Completeness", USENIX Security 2025). It costs about
 shadow_fraction of a retrain, is trained once into `audit.shadow_dir` and reused while its fingerprint (data,
-forget set, recipe, users) and files are unchanged (`llmrec.bench.run.ensure_trained`). `audit.reference=DIR`
+forget set, recipe, users) and files are unchanged (`llmrec.stages.ensure_trained`). `audit.reference=DIR`
 (or a list) gives ready-made references instead, refused when their cards show they trained on a forget or
 holdout user.
 
@@ -200,7 +200,7 @@ def shadow_users(retained_users, fraction: float, seed: int) -> list[str]:
 def shadow_recipe(original: Path, data: DataConfig, forget: ForgetConfig, users_file: Path, run_dir: Path) -> Recipe:
     """The original's training recipe (its card's, as retrain reads it), on this run's data and forget set, trained
     on the retained split restricted to the users in `users_file`, into `run_dir`."""
-    from llmrec.unlearn.retrain import training_recipe
+    from llmrec.llm.train import training_recipe
 
     base = training_recipe(original)
     return replace(base, output_dir=str(run_dir), data=data, forget=forget, train=replace(
@@ -223,7 +223,7 @@ def resolve_original(model_dir: Path, card: dict, original: str | None) -> Path 
     """The audited model's original: the one its card names (checked by sha256; audit.original points at it when it
     moved), or audit.original for a model that names none; None when there is neither (the model is audited as its
     own original)."""
-    from llmrec.llm.backbone import original_model_dir, read_model_card
+    from llmrec.store import original_model_dir, read_model_card
 
     if any(card.get(key) for key in ("unlearned_from", "merged_from")):
         return original_model_dir(model_dir, card, original, "audit.original")
@@ -244,8 +244,10 @@ def prepare_audit(cfg: AuditConfig, data: DataConfig, forget: ForgetConfig, spli
     of models the caller reads too). Raises LlmrecError (one line). The shadow's recipe is `original`'s (already
     checked by the caller), or, for a model that names none, the `audited` model's own."""
     from llmrec.data.samples import holdout_users
-    from llmrec.llm.backbone import check_model_card, read_model_card
+    from llmrec.llm.backbone import check_model_card
     from llmrec.paths import models_read, recipe_inputs, refuse_overlap
+    from llmrec.recommender import model_family
+    from llmrec.store import read_model_card
 
     require_holdout(data)
     chosen, forget_count, excluded = audit_samples(splits, probe_users)
@@ -269,7 +271,7 @@ def prepare_audit(cfg: AuditConfig, data: DataConfig, forget: ForgetConfig, spli
     if source is None:
         raise LlmrecError("the shadow is trained with the original's recipe, and none is known: set "
                           "audit.original=DIR or audit.reference=DIR")
-    if "classic" in read_model_card(source):
+    if model_family(read_model_card(source)) != "llm":
         raise LlmrecError(f"{source} is a classic model (MF / LightGCN): the shadow is trained for LLMs only; give "
                           "audit.reference=DIR, a classic model trained on retained users only")
     shadow_dir = Path(cfg.shadow_dir) if cfg.shadow_dir else default_shadow_dir
@@ -324,8 +326,8 @@ def ensure_shadow(prepared: Prepared) -> None:
 
 
 def _train_shadow(prepared: Prepared) -> None:
-    from llmrec.bench.run import ensure_trained
-    from llmrec.eval.evaluate import user_file
+    from llmrec.stages import ensure_trained
+    from llmrec.eval.score import user_file
 
     note = next(n for n in prepared.notes if n["kind"] == "shadow")
     users = user_file(note.pop("users"), prepared.shadow.data.cache_dir, "audit-shadow-users")
@@ -348,7 +350,7 @@ def p_true(labels, p_yes) -> np.ndarray:
 
 def score_true(model_dir: Path, splits: dict, batch_size: int, accelerator, base_model: str | None = None) -> np.ndarray:
     """P(true label) of `model_dir` on the members, then the non-members: [forget samples + holdout samples]."""
-    from llmrec.eval.evaluate import score_model
+    from llmrec.eval.score import score_model
 
     scored = score_model(Path(model_dir), ["forget", "holdout"], splits, batch_size, accelerator, base_model)
     return np.concatenate([p_true(*scored["forget"]), p_true(*scored["holdout"])])
@@ -443,9 +445,10 @@ def run_audit(recipe: AuditRecipe) -> dict:
     """`llmrec audit`: audit recipe.model against its original (and audit.retrain), write audit.png, audit.md,
     config.yaml and audit.json (last) into output_dir; returns the record. Every check comes before any write."""
     from llmrec.data.samples import prepare_splits
-    from llmrec.eval.evaluate import check_forget_set, manifest_forget
+    from llmrec.eval.score import check_forget_set, manifest_forget
     from llmrec.llm.accel import make_accelerator
-    from llmrec.llm.backbone import check_model_card, read_model_card
+    from llmrec.llm.backbone import check_model_card
+    from llmrec.store import read_model_card
     from llmrec.paths import models_read, recipe_inputs, refuse_overlap
 
     if not recipe.model:

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import torch
 from accelerate import Accelerator
-from torch.utils.data import DataLoader
 
-from llmrec.config import AuditConfig, ForgetConfig, Recipe, from_dict, option, to_dict
+from llmrec.config import AuditConfig, Recipe, option, to_dict
 from llmrec.data.samples import prepare_splits
-from llmrec.data.tokenize import AnswerCollator, length_order, tokenize
-from llmrec.errors import ConfigError, LlmrecError
+from llmrec.errors import LlmrecError
 from llmrec.eval.forgetting import (
     forget_gap_closure,
     js_divergence,
@@ -27,20 +22,10 @@ from llmrec.eval.forgetting import (
 from llmrec.eval.metrics import markdown_table, utility_metrics
 from llmrec.io import write_json, write_text
 from llmrec.llm.accel import make_accelerator
-from llmrec.llm.backbone import (
-    AnswerTokens,
-    card_settings,
-    check_model_card,
-    load_recommender,
-    load_tokenizer,
-    original_model_dir,
-    read_model_card,
-)
-from llmrec.llm.scoring import answer_logits, p_yes
+from llmrec.eval.score import check_forget_set, manifest_forget, score_model
+from llmrec.llm.backbone import check_model_card
 from llmrec.paths import models_read, refuse_overlap
-from llmrec.progress import progress
-
-MANIFEST = "unlearning_manifest.json"
+from llmrec.store import original_model_dir, read_model_card
 
 
 @dataclass
@@ -58,61 +43,6 @@ class EvalRecipe(Recipe):
 def audit_requested(cfg: AuditConfig | None) -> bool:
     """Whether a verb that audits only on request (unlearn, evaluate) runs the audit."""
     return cfg is not None and bool(cfg.reference or cfg.shadow)
-
-
-def make_loader(dataset, collator, batch_size: int, shuffle: bool = False) -> DataLoader:
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=collator)
-
-
-@torch.no_grad()
-def score_dataset(model, dataset, collator, batch_size: int, accelerator: Accelerator, answer: AnswerTokens,
-                  desc: str = "scoring"):
-    """Labels and P(yes) in dataset order, scored in length order (less padding, the same numbers)."""
-    order = length_order(dataset)
-    loader = accelerator.prepare(make_loader(dataset.select(order), collator, batch_size))
-    labels, probs = score_split(model, loader, accelerator, answer, desc=desc)
-    restored_labels, restored_probs = [0] * len(order), [0.0] * len(order)
-    for position, row in enumerate(order):
-        restored_labels[row], restored_probs[row] = labels[position], probs[position]
-    return restored_labels, restored_probs
-
-
-@torch.no_grad()
-def score_split(model, loader, accelerator: Accelerator, answer: AnswerTokens, desc: str = "scoring"):
-    """Labels and P(yes) for a whole split, gathered across processes without the padding duplicates."""
-    model.eval()
-    labels, probs = [], []
-    for batch in progress(loader, desc=desc, disable=not accelerator.is_local_main_process, leave=False):
-        logits = answer_logits(model, batch["input_ids"], batch["attention_mask"])
-        p, y = accelerator.gather_for_metrics((p_yes(logits, answer.yes_id, answer.no_id), batch["labels"]))
-        probs += p.float().cpu().tolist()
-        labels += y.cpu().tolist()
-    return labels, probs
-
-
-def score_model(model_dir: Path, names: list[str], splits, batch_size: int, accelerator: Accelerator,
-                base_model: str | None = None) -> dict:
-    """{split: (labels, P(yes))} for one saved model, with the prompt and answer tokens it was trained with.
-
-    `base_model`: where an adapter's original is, when not at the path its card records (hash-checked). Raises
-    LlmrecError when a file is damaged or the card's answer tokens are not its tokenizer's (`card_settings`).
-    """
-    card = read_model_card(model_dir)
-    if "classic" in card:  # MF / LightGCN: scored from (user, item) ids, no prompt
-        from llmrec.classic.store import score_classic
-
-        return score_classic(model_dir, names, splits)
-    tokenizer = load_tokenizer(str(model_dir))
-    prompt, answer = card_settings(model_dir, tokenizer, card)
-    model = accelerator.prepare(load_recommender(model_dir, base_model))
-    collator = AnswerCollator(tokenizer)
-    scored = {}
-    for name in names:
-        with accelerator.main_process_first():
-            dataset = tokenize(splits[name], tokenizer, prompt, card["max_length"])
-        scored[name] = score_dataset(model, dataset, collator, batch_size, accelerator, answer,
-                                     desc=f"{model_dir.name}:{name}")
-    return scored
 
 
 def without_probe_users(scored: dict, forget_user_ids, probe_users) -> dict:
@@ -173,67 +103,6 @@ def forgetting_metrics(model: dict, reference: dict, original: dict, floor: dict
         metrics["floor_l2"] = l2_distance(floor_probs, reference_probs)
         metrics["floor_forget_auc"] = utility_metrics(*floor["forget"])["auc"]
     return metrics
-
-
-def _describe_forget(forget: dict) -> str:
-    """The settings that drew a forget set, as the recipe keys a user would type."""
-    keys = (["users"] if forget.get("users") else ["fraction", "seed"]) + [
-        key for key in ("unit", "already_forgotten") if forget.get(key) not in (None, "users")]
-    return ", ".join(f"forget.{key}={forget.get(key)}" for key in keys)
-
-
-def manifest_forget(model_dir: Path, forget: ForgetConfig, from_manifest: bool, cache_dir: str,
-                    hint: str = "evaluate with eval.forget_from_manifest=false") -> tuple[ForgetConfig, dict | None]:
-    """The forget settings to use for `model_dir` and its unlearning manifest (None when it has none).
-
-    With `from_manifest` (eval.forget_from_manifest, the default; always for `llmrec audit`) the settings are the
-    ones the unlearning run recorded, so the forget set is the one the model forgot; else `forget` (the recipe's).
-    Raises LlmrecError, ending with `hint`, when the manifest cannot be read.
-    """
-    path = model_dir / MANIFEST
-    if not path.is_file():
-        return forget, None
-    try:
-        manifest = json.loads(path.read_text())
-        recorded = manifest["recipe"]["forget"]
-        chosen = from_dict(ForgetConfig, recorded, "forget.") if from_manifest else forget
-        if from_manifest and chosen.users:  # the ids it forgot, not a file that may have moved
-            chosen = replace(chosen, users=str(user_file(manifest["forgotten_user_ids"], cache_dir)))
-    except (ValueError, KeyError, TypeError, ConfigError) as exc:
-        raise LlmrecError(f"{path}: cannot take the forget set from it ({exc}); {hint}") from None
-    if chosen != forget:
-        print(f"forget set: the one {model_dir} forgot ({_describe_forget(recorded)}, from its {MANIFEST}), not "
-              f"the recipe's ({_describe_forget(to_dict(forget))})")
-    return chosen, manifest
-
-
-def user_file(user_ids: list[str], cache_dir: str, folder: str = "forget-users") -> Path:
-    """A one-id-per-line file of `user_ids` in `folder` under the data cache, named by its content (written once)."""
-    text = "".join(f"{user}\n" for user in user_ids)
-    path = Path(cache_dir).expanduser() / folder / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.txt"
-    if not path.is_file():
-        write_text(path, text)
-    return path
-
-
-def check_forget_set(model_dir: Path, manifest: dict, forget_split, forget: ForgetConfig, from_manifest: bool) -> None:
-    """Forgetting is measured on what the model forgot: the evaluated forget samples must hash to the manifest's
-    `forgotten_samples_sha256`. Raises LlmrecError naming both sets otherwise."""
-    from llmrec.unlearn.run import forget_samples_sha256  # unlearn methods import llm.train, which imports us
-
-    evaluated, forgot = forget_samples_sha256(forget_split), manifest.get("forgotten_samples_sha256")
-    if forgot is None or evaluated == forgot:
-        return
-    counts = manifest.get("counts", {})
-    hint = ("the data differ from the unlearning run's: evaluate with the data.* settings in its config.yaml"
-            if from_manifest else "evaluate with eval.forget_from_manifest=true, or the forget.* settings (and the "
-            "contents of the user files) it records")
-    raise LlmrecError(
-        f"{model_dir}: the forget set to evaluate ({_describe_forget(to_dict(forget))}: {len(forget_split)} samples "
-        f"of {len(set(forget_split['user_id']))} users, sha256 {evaluated[:12]}…) is not the one this model forgot "
-        f"({_describe_forget(manifest['recipe']['forget'])}: {counts.get('forget_samples')} samples of "
-        f"{counts.get('forget_users')} users, sha256 {forgot[:12]}…, in its {MANIFEST}); {hint}"
-    )
 
 
 def _cell(value) -> str:

@@ -8,7 +8,6 @@ nothing is downloaded. Preset names (llmrec.llm.presets) resolve to prepared loc
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,12 +30,10 @@ from transformers import (
 
 from llmrec.config import DataConfig, LoraSettings, PromptConfig, TinyBackboneConfig, from_dict
 from llmrec.errors import ConfigError, LlmrecError
-from llmrec.io import recover, write_json
 from llmrec.llm.presets import resolve_backbone
+from llmrec.store import MODEL_CARD, check_model_files, check_trained_data, read_model_card
 
 SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
-MODEL_CARD = "llmrec_model.json"  # answer tokens + prompt settings travel with the weights
-ENSEMBLE_FILE = "sisa.json"  # marks a SISA ensemble: its shard models (relative paths) and their users
 
 
 def train_tokenizer(corpus: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
@@ -224,58 +221,6 @@ def resolve_answer_tokens(tokenizer, yes: str, no: str, chat: bool = False) -> A
     return AnswerTokens(found[yes][0], found[no][0], found[yes][1], found[no][1])
 
 
-def write_model_card(model_dir: Path, card: dict) -> None:
-    write_json(Path(model_dir) / MODEL_CARD, card)  # strict JSON: an undefined metric is null
-
-
-def _read_json(path: Path, what: str):
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise LlmrecError(f"{path}: damaged {what}, not readable as JSON ({str(exc).splitlines()[0]})") from None
-
-
-def check_model_files(model_dir: Path) -> None:
-    """A cheap look at every file a model directory is loaded from: each *.json parses, and each *.safetensors
-    header parses and its tensors cover the file exactly (safetensors' own check; the header only is read), so a
-    truncated or overwritten file is named before anything loads it. Raises LlmrecError naming the first damaged
-    file. Flipped bytes inside tensor data pass: only a hash sees those (`original_model_dir`)."""
-    from safetensors import safe_open
-
-    for path in sorted(Path(model_dir).glob("*.json")):
-        if path.name != MODEL_CARD:  # read_model_card parses it
-            _read_json(path, "model file")
-    for path in sorted(Path(model_dir).glob("*.safetensors")):
-        try:
-            with safe_open(str(path), framework="pt"):
-                pass
-        except (OSError, SafetensorError) as exc:
-            raise LlmrecError(f"{path}: damaged weights file ({str(exc).splitlines()[0]}); restore it from a "
-                              "copy or train again") from None
-
-
-def read_model_card(model_dir: Path) -> dict:
-    """llmrec_model.json of a model directory, after `check_model_files`. Raises LlmrecError as one line naming
-    the directory or file: it does not exist, is no llmrec model directory, or a file in it is damaged."""
-    model_dir = Path(model_dir)
-    path = model_dir / MODEL_CARD
-    if not model_dir.exists():  # a writer killed between atomic_dir's two renames: finish its swap first
-        try:
-            recover(model_dir)
-        except OSError:  # e.g. a read-only parent: nothing can be repaired there
-            pass
-    if not model_dir.is_dir():
-        problem = "does not exist" if not model_dir.exists() else "is a file, not a directory"
-        raise LlmrecError(f"{model_dir}: not an llmrec model directory: it {problem}")
-    if not path.is_file():
-        raise LlmrecError(f"{model_dir}: not an llmrec model directory (no {MODEL_CARD}); train one with `llmrec train`")
-    card = _read_json(path, "model card")
-    if not isinstance(card, dict):
-        raise LlmrecError(f"{path}: damaged model card (a JSON object expected, got {type(card).__name__})")
-    check_model_files(model_dir)
-    return card
-
-
 def card_settings(model_dir: Path, tokenizer, card: dict | None = None) -> tuple[PromptConfig, AnswerTokens]:
     """The prompt and answer tokens a model was trained with, from its card, checked against its tokenizer.
 
@@ -309,38 +254,6 @@ def card_settings(model_dir: Path, tokenizer, card: dict | None = None) -> tuple
     return prompt, answer
 
 
-def check_trained_data(model_dir: Path, card: dict, data: DataConfig, allowed: bool, key: str) -> None:
-    """The data a run is given must be the data `model_dir` was trained on: its card's `data` (recorded by
-    `llmrec train` / `classic-train` from `samples.data_fingerprint`) against the fingerprint of `data`.
-
-    `allowed` (the recipe key `key`) turns a mismatch into a printed note. A card from before the fingerprint
-    was recorded is used with a printed warning, since nothing can be checked. Raises LlmrecError naming both
-    fingerprints and what differs.
-    """
-    from llmrec.data.samples import data_fingerprint
-
-    recorded = card.get("data")
-    if not isinstance(recorded, dict) or "sha256" not in recorded:
-        print(f"warning: {model_dir}: {MODEL_CARD} records no fingerprint of the data it was trained on (made before "
-              "llmrec recorded one), so the data cannot be checked to be the same")
-        return
-    current = data_fingerprint(data)
-    if current["sha256"] == recorded["sha256"]:
-        return
-    flat_recorded, flat_current = _flat(recorded.get("settings", {})), _flat(current["settings"])
-    differing = [f"data.{k} {flat_recorded.get(k)} there, {flat_current.get(k)} here"
-                 for k in sorted(set(flat_recorded) | set(flat_current)) if flat_recorded.get(k) != flat_current.get(k)]
-    if recorded.get("input") != current["input"]:
-        differing.append(f"input {recorded.get('input')} there, {current['input']} here (data.path's contents or the "
-                         "generator's settings)")
-    message = (f"{model_dir} was trained on other data: data fingerprint {recorded['sha256']} in its {MODEL_CARD}, "
-               f"{current['sha256']} for this run's data ({'; '.join(differing)})")
-    if allowed:
-        print(f"warning: {message}; allowed by {key}=true")
-        return
-    raise LlmrecError(f"{message}; give the data it was trained on, or set {key}=true")
-
-
 def check_model_card(model_dir: Path, card: dict, data: DataConfig, allow_other_data: bool, key: str) -> None:
     """What a run checks before it uses `model_dir`, before anything is written: an LLM card's answer tokens against
     its tokenizer (`card_settings`) and the data against the card's (`check_trained_data`; `key` names the recipe
@@ -350,94 +263,8 @@ def check_model_card(model_dir: Path, card: dict, data: DataConfig, allow_other_
     check_trained_data(model_dir, card, data, allow_other_data, key)
 
 
-def _flat(tree: dict, prefix: str = "") -> dict:
-    flat = {}
-    for name, value in tree.items():
-        flat.update(_flat(value, f"{prefix}{name}.") if isinstance(value, dict) else {f"{prefix}{name}": value})
-    return flat
-
-
-_VERIFIED: dict[tuple, str] = {}  # (directory, its files' names, sizes and mtimes) -> model_hash, per process
-
-
-def _original_hash(path: Path) -> str:
-    """`model_hash` of `path` (sha256 of every byte: reading it costs about what loading the weights does),
-    computed once per process while the directory's files keep their sizes and modification times."""
-    from llmrec.unlearn.run import model_hash
-
-    files = sorted(p for p in path.rglob("*") if p.is_file())
-    stats = [(str(p), p.stat()) for p in files]  # ctime too: no tool sets it back after a rewrite in place
-    key = (str(path.resolve()), tuple((name, s.st_ino, s.st_size, s.st_mtime_ns, s.st_ctime_ns) for name, s in stats))
-    if key not in _VERIFIED:
-        _VERIFIED[key] = model_hash(path)
-    return _VERIFIED[key]
-
-
-def original_model_dir(model_dir: str | Path, card: dict | None = None, base_model: str | None = None,
-                       override_key: str = "eval.base_model") -> Path | None:
-    """The original an unlearned (or merged) model was made from, checked to be that very model.
-
-    `base_model` (the recipe key `override_key`: eval.base_model or eval.original_dir) overrides the path the card
-    records. The card's `unlearned_from_sha256` / `merged_from_sha256` (the `model_hash` `llmrec unlearn` took) must
-    match the directory's hash. None for a model that names no original. Raises LlmrecError, as one line, when the
-    original is missing or is another model; a card from before hashes were recorded is loaded with a
-    printed warning, since nothing can be checked.
-    """
-    card = read_model_card(model_dir) if card is None else card
-    key = next((k for k in ("unlearned_from", "merged_from") if card.get(k)), None)
-    if key is None:
-        if base_model:
-            raise LlmrecError(f"{override_key}: {model_dir} was not unlearned from another model (its {MODEL_CARD} "
-                              "names no original)")
-        return None
-    path = Path(base_model or card[key])
-    hint = f"{override_key}=DIR" if base_model is None else f"another {override_key}"
-    if not (path / MODEL_CARD).is_file():
-        raise LlmrecError(f"{model_dir}: its original model {path} is missing (no {MODEL_CARD} there); point at "
-                          f"it with {hint}")
-    expected = card.get(f"{key}_sha256")
-    if expected is None:
-        print(f"warning: {model_dir}: {MODEL_CARD} records no sha256 of its original, so {path} cannot be checked "
-              "to be the model it was made from (rerun llmrec unlearn to record it)")
-    elif _original_hash(path) != expected:
-        raise LlmrecError(f"{model_dir}: {path} is not the model it was made from (sha256 "
-                          f"{_original_hash(path)[:12]}…, recorded {expected[:12]}…); point at the original with {hint}")
-    return path
-
-
-def load_recommender(model_dir: str | Path, base_model: str | None = None):
-    """A trained model dir, an unlearning output (peft adapter) on top of the original it names, or a SISA ensemble.
-
-    An adapter's original is checked by hash first (`original_model_dir`); `base_model` points at it when it
-    moved. Raises LlmrecError when it is missing or is another model.
-    """
-    model_dir = Path(model_dir)
-    if (model_dir / ENSEMBLE_FILE).is_file():
-        from llmrec.unlearn.sisa import SisaEnsemble
-
-        return SisaEnsemble.load(model_dir)
-    if (model_dir / "adapter_config.json").is_file():
-        from peft import PeftModel
-
-        card = read_model_card(model_dir)
-        if not card.get("unlearned_from"):
-            raise LlmrecError(f"{model_dir}: adapter without 'unlearned_from' in {MODEL_CARD}")
-        base = original_model_dir(model_dir, card, base_model)
-        # the adapter was trained on the original as loaded then (4-bit under QLoRA), so it is scored on that
-        original = load_model(str(base), quant=card.get("quant"))
-        try:
-            return PeftModel.from_pretrained(original, model_dir).eval()
-        except (OSError, ValueError, SafetensorError) as exc:
-            raise LlmrecError(f"cannot load the adapter in {model_dir}: {str(exc).splitlines()[0]}") from None
-    return load_model(str(model_dir))
-
-
 def merged_copy(peft_model):
     """The adapter folded into a copy: the live peft model keeps training or saving its adapter."""
     return copy.deepcopy(peft_model).merge_and_unload()
 
 
-def parameter_counts(model) -> tuple[int, int]:
-    """(trainable, total): the cost figure every training and unlearning run reports."""
-    total = sum(p.numel() for p in model.parameters())
-    return sum(p.numel() for p in model.parameters() if p.requires_grad), total

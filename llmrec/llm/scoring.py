@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from accelerate import Accelerator
+from torch.utils.data import DataLoader
 
-from llmrec.llm.backbone import is_encoder_decoder, model_config
+from llmrec.data.tokenize import length_order
+from llmrec.llm.backbone import AnswerTokens, is_encoder_decoder, model_config
+from llmrec.progress import progress
 
 
 def answer_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -51,3 +55,33 @@ def decoder_start_id(model) -> int:
     config = model_config(model)
     start = config.decoder_start_token_id
     return config.pad_token_id if start is None else start
+
+
+def make_loader(dataset, collator, batch_size: int, shuffle: bool = False) -> DataLoader:
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=collator)
+
+
+@torch.no_grad()
+def score_dataset(model, dataset, collator, batch_size: int, accelerator: Accelerator, answer: AnswerTokens,
+                  desc: str = "scoring"):
+    """Labels and P(yes) in dataset order, scored in length order (less padding, the same numbers)."""
+    order = length_order(dataset)
+    loader = accelerator.prepare(make_loader(dataset.select(order), collator, batch_size))
+    labels, probs = score_split(model, loader, accelerator, answer, desc=desc)
+    restored_labels, restored_probs = [0] * len(order), [0.0] * len(order)
+    for position, row in enumerate(order):
+        restored_labels[row], restored_probs[row] = labels[position], probs[position]
+    return restored_labels, restored_probs
+
+
+@torch.no_grad()
+def score_split(model, loader, accelerator: Accelerator, answer: AnswerTokens, desc: str = "scoring"):
+    """Labels and P(yes) for a whole split, gathered across processes without the padding duplicates."""
+    model.eval()
+    labels, probs = [], []
+    for batch in progress(loader, desc=desc, disable=not accelerator.is_local_main_process, leave=False):
+        logits = answer_logits(model, batch["input_ids"], batch["attention_mask"])
+        p, y = accelerator.gather_for_metrics((p_yes(logits, answer.yes_id, answer.no_id), batch["labels"]))
+        probs += p.float().cpu().tolist()
+        labels += y.cpu().tolist()
+    return labels, probs

@@ -18,6 +18,7 @@ import json
 import math
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, id_tensor_storage, set_seed
 from transformers import get_linear_schedule_with_warmup
 
-from llmrec.config import Recipe, parse_yaml, to_dict, to_yaml
+from llmrec.config import Recipe, from_dict, load_recipe, parse_yaml, to_dict, to_yaml
 from llmrec.data.prompts import render_prompt
 from llmrec.data.samples import (
     data_fingerprint,
@@ -36,22 +37,20 @@ from llmrec.data.samples import (
     training_split,
 )
 from llmrec.data.tokenize import AnswerCollator, tokenize
-from llmrec.errors import LlmrecError
-from llmrec.eval.evaluate import make_loader, score_split
+from llmrec.errors import ConfigError, LlmrecError
+from llmrec.llm.scoring import make_loader, score_split
 from llmrec.eval.metrics import utility_metrics
 from llmrec.io import atomic_dir, content_record, finite_or_none, hold_lock, recover, write_json, write_text
 from llmrec.llm.accel import make_accelerator, process_state, threads_note
 from llmrec.llm.backbone import (
     add_lora,
-    MODEL_CARD,
     build_tiny_backbone,
     load_model,
     load_tokenizer,
     merged_copy,
-    parameter_counts,
     resolve_answer_tokens,
-    write_model_card,
 )
+from llmrec.store import MODEL_CARD, parameter_counts, read_model_card, write_model_card
 from llmrec.llm.scoring import answer_logits, answer_loss
 from llmrec.paths import recipe_inputs, refuse_overlap
 from llmrec.progress import progress
@@ -289,24 +288,26 @@ def check_outputs(recipe: Recipe) -> None:
     refuse_overlap(recipe.output_dir, backbone, writes=writes, inputs=recipe_inputs(recipe))
 
 
-def train(recipe: Recipe) -> dict:
+def train(recipe: Recipe, body: Callable[[Recipe], dict] | None = None) -> dict:
     """Train `recipe` into its output_dir, which the main process holds locked for the run (`hold_lock`:
     another run into it is refused, naming its pid); first, a swap of model/ or checkpoints/last that a killed
-    run left half done is finished or rolled back (`recover`), so a resume never misses its checkpoint."""
+    run left half done is finished or rolled back (`recover`), so a resume never misses its checkpoint.
+
+    `body` is what runs under the lock: one model (the default), or a shard ensemble (`llmrec.ensemble.train`
+    passes its own, so this module never imports the ensembles built from it). Raises ConfigError for
+    train.shards > 1 without one."""
     check_outputs(recipe)
     output_dir, main = Path(recipe.output_dir), process_state().is_main_process
     with hold_lock(output_dir) if main else contextlib.nullcontext():
         if main:
             recover(output_dir / "checkpoints" / "last")
             recover(output_dir / "model")
-        return _train(recipe)
+        return (body or _train)(recipe)
 
 
 def _train(recipe: Recipe) -> dict:
     if recipe.train.shards > 1:
-        from llmrec.unlearn.sisa import train_ensemble
-
-        return train_ensemble(recipe)
+        raise ConfigError("train.shards > 1 trains an ensemble of shard models: use llmrec.ensemble.train")
     output_dir = Path(recipe.output_dir)
     cfg = recipe.train
     accelerator = make_accelerator(
@@ -389,7 +390,7 @@ def _train(recipe: Recipe) -> dict:
         "base_model": recipe.model.name_or_path,
         "trained_on": cfg.train_on,
         "recipe": to_dict(recipe),  # what retrain and SISA retrain with (config.yaml beside model/ may be newer)
-        "data": data_fingerprint(recipe.data),  # unlearn / evaluate refuse other data (backbone.check_trained_data)
+        "data": data_fingerprint(recipe.data),  # unlearn / evaluate refuse other data (store.check_trained_data)
     }
     started = time.perf_counter()
     if cfg.eval_before and not resuming:  # what the backbone knows with no tuning (a resumed model is tuned)
@@ -480,3 +481,33 @@ def _train(recipe: Recipe) -> dict:
         write_json(output_dir / "train_metrics.json", summary)
     accelerator.end_training()
     return summary
+
+
+def training_recipe(model_dir: Path, explicit: str | None = None) -> Recipe:
+    """The recipe `model_dir` was trained with: `explicit` (a YAML file) when given, else the `recipe` its
+    model card records, else the `config.yaml` beside it (with a printed note: a later run in that folder may
+    have rewritten it). A card recipe recorded before data.holdout existed trained on every train user, so it is
+    read with data.holdout 0, not today's default. Raises LlmrecError when there is none or it no longer loads."""
+    if explicit:
+        if not Path(explicit).is_file():
+            raise LlmrecError(f"{explicit}: no training recipe to retrain with; set retrain.recipe to the recipe "
+                              "the original was trained with")
+        return load_recipe(explicit, [], cls=Recipe)
+    card = read_model_card(model_dir)
+    if "recipe" in card:
+        try:
+            recorded = card["recipe"]
+            if isinstance(recorded, dict) and isinstance(recorded.get("data"), dict) and \
+                    "holdout" not in recorded["data"]:
+                recorded = {**recorded, "data": {**recorded["data"], "holdout": 0}}  # trained before holdout existed
+            return from_dict(Recipe, recorded)
+        except ConfigError as exc:
+            raise LlmrecError(f"{Path(model_dir) / MODEL_CARD}: its training recipe no longer loads ({exc}); set "
+                              "retrain.recipe to the recipe the original was trained with") from None
+    fallback = Path(model_dir).parent / "config.yaml"
+    if not fallback.is_file():
+        raise LlmrecError(f"{fallback}: no training recipe to retrain with ({Path(model_dir) / MODEL_CARD} records "
+                          "none); set retrain.recipe to the recipe the original was trained with")
+    print(f"note: {Path(model_dir) / MODEL_CARD} records no training recipe (trained before llmrec recorded it): "
+          f"using {fallback}, which a later run in that folder may have rewritten; set retrain.recipe to be sure")
+    return load_recipe(str(fallback), [], cls=Recipe)

@@ -36,7 +36,8 @@ from llmrec.config import option
 from llmrec.errors import ConfigError
 from llmrec.llm.backbone import model_class
 from llmrec.llm.scoring import answer_logits
-from llmrec.unlearn.data import UnlearningData, steps_for, with_rows
+from llmrec.unlearn.data import UnlearningData
+from llmrec.unlearn.stopping import steps_for, with_rows
 from llmrec.unlearn.loop import Schedule, StudentConfig, make_trainable
 from llmrec.unlearn.stopping import Stopping
 from llmrec.unlearn.losses import bad_teacher_loss, distillation_kl

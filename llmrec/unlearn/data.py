@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 from llmrec.config import PromptConfig
 from llmrec.data.tokenize import AnswerCollator, length_order, tokenize
 from llmrec.llm.backbone import AnswerTokens
-from llmrec.unlearn.stopping import StopConfig
+from llmrec.unlearn.stopping import StopConfig, with_rows
 
 
 class RowCollator(AnswerCollator):
@@ -32,11 +32,6 @@ class RowCollator(AnswerCollator):
         batch = super().__call__(features)
         batch["row"] = torch.tensor([f["row"] for f in features], dtype=torch.long)
         return {key: value.to(self.device) for key, value in batch.items()}
-
-
-def steps_for(epochs: float, rows: int, batch_size: int) -> int:
-    """Optimizer steps for `epochs` passes over `rows` samples (at least one step when epochs > 0)."""
-    return max(1, math.ceil(epochs * rows / batch_size)) if epochs > 0 else 0
 
 
 def batch_schedule(rows: int, batch_size: int, steps: int, seed: int) -> list[list[int]]:
@@ -73,10 +68,6 @@ def drawn(pool: Dataset, count: int, seed: int) -> Dataset:
         return pool
     generator = torch.Generator().manual_seed(seed)
     return pool.select(sorted(torch.randperm(len(pool), generator=generator)[:count].tolist()))
-
-
-def with_rows(dataset: Dataset) -> Dataset:
-    return dataset.add_column("row", list(range(len(dataset))))
 
 
 class UnlearningData:

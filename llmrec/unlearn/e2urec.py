@@ -47,7 +47,8 @@ from llmrec.config import LoraSettings, option
 from llmrec.errors import ConfigError
 from llmrec.llm.backbone import AnswerTokens, add_lora
 from llmrec.llm.scoring import answer_logits, answer_loss
-from llmrec.unlearn.data import UnlearningData, steps_for
+from llmrec.unlearn.data import UnlearningData
+from llmrec.unlearn.stopping import steps_for
 from llmrec.unlearn.loop import batch_ce, make_trainable, optimize, optimize_until, retained_used
 from llmrec.unlearn.losses import (
     answer_nats,

@@ -23,7 +23,8 @@ from llmrec.errors import LlmrecError
 from llmrec.llm.backbone import AnswerTokens, add_lora
 from llmrec.llm.scoring import answer_logits, answer_loss
 from llmrec.progress import progress
-from llmrec.unlearn.data import UnlearningData, steps_for
+from llmrec.unlearn.data import UnlearningData
+from llmrec.unlearn.stopping import steps_for
 from llmrec.unlearn.stopping import Stopping
 
 

@@ -15,10 +15,9 @@ import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from llmrec.config import Recipe, from_dict, load_recipe, option
-from llmrec.errors import ConfigError, LlmrecError
+from llmrec.config import option
 from llmrec.io import write_text
-from llmrec.llm.backbone import MODEL_CARD, read_model_card
+from llmrec.llm.train import train, training_recipe
 from llmrec.unlearn.registry import register
 
 
@@ -30,40 +29,8 @@ class RetrainConfig:
     keep_checkpoints: bool = option(False, "keep the resumable training checkpoints in the output")
 
 
-def training_recipe(model_dir: Path, explicit: str | None = None) -> Recipe:
-    """The recipe `model_dir` was trained with: `explicit` (a YAML file) when given, else the `recipe` its
-    model card records, else the `config.yaml` beside it (with a printed note: a later run in that folder may
-    have rewritten it). A card recipe recorded before data.holdout existed trained on every train user, so it is
-    read with data.holdout 0, not today's default. Raises LlmrecError when there is none or it no longer loads."""
-    if explicit:
-        if not Path(explicit).is_file():
-            raise LlmrecError(f"{explicit}: no training recipe to retrain with; set retrain.recipe to the recipe "
-                              "the original was trained with")
-        return load_recipe(explicit, [], cls=Recipe)
-    card = read_model_card(model_dir)
-    if "recipe" in card:
-        try:
-            recorded = card["recipe"]
-            if isinstance(recorded, dict) and isinstance(recorded.get("data"), dict) and \
-                    "holdout" not in recorded["data"]:
-                recorded = {**recorded, "data": {**recorded["data"], "holdout": 0}}  # trained before holdout existed
-            return from_dict(Recipe, recorded)
-        except ConfigError as exc:
-            raise LlmrecError(f"{Path(model_dir) / MODEL_CARD}: its training recipe no longer loads ({exc}); set "
-                              "retrain.recipe to the recipe the original was trained with") from None
-    fallback = Path(model_dir).parent / "config.yaml"
-    if not fallback.is_file():
-        raise LlmrecError(f"{fallback}: no training recipe to retrain with ({Path(model_dir) / MODEL_CARD} records "
-                          "none); set retrain.recipe to the recipe the original was trained with")
-    print(f"note: {Path(model_dir) / MODEL_CARD} records no training recipe (trained before llmrec recorded it): "
-          f"using {fallback}, which a later run in that folder may have rewritten; set retrain.recipe to be sure")
-    return load_recipe(str(fallback), [], cls=Recipe)
-
-
 @register("retrain", rebuilds_model=True)
 def unlearn_retrain(model_dir: Path, splits, config: RetrainConfig, output: Path) -> dict:
-    from llmrec.llm.train import train
-
     recipe = training_recipe(model_dir, config.recipe)
     users = output / "retained-users.txt"
     write_text(users, "\n".join(sorted(set(splits["retained"]["user_id"]))) + "\n")

@@ -14,7 +14,6 @@ and once more after the final rename: a change is one line, exit 2.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -34,22 +33,13 @@ from llmrec.config import (
     to_dict,
     to_yaml,
 )
-from llmrec.data.samples import prepare_splits, require_user_forgetting
+from llmrec.data.samples import forget_samples_sha256, prepare_splits, require_user_forgetting
 from llmrec.errors import ConfigError, LlmrecError
 from llmrec.io import atomic_dir, write_json
-from llmrec.paths import model_paths, models_read, recipe_inputs, refuse_overlap, relation
 from llmrec.llm.accel import make_accelerator, threads_note
-from llmrec.llm.backbone import (
-    ENSEMBLE_FILE,
-    AnswerTokens,
-    check_model_card,
-    load_model,
-    load_tokenizer,
-    merged_copy,
-    parameter_counts,
-    read_model_card,
-    write_model_card,
-)
+from llmrec.llm.backbone import AnswerTokens, check_model_card, load_model, load_tokenizer, merged_copy
+from llmrec.paths import model_paths, models_read, recipe_inputs, refuse_overlap, relation
+from llmrec.store import confirm_unchanged, model_hash, original_card, parameter_counts, read_model_card, write_model_card
 from llmrec.unlearn.bad_t import BadTConfig
 from llmrec.unlearn.bad_teacher import BadTeacherConfig
 from llmrec.unlearn.data import UnlearningData
@@ -59,7 +49,7 @@ from llmrec.unlearn.loop import require_change, student_changed
 from llmrec.unlearn.neggrad import NegGradConfig
 from llmrec.unlearn.registry import get_method
 from llmrec.unlearn.retrain import RetrainConfig
-from llmrec.unlearn.sisa import SisaConfig, shard_model_dirs
+from llmrec.unlearn.sisa import SisaConfig
 from llmrec.unlearn.stopping import StopConfig
 
 
@@ -116,36 +106,6 @@ def check_quantizable(recipe: UnlearnRecipe) -> None:
                           f"quant=4bit applies to adapter methods; '{recipe.method}' rebuilds whole models")
 
 
-def directory_hash(folder: Path, exclude: tuple[str, ...] = ()) -> str:
-    """sha256 over every file's name and bytes (files named in `exclude` left out): proves the original was left
-    untouched.
-
-    Files are read in 16 MiB chunks (the digest is that of the whole bytes), so a multi-GB weight file is
-    never held in memory at once.
-    """
-    digest = hashlib.sha256()
-    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.name not in exclude):
-        digest.update(str(path.relative_to(folder)).encode())
-        with open(path, "rb") as handle:
-            while chunk := handle.read(1 << 24):
-                digest.update(chunk)
-    return digest.hexdigest()
-
-
-def model_hash(model_dir: Path) -> str:
-    """directory_hash of the original; a SISA ensemble also covers the shard models it points to."""
-    if not (Path(model_dir) / ENSEMBLE_FILE).is_file():
-        return directory_hash(model_dir)
-    parts = [directory_hash(model_dir), *(directory_hash(shard) for shard in shard_model_dirs(model_dir))]
-    return hashlib.sha256("".join(parts).encode()).hexdigest()
-
-
-def original_card(model_dir: Path, original_hash: str, key: str = "unlearned_from") -> dict:
-    """The card entries naming the original: its absolute path (so any working directory finds it) and its
-    `model_hash`, which `backbone.original_model_dir` checks before the original is used again."""
-    return {key: str(Path(model_dir).absolute()), f"{key}_sha256": original_hash}
-
-
 def unlearn_in_memory(runner, recipe: UnlearnRecipe, card: dict, splits, accelerator, output: Path | None,
                       original_hash: str | None = None) -> dict:
     """Load θ₀, let the method train its student, save the student (adapter or whole model) into `output`.
@@ -182,13 +142,6 @@ def unlearn_in_memory(runner, recipe: UnlearnRecipe, card: dict, splits, acceler
     return result
 
 
-def forget_samples_sha256(forget) -> str:
-    """sha256 of a forget split's sorted (user_id, item_id, timestamp) triples: which samples it holds, whatever
-    settings drew them (the manifest's `forgotten_samples_sha256`; `llmrec evaluate` compares against it)."""
-    forgotten = sorted(zip(forget["user_id"], forget["item_id"], forget["timestamp"]))
-    return hashlib.sha256(repr(forgotten).encode()).hexdigest()
-
-
 def unlearning_manifest(recipe, splits, original_hash: str, result: dict, wall: float) -> dict:
     """What was forgotten, from which original (by hash), at what cost: the same record for every method."""
     forget_users = sorted(set(splits["forget"]["user_id"]))
@@ -211,18 +164,6 @@ def unlearning_manifest(recipe, splits, original_hash: str, result: dict, wall: 
         "stopping": result.get("stopping"),  # a stopping rule's record; its probe users are left out of the audit
         **({"teacher": result["teacher"]} if result.get("teacher") else {}),  # E2URec's calibrated teacher
     }
-
-
-def confirm_unchanged(model_dir: Path, original_hash: str, output: Path) -> None:
-    """After the final rename: the original still has the hash the new output's manifest and card record.
-
-    Raises LlmrecError (one line) otherwise; the output is left as it is for inspection (its card's hash no
-    longer matches the original, so evaluate refuses to load an adapter on it)."""
-    now = model_hash(model_dir)
-    if now != original_hash:
-        raise LlmrecError(f"{model_dir} changed while {output} was put in place (sha256 {original_hash[:12]}… "
-                          f"before, {now[:12]}… after): {output} does not describe it; restore the original and "
-                          "unlearn again")
 
 
 def check_processes(recipe: UnlearnRecipe, runner, processes: int) -> None:

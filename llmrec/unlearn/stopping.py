@@ -155,8 +155,6 @@ class Stopping:
     the parity budget `stop.max_epochs` passes. Prints the rule (main process) when auto fell back to fixed."""
 
     def __init__(self, data: UnlearningData, fixed_steps: int, rows: int, batch_size: int):
-        from llmrec.unlearn.data import steps_for  # data.py imports StopConfig from here
-
         config, self.data = data.stop, data
         self.config, self.batch_size = config, batch_size
         self.forget_users = sorted(set(data.forget["user_id"]))
@@ -241,8 +239,6 @@ def check_interval(every: int, budget_steps: int, min_checks: int = MIN_CHECKS) 
 
 def renumbered(dataset: Dataset) -> Dataset:
     """The dataset with its `row` column (the index `sample_losses` writes by) renumbered 0..n-1."""
-    from llmrec.unlearn.data import with_rows
-
     return with_rows(dataset.remove_columns("row") if "row" in dataset.column_names else dataset)
 
 
@@ -252,3 +248,12 @@ def _subsample(rows: list[int], count: int, seed: int) -> list[int]:
         return rows
     picked = np.random.default_rng([seed, 20]).choice(len(rows), size=count, replace=False)
     return sorted(rows[i] for i in picked)
+
+
+def steps_for(epochs: float, rows: int, batch_size: int) -> int:
+    """Optimizer steps for `epochs` passes over `rows` samples (at least one step when epochs > 0)."""
+    return max(1, math.ceil(epochs * rows / batch_size)) if epochs > 0 else 0
+
+
+def with_rows(dataset: Dataset) -> Dataset:
+    return dataset.add_column("row", list(range(len(dataset))))

@@ -6,15 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from llmrec.bench.run import (
-    BenchRecipe,
-    base_recipe,
-    check_seed_list,
-    ensure_trained,
-    fingerprint,
-    reuse_refusal,
-    run_benchmark,
-)
+from llmrec.bench.run import BenchRecipe, base_recipe, check_seed_list, run_benchmark
+from llmrec.stages import ensure_trained, fingerprint, reuse_refusal
 from llmrec.config import load_recipe
 from llmrec.errors import ConfigError
 from tests.conftest import SMALL_OVERRIDES
@@ -63,7 +56,8 @@ def test_a_method_stopped_by_the_rule_is_graded_on_its_report_half(finished):
     """Issue 19 item 3: the stopping rule looked at its probe users, so the benchmark grades every forget-set column
     of that method on the other users (was: the whole forget set, the probe half included)."""
     from llmrec.data.samples import prepare_splits
-    from llmrec.eval.evaluate import score_model, without_probe_users
+    from llmrec.eval.score import score_model
+    from llmrec.eval.evaluate import without_probe_users
     from llmrec.eval.metrics import utility_metrics
     from llmrec.llm.accel import make_accelerator
 

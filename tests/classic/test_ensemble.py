@@ -5,7 +5,8 @@ import torch
 
 from llmrec.classic.ensemble import ClassicEnsemble, ShardTransform, balanced_kmeans
 from llmrec.classic.mf import MatrixFactorization
-from llmrec.classic.store import build_model, load_classic, model_spec, score_classic
+from llmrec.recommender import load_recommender
+from llmrec.classic.store import build_model, load_classic, model_spec
 from llmrec.classic.train import train_classic
 from llmrec.classic.unlearn import run_classic_unlearning
 from llmrec.data.samples import prepare_splits
@@ -43,7 +44,7 @@ def state(model, prefix):
 def test_sisa_retrains_only_the_shard_that_held_the_forgotten_users(classic_factory, tmp_path):
     original, model_dir = forget_within_one_shard(classic_factory, tmp_path)
     splits = prepare_splits(original.data, original.forget)
-    labels, probs = score_classic(model_dir, ["test"], splits)["test"]
+    labels, probs = load_recommender(model_dir).score(["test"], splits)["test"]
     assert len(probs) == len(labels) and all(0 < p < 1 for p in probs)
 
     manifest = run_classic_unlearning(unlearn_recipe(original, tmp_path / "sisa", "method=sisa",

@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from llmrec.classic.store import load_classic, predict, score_classic
+from llmrec.recommender import load_recommender
+from llmrec.classic.store import load_classic, predict
 from llmrec.classic.train import train_classic
 from llmrec.cli import main
 from llmrec.data.samples import prepare_splits
@@ -19,7 +20,7 @@ def test_training_learns_and_the_saved_model_scores_the_same(classic_factory, ov
     model, index, card = load_classic(f"{recipe.output_dir}/model")
     assert card["classic"]["kind"] == recipe.model.kind
     splits = prepare_splits(recipe.data, recipe.forget)
-    labels, probs = score_classic(f"{recipe.output_dir}/model", ["test"], splits)["test"]
+    labels, probs = load_recommender(f"{recipe.output_dir}/model").score(["test"], splits)["test"]
     assert len(probs) == len(splits["test"]) and all(0 < p < 1 for p in probs)
     test = index.encode(splits["test"])
     assert torch.allclose(torch.tensor(probs), predict(model, test.users, test.items))
@@ -39,8 +40,8 @@ def test_holdout_users_can_be_scored_but_no_mf_or_receraser_shard_trains_on_them
     assert len(trained_on) == 1 and sample_ids(trained_on[0]) == sample_ids(splits["train"])
     assert_no_holdout_sample(trained_on, splits)
     model, index, _ = load_classic(f"{recipe.output_dir}/model")
-    assert index == Index.from_splits(splits) and len(score_classic(f"{recipe.output_dir}/model", ["holdout"],
-                                                                     splits)["holdout"][1]) == len(splits["holdout"])
+    assert index == Index.from_splits(splits) and len(load_recommender(f"{recipe.output_dir}/model").score(
+        ["holdout"], splits)["holdout"][1]) == len(splits["holdout"])
     torch.manual_seed(recipe.train.seed)  # as classic-train draws the initial tables
     initial = new_model(recipe.model, index, index.encode(splits["train"]))
     held = index.user_rows(splits["holdout"]["user_id"])

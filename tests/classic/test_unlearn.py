@@ -11,7 +11,7 @@ from llmrec.classic.unlearn import ClassicUnlearnRecipe, run_classic_unlearning
 from llmrec.cli import main
 from llmrec.config import load_recipe
 from llmrec.data.samples import prepare_splits
-from llmrec.unlearn.run import directory_hash
+from llmrec.store import directory_hash
 
 ALS = ["train.optimizer=als", "train.als.reg=5", "model.dim=8"]
 
@@ -148,7 +148,7 @@ def test_a_killed_classic_train_leaves_config_yaml_describing_model(classic_fact
     """config.yaml was rewritten at the start of every run: after a killed one it no longer described model/."""
     import llmrec.classic.train as train_module
     from llmrec.config import parse_yaml
-    from llmrec.llm.backbone import read_model_card
+    from llmrec.store import read_model_card
 
     original = classic_factory()
     train_classic(original)

@@ -28,7 +28,8 @@ from llmrec.eval.audit_run import (
     p_true,
     shadow_users,
 )
-from llmrec.llm.backbone import AnswerTokens, load_model, load_tokenizer, read_model_card, write_model_card
+from llmrec.llm.backbone import AnswerTokens, load_model, load_tokenizer
+from llmrec.store import read_model_card, write_model_card
 from llmrec.llm.scoring import answer_logits, answer_loss
 from llmrec.llm.train import train
 from tests.conftest import SMALL_OVERRIDES

@@ -66,7 +66,7 @@ def test_two_processes_gather_exactly_the_single_process_samples(recipe_factory,
     from sklearn.metrics import roc_auc_score
 
     from llmrec.data.samples import prepare_splits
-    from llmrec.eval.evaluate import score_model
+    from llmrec.eval.score import score_model
     from llmrec.llm.accel import make_accelerator
     from tests.conftest import SMALL_OVERRIDES
 
@@ -123,7 +123,7 @@ def test_scoring_in_length_order_returns_the_dataset_order_scores():
     from datasets import Dataset
 
     from llmrec.data.tokenize import AnswerCollator
-    from llmrec.eval.evaluate import make_loader, score_dataset, score_split
+    from llmrec.llm.scoring import make_loader, score_dataset, score_split
     from llmrec.llm.accel import make_accelerator
     from llmrec.llm.backbone import AnswerTokens
     from tests.llm.test_scoring import tiny_llama

@@ -8,7 +8,8 @@ from llmrec.eval.evaluate import evaluate
 from llmrec.llm.backbone import add_lora, is_encoder_decoder, load_model, load_tokenizer
 from llmrec.llm.scoring import answer_logits
 from llmrec.llm.train import train
-from llmrec.unlearn.run import directory_hash, run_unlearning
+from llmrec.store import directory_hash
+from llmrec.unlearn.run import run_unlearning
 from tests.unlearn.conftest import unlearn_recipe
 
 T5 = ["model.tiny.architecture=t5", "model.tiny.num_layers=1", "train.epochs=3", "train.learning_rate=3e-3"]

@@ -11,7 +11,7 @@ import llmrec.llm.train as train_module
 from llmrec.config import to_dict
 from llmrec.data.samples import prepare_splits
 from llmrec.errors import LlmrecError
-from llmrec.llm.backbone import read_model_card
+from llmrec.store import read_model_card
 from llmrec.llm.train import train
 from tests.conftest import SMALL_OVERRIDES
 from tests.data.holdout_checks import assert_no_holdout_sample, record_training_splits, sample_ids
@@ -315,7 +315,7 @@ def test_a_one_class_valid_split_keeps_the_epoch_with_the_lowest_valid_log_loss(
 def test_a_damaged_checkpoint_is_refused_with_the_resume_false_hint(recipe_factory, capsys):
     """Issue 18: flipped bytes in a checkpoint, or an edited global_step, were resumed without a word."""
     from llmrec.cli import main
-    from llmrec.unlearn.run import directory_hash
+    from llmrec.store import directory_hash
 
     recipe = recipe_factory("train.max_steps=2")
     train(recipe)

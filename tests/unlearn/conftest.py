@@ -7,7 +7,8 @@ import torch
 
 from llmrec.config import PromptConfig, load_recipe
 from llmrec.data.samples import prepare_splits
-from llmrec.llm.backbone import AnswerTokens, load_model, load_tokenizer, read_model_card
+from llmrec.llm.backbone import AnswerTokens, load_model, load_tokenizer
+from llmrec.store import read_model_card
 from llmrec.llm.scoring import answer_logits
 from llmrec.llm.train import train
 from llmrec.unlearn.data import UnlearningData

@@ -3,7 +3,8 @@ import pytest
 from llmrec.config import PromptConfig, load_recipe
 from llmrec.data.samples import prepare_splits
 from llmrec.llm.backbone import AnswerTokens
-from llmrec.unlearn.data import UnlearningData, batch_schedule, bucketed_schedule, steps_for
+from llmrec.unlearn.data import UnlearningData, batch_schedule, bucketed_schedule
+from llmrec.unlearn.stopping import steps_for
 from tests.conftest import SMALL_OVERRIDES
 
 

@@ -10,11 +10,13 @@ import llmrec.unlearn.run as run_module
 from llmrec.config import PromptConfig
 from llmrec.data.samples import prepare_splits
 from llmrec.errors import ConfigError
-from llmrec.llm.backbone import AnswerTokens, add_lora, load_model, load_tokenizer, read_model_card
+from llmrec.llm.backbone import AnswerTokens, add_lora, load_model, load_tokenizer
+from llmrec.store import read_model_card
 from llmrec.llm.train import train
 from llmrec.unlearn.data import UnlearningData
 from llmrec.unlearn.e2urec import E2URecConfig, Teachers, build_augmented, student_loss
-from llmrec.unlearn.run import directory_hash, run_unlearning
+from llmrec.store import directory_hash
+from llmrec.unlearn.run import run_unlearning
 from tests.unlearn.conftest import unlearn_recipe
 
 

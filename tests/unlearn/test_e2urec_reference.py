@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from llmrec.config import load_recipe
-from llmrec.unlearn.data import steps_for
+from llmrec.unlearn.stopping import steps_for
 from llmrec.unlearn.run import UnlearnRecipe
 
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "unlearn" / "e2urec-reference.yaml"

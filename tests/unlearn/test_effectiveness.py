@@ -14,7 +14,7 @@ import pytest
 
 from llmrec.config import load_recipe
 from llmrec.data.samples import prepare_splits
-from llmrec.eval.evaluate import score_model
+from llmrec.eval.score import score_model
 from llmrec.eval.forgetting import forget_gap_closure
 from llmrec.eval.metrics import utility_metrics
 from llmrec.llm.accel import make_accelerator

@@ -7,9 +7,12 @@ import torch
 
 from llmrec.config import load_recipe
 from llmrec.errors import ConfigError
-from llmrec.llm.backbone import load_model, load_recommender, read_model_card
+from llmrec.llm.backbone import load_model
+from llmrec.recommender import load_recommender
+from llmrec.store import read_model_card
 from llmrec.llm.train import train
-from llmrec.unlearn.run import directory_hash, run_unlearning
+from llmrec.store import directory_hash
+from llmrec.unlearn.run import run_unlearning
 from tests.conftest import SMALL_OVERRIDES
 from tests.unlearn.conftest import answer_pairs, original_and_data, unlearn_recipe
 

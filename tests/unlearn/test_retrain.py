@@ -6,9 +6,10 @@ from safetensors.torch import load_file
 
 from llmrec.data.samples import prepare_splits
 from llmrec.errors import LlmrecError
-from llmrec.llm.backbone import load_recommender
+from llmrec.recommender import load_recommender
 from llmrec.llm.train import train
-from llmrec.unlearn.run import directory_hash, run_unlearning
+from llmrec.store import directory_hash
+from llmrec.unlearn.run import run_unlearning
 from tests.data.holdout_checks import assert_no_holdout_sample, record_training_splits, sample_ids
 from tests.unlearn.conftest import unlearn_recipe
 
@@ -44,7 +45,7 @@ def test_retrain_after_a_killed_run_with_another_recipe_uses_the_originals_recip
 
     import llmrec.llm.train as train_module
     from llmrec.config import parse_yaml
-    from llmrec.llm.backbone import read_model_card
+    from llmrec.store import read_model_card
 
     run = shutil.copytree(trained.output_dir, tmp_path / "run")
     config = (run / "config.yaml").read_bytes()
@@ -72,7 +73,7 @@ def test_the_training_recipe_comes_from_the_card_else_from_config_yaml_with_a_no
     import shutil
 
     from llmrec.config import to_yaml
-    from llmrec.unlearn.retrain import training_recipe
+    from llmrec.llm.train import training_recipe
 
     model = shutil.copytree(f"{trained.output_dir}/model", tmp_path / "run" / "model")
     (tmp_path / "run" / "config.yaml").write_text(to_yaml(replace(trained, train=replace(trained.train, epochs=4))))
@@ -99,8 +100,8 @@ def test_no_holdout_sample_reaches_a_retrain_and_a_card_from_before_the_holdout_
     import json
     import shutil
 
-    from llmrec.llm.backbone import MODEL_CARD
-    from llmrec.unlearn.retrain import training_recipe
+    from llmrec.store import MODEL_CARD
+    from llmrec.llm.train import training_recipe
     from tests.conftest import small_recipe
 
     original = small_recipe(tmp_path, "train.max_steps=3")

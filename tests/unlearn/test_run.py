@@ -3,9 +3,10 @@ import json
 import pytest
 import torch
 
-from llmrec.llm.backbone import load_recommender
+from llmrec.recommender import load_recommender
 from llmrec.unlearn.registry import METHOD_MODULES, get_method
-from llmrec.unlearn.run import UnlearnRecipe, directory_hash, run_unlearning
+from llmrec.unlearn.run import UnlearnRecipe, run_unlearning
+from llmrec.store import directory_hash
 from tests.unlearn.conftest import unlearn_recipe
 
 BASELINES = ["finetune", "neggrad", "bad_t", "bad_teacher"]

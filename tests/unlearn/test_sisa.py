@@ -9,10 +9,11 @@ import torch
 from llmrec.config import load_recipe
 from llmrec.data.samples import prepare_splits
 from llmrec.errors import LlmrecError
-from llmrec.llm.backbone import load_model, load_recommender, read_model_card
-from llmrec.llm.train import train
-from llmrec.unlearn.run import directory_hash, model_hash, run_unlearning
-from llmrec.unlearn.sisa import SisaEnsemble, shard_users
+from llmrec.ensemble import SisaEnsemble, shard_users, train
+from llmrec.llm.backbone import load_model
+from llmrec.recommender import load_llm_module
+from llmrec.store import directory_hash, model_hash, read_model_card
+from llmrec.unlearn.run import run_unlearning
 from tests.conftest import SMALL_OVERRIDES
 from tests.data.holdout_checks import assert_no_holdout_sample, record_training_splits, sample_ids
 from tests.unlearn.conftest import unlearn_recipe
@@ -60,7 +61,7 @@ def test_the_ensemble_averages_its_shards_probabilities(ensemble):
     train_users = set(prepare_splits(ensemble.data, ensemble.forget)["train"]["user_id"])
     assert sorted(sum((s["users"] for s in spec["shards"]), [])) == sorted(train_users)
 
-    model = load_recommender(model_dir)
+    model = load_llm_module(model_dir)
     assert isinstance(model, SisaEnsemble)
     ids = torch.tensor([[5, 6, 7], [8, 9, 10]])
     pair = [model.answer.yes_id, model.answer.no_id]
@@ -95,8 +96,8 @@ def test_unlearning_retrains_only_the_shards_that_held_a_forgotten_user(ensemble
     assert read_model_card(model_dir)["recipe"]["train"]["shards"] == 3  # the ensemble's recipe, not a shard's
     with torch.no_grad():
         ids = torch.tensor([[5, 6, 7]])
-        assert not torch.equal(load_recommender(tmp_path / "out")(input_ids=ids).logits,
-                               load_recommender(model_dir)(input_ids=ids).logits)
+        assert not torch.equal(load_llm_module(tmp_path / "out")(input_ids=ids).logits,
+                               load_llm_module(model_dir)(input_ids=ids).logits)
 
 
 def test_the_original_hash_of_an_ensemble_covers_its_shards(ensemble, tmp_path):
@@ -160,7 +161,7 @@ def test_an_ensemble_of_t5_shards_is_scored_evaluated_and_unlearned(tmp_path):
                                 *SMALL_OVERRIDES, *t5])
     train(recipe)
     model_dir = f"{recipe.output_dir}/model"
-    ensemble = load_recommender(model_dir)
+    ensemble = load_llm_module(model_dir)
     assert is_encoder_decoder(ensemble)  # learnt through the wrapper, as for a peft model or one bare shard
 
     ids, mask = torch.tensor([[0, 5, 6, 7], [8, 9, 10, 11]]), torch.tensor([[0, 1, 1, 1], [1, 1, 1, 1]])
@@ -189,11 +190,11 @@ def test_a_shard_changed_in_place_is_refused_at_load(ensemble, tmp_path):
     outside model/) was scored and unlearned without a word."""
     copy = tmp_path / "run"
     shutil.copytree(ensemble.output_dir, copy)
-    load_recommender(copy / "model")  # intact: loads
+    load_llm_module(copy / "model")  # intact: loads
     with open(copy / "shards/shard-1/model/model.safetensors", "r+b") as f:  # a weight byte changed, same size
         f.seek(-1, os.SEEK_END)
         last = f.read(1)
         f.seek(-1, os.SEEK_END)
         f.write(bytes([last[0] ^ 1]))
     with pytest.raises(LlmrecError, match=r"shard 1 .* changed since the ensemble was written"):
-        load_recommender(copy / "model")
+        load_llm_module(copy / "model")

@@ -13,9 +13,11 @@ import llmrec.unlearn.stopping as stopping_module
 from llmrec.config import PromptConfig, load_recipe
 from llmrec.data.samples import prepare_splits
 from llmrec.errors import ConfigError
-from llmrec.llm.backbone import AnswerTokens, load_model, load_tokenizer, read_model_card
+from llmrec.llm.backbone import AnswerTokens, load_model, load_tokenizer
+from llmrec.store import read_model_card
 from llmrec.llm.train import train
-from llmrec.unlearn.data import UnlearningData, steps_for
+from llmrec.unlearn.data import UnlearningData
+from llmrec.unlearn.stopping import steps_for
 from llmrec.unlearn.loop import optimize_until
 from llmrec.unlearn.stopping import (
     NO_HOLDOUT,

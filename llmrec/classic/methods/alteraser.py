@@ -19,7 +19,7 @@ from llmrec.classic.mf import with_ones
 from llmrec.classic.registry import register
 from llmrec.config import option
 from llmrec.errors import LlmrecError
-from llmrec.llm.backbone import parameter_counts
+from llmrec.store import parameter_counts
 from llmrec.progress import progress
 
 

@@ -8,7 +8,7 @@ import torch
 
 from llmrec.classic.registry import register
 from llmrec.classic.train import als_matrices, fit_als, fit_gradient, new_model
-from llmrec.llm.backbone import parameter_counts
+from llmrec.store import parameter_counts
 
 
 @dataclass

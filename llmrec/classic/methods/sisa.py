@@ -16,7 +16,7 @@ from llmrec.classic.ensemble import ClassicEnsemble
 from llmrec.classic.registry import register
 from llmrec.classic.train import fit_aggregator, fit_shard
 from llmrec.errors import LlmrecError
-from llmrec.llm.backbone import parameter_counts
+from llmrec.store import parameter_counts
 
 
 @dataclass

@@ -1,0 +1,86 @@
+"""The seam both model families sit behind: what evaluation, the audit and the benchmark may ask of a model.
+
+    model dir ──► llmrec_model.json ──► family ──► llm.recommender.LlmRecommender     (prompt → answer logits)
+                  (llmrec.store)                  classic.recommender.ClassicRecommender (user, item ids → score)
+
+Whatever its family, a recommender scores named splits to P(yes) and counts its parameters; the caller never asks
+which family it holds. An LLM directory may hold a trained model, an unlearning output (an adapter on its
+original, checked by hash) or a SISA ensemble of shard models (`llmrec.ensemble`); loading them is done here, so
+no backbone imports the ensembles built from it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+from accelerate import Accelerator
+from safetensors import SafetensorError
+from torch import nn
+
+from llmrec.classic.recommender import ClassicRecommender, classic_family
+from llmrec.classic.store import load_classic
+from llmrec.ensemble import SisaEnsemble
+from llmrec.errors import LlmrecError
+from llmrec.llm.backbone import card_settings, load_model, load_tokenizer
+from llmrec.llm.recommender import LlmRecommender
+from llmrec.store import ENSEMBLE_FILE, MODEL_CARD, original_model_dir, read_model_card
+
+
+class Recommender(Protocol):
+    family: str  # llm | mf | lightgcn
+    module: nn.Module  # the weights
+
+    def score(self, names: list[str], splits, batch_size: int, accelerator: Accelerator) -> dict:
+        """{split name: (labels [n] in {0, 1}, P(yes) [n] as probabilities)}, in each split's row order."""
+
+    def parameter_counts(self) -> tuple[int, int]:
+        """(trainable, total) parameter counts."""
+
+
+def model_family(card: dict) -> str:
+    """'llm', 'mf' or 'lightgcn': which family a model card describes."""
+    return classic_family(card["classic"]) if "classic" in card else "llm"
+
+
+def load_recommender(model_dir: str | Path, base_model: str | None = None) -> Recommender:
+    """The recommender a model directory holds, of whichever family its card names.
+
+    `base_model`: where an adapter's original is, when not at the path its card records (hash-checked). Raises
+    LlmrecError, one line, when a file is damaged, an adapter's original is missing or another model, or an LLM
+    card's answer tokens are not its tokenizer's (`card_settings`).
+    """
+    model_dir = Path(model_dir)
+    card = read_model_card(model_dir)
+    if "classic" in card:
+        module, index, _ = load_classic(model_dir)
+        return ClassicRecommender(module, index, model_family(card), name=str(model_dir))
+    tokenizer = load_tokenizer(str(model_dir))
+    prompt, answer = card_settings(model_dir, tokenizer, card)
+    return LlmRecommender(load_llm_module(model_dir, base_model), tokenizer, prompt, answer, card["max_length"],
+                          name=model_dir.name)
+
+
+def load_llm_module(model_dir: str | Path, base_model: str | None = None) -> nn.Module:
+    """The torch module of an LLM model dir: a trained model dir, an unlearning output (peft adapter) on top of the original it names, or a SISA ensemble.
+
+    An adapter's original is checked by hash first (`original_model_dir`); `base_model` points at it when it
+    moved. Raises LlmrecError when it is missing or is another model.
+    """
+    model_dir = Path(model_dir)
+    if (model_dir / ENSEMBLE_FILE).is_file():
+        return SisaEnsemble.load(model_dir)
+    if (model_dir / "adapter_config.json").is_file():
+        from peft import PeftModel
+
+        card = read_model_card(model_dir)
+        if not card.get("unlearned_from"):
+            raise LlmrecError(f"{model_dir}: adapter without 'unlearned_from' in {MODEL_CARD}")
+        base = original_model_dir(model_dir, card, base_model)
+        # the adapter was trained on the original as loaded then (4-bit under QLoRA), so it is scored on that
+        original = load_model(str(base), quant=card.get("quant"))
+        try:
+            return PeftModel.from_pretrained(original, model_dir).eval()
+        except (OSError, ValueError, SafetensorError) as exc:
+            raise LlmrecError(f"cannot load the adapter in {model_dir}: {str(exc).splitlines()[0]}") from None
+    return load_model(str(model_dir))
