@@ -367,8 +367,23 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     return value
 
 
-def from_dict(cls: type, values: dict, prefix: str = "") -> Any:
-    """Build dataclass `cls` from a mapping, rejecting keys it does not declare."""
+def section_default(cls: type, name: str, base: Any = None) -> Any:
+    """The dataclass instance a section `name` of `cls` starts from (`base`'s, else the field's default), or None
+    when the field holds no dataclass."""
+    if base is not None:
+        value = getattr(base, name)
+        return value if dataclasses.is_dataclass(value) else None
+    spec = next(f for f in dataclasses.fields(cls) if f.name == name)
+    value = spec.default_factory() if spec.default_factory is not dataclasses.MISSING else spec.default
+    return value if dataclasses.is_dataclass(value) and not isinstance(value, type) else None
+
+
+def from_dict(cls: type, values: dict, prefix: str = "", base: Any = None) -> Any:
+    """Build dataclass `cls` from a mapping, rejecting keys it does not declare.
+
+    A key left out keeps its default: the class's, or for a section the recipe's own default instance of it
+    (`base`), so one method config can carry other defaults in another recipe (a classic model's learning rate).
+    """
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     for key in values:
@@ -376,11 +391,17 @@ def from_dict(cls: type, values: dict, prefix: str = "") -> Any:
             raise ConfigError(
                 f"unknown recipe key '{prefix}{key}' (known under '{prefix or 'top level'}': {', '.join(sorted(names))})"
             )
-    kwargs = {name: _coerce(values[name], hints[name], f"{prefix}{name}") for name in names if name in values}
+    kwargs = {}
+    for name in sorted(names & values.keys()):
+        default = section_default(cls, name, base)
+        if default is not None and isinstance(values[name], dict) and type(default) is hints[name]:
+            kwargs[name] = from_dict(type(default), values[name], f"{prefix}{name}.", default)
+        else:
+            kwargs[name] = _coerce(values[name], hints[name], f"{prefix}{name}")
     for f in dataclasses.fields(cls):
         if f.name in kwargs:
             check_bounds(kwargs[f.name], f.metadata.get("bounds"), f"{prefix}{f.name}")
-    return cls(**kwargs)
+    return dataclasses.replace(base, **kwargs) if base is not None else cls(**kwargs)
 
 
 def apply_override(tree: dict, assignment: str) -> None:

@@ -274,16 +274,15 @@ def check_settings(config: DemoConfig) -> None:
     reach the file system); the two recipes must exist and describe the same data; output_dir must be a folder that
     is empty, new, or a demo's."""
     from llmrec.data.samples import data_fingerprint
-    from llmrec.unlearn.registry import METHODS, get_method
+    from llmrec.unlearn.registry import method_names
     from llmrec.unlearn.run import UnlearnRecipe
 
-    try:
-        get_method(config.method)
-    except ConfigError:
-        raise ConfigError(f"method={config.method}: not an unlearning method (known: {', '.join(sorted(METHODS))})")
+    known = method_names("llm")
+    if config.method not in known:
+        raise ConfigError(f"method={config.method}: not an unlearning method for an LLM (known: {', '.join(known)})")
     if config.method in NOT_DEMO_METHODS:
         raise ConfigError(f"method={config.method} {NOT_DEMO_METHODS[config.method]}; the demo runs "
-                          f"{', '.join(sorted(set(METHODS) - set(NOT_DEMO_METHODS)))}")
+                          f"{', '.join(sorted(set(known) - set(NOT_DEMO_METHODS)))}")
     folder = Path(config.recipes)
     train = load_recipe(folder / "train.yaml")
     unlearn = load_recipe(folder / "unlearn.yaml", cls=UnlearnRecipe)

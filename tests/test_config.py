@@ -159,3 +159,16 @@ def test_help_config_shows_each_settings_bounds(capsys):
     assert rows["e2urec.remember_weight"].endswith("[between 0 and 1]")
     assert rows["data.min_history"].endswith("[at least 1]")
     assert rows["neggrad.learning_rate"].endswith("[greater than 0]")
+
+
+def test_a_section_keeps_its_recipes_own_defaults_for_the_keys_left_out():
+    from llmrec.classic.unlearn import ClassicUnlearnRecipe
+    from llmrec.unlearn.run import UnlearnRecipe
+
+    classic = load_recipe(None, ["neggrad.epochs=2", "bad_t.forget_weight=0.5"], cls=ClassicUnlearnRecipe)
+    assert (classic.neggrad.epochs, classic.neggrad.learning_rate, classic.neggrad.batch_size) == (2.0, 1e-2, 256)
+    assert (classic.bad_t.forget_weight, classic.bad_t.learning_rate) == (0.5, 1e-2)
+    llm = load_recipe(None, ["neggrad.epochs=2"], cls=UnlearnRecipe)  # the same config class, an LLM's defaults
+    assert (llm.neggrad.epochs, llm.neggrad.learning_rate, llm.neggrad.batch_size) == (2.0, 1e-3, 32)
+    with pytest.raises(ConfigError, match="unknown recipe key 'neggrad.epoch'"):
+        load_recipe(None, ["neggrad.epoch=2"], cls=ClassicUnlearnRecipe)

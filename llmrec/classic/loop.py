@@ -16,6 +16,7 @@ from llmrec.classic.data import Triples
 from llmrec.classic.losses import regularized_bce
 from llmrec.config import option
 from llmrec.store import parameter_counts
+from llmrec.unlearn.loop import optimize
 
 
 @dataclass
@@ -33,6 +34,15 @@ def batch_stream(triples: Triples, batch_size: int, seed: int) -> Iterator[Tripl
             yield Triples(triples.users[rows], triples.items[rows], triples.labels[rows])
 
 
+CLASSIC_SCHEDULE = {"epochs": 5.0, "learning_rate": 1e-2, "batch_size": 256}  # ClassicStudentConfig's defaults
+
+
+def classic_schedule(config_class: type):
+    """A gradient method's config (`unlearn.loop.StudentConfig` subclass) with a classic model's schedule defaults:
+    the section default of classic recipes, so a method written once keeps each family's tuned values."""
+    return config_class(**CLASSIC_SCHEDULE)
+
+
 @dataclass
 class ClassicSchedule:
     steps: int
@@ -44,6 +54,14 @@ class ClassicSchedule:
         steps = max(1, math.ceil(config.epochs * len(work.forget) / config.batch_size))
         return cls(steps, batch_stream(work.forget, config.batch_size, seed),
                    batch_stream(work.retained, config.batch_size, seed + 1))
+
+    def run(self, model, step_loss, config, autocast=None, desc: str = "unlearning") -> tuple[float, int]:
+        """Every step of the schedule (classic runs have no stopping rule): (seconds, steps taken)."""
+        return optimize(model, self.steps, step_loss, config.learning_rate, getattr(config, "lr_scheduler", "constant"),
+                        desc=desc), self.steps
+
+    def result(self, model, seconds: float, taken: int | None = None, **timings: float) -> dict:
+        return student_result(model, seconds, self.steps, **timings)
 
 
 def batch_bce(model, batch: Triples, weight_decay: float, labels: torch.Tensor | None = None) -> torch.Tensor:

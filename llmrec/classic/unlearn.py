@@ -9,33 +9,37 @@ a data or user file the run reads, is refused before anything is written (`llmre
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from llmrec.classic.data import Index, Triples
+from llmrec.classic.loop import ClassicSchedule, batch_bce, classic_schedule
 from llmrec.classic.methods.alteraser import AltEraserConfig
-from llmrec.classic.methods.bad_t import ClassicBadTConfig
 from llmrec.classic.methods.bad_teacher import ClassicBadTeacherConfig
 from llmrec.classic.methods.e2urec import ClassicE2URecConfig
-from llmrec.classic.methods.finetune import ClassicFinetuneConfig
 from llmrec.classic.methods.ifru import IfruConfig
-from llmrec.classic.methods.neggrad import ClassicNegGradConfig
 from llmrec.classic.methods.unlearn_als import UnlearnAlsConfig
 from llmrec.classic.mf import MatrixFactorization
-from llmrec.classic.registry import get_classic_method
+from llmrec.classic.recommender import classic_family
 from llmrec.classic.store import load_classic, save_classic
 from llmrec.classic.train import ClassicRecipe
 from llmrec.config import THREADS_HELP, DataConfig, ForgetConfig, from_dict, option, to_yaml
 from llmrec.data.samples import prepare_splits
-from llmrec.errors import LlmrecError
+from llmrec.errors import ConfigError, LlmrecError
 from llmrec.io import atomic_dir, write_json
 from llmrec.llm.backbone import check_model_card
-from llmrec.store import parameter_counts, read_model_card
+from llmrec.recommender import model_family
+from llmrec.store import confirm_unchanged, directory_hash, original_card, parameter_counts, read_model_card
 from llmrec.paths import model_paths, recipe_inputs, refuse_overlap
-from llmrec.unlearn.loop import module_changed, require_change
-from llmrec.store import confirm_unchanged, directory_hash, original_card
+from llmrec.unlearn.bad_t import BadTConfig
+from llmrec.unlearn.finetune import FinetuneConfig
+from llmrec.unlearn.loop import StudentConfig, module_changed, require_change
+from llmrec.unlearn.neggrad import NegGradConfig
+from llmrec.unlearn.registry import get_method
+from llmrec.unlearn.retrain import RetrainConfig
 from llmrec.unlearn.run import unlearning_manifest
 
 
@@ -43,13 +47,14 @@ from llmrec.unlearn.run import unlearning_manifest
 class ClassicUnlearnRecipe:
     model: str = option("runs/classic/model", "the trained classic model directory (never modified)")
     output_dir: str = option("runs/classic-unlearn", "where the unlearned model, manifest and config go")
-    method: str = option("ifru", "classic unlearning method (see llmrec.classic.registry)")
+    method: str = option("ifru", "classic unlearning method (see llmrec.unlearn.registry)")
     data: DataConfig = option(DataConfig(), "the data the original was trained on")
     forget: ForgetConfig = option(ForgetConfig(), "which training users to forget")
     ifru: IfruConfig = option(IfruConfig(), "IFRU settings")
-    finetune: ClassicFinetuneConfig = option(ClassicFinetuneConfig(), "fine-tune on retained triples")
-    neggrad: ClassicNegGradConfig = option(ClassicNegGradConfig(), "NegGrad settings")
-    bad_t: ClassicBadTConfig = option(ClassicBadTConfig(), "Bad-T settings")
+    retrain: RetrainConfig = option(RetrainConfig(), "retrain settings (the card's recipe is used)")
+    finetune: FinetuneConfig = option(classic_schedule(FinetuneConfig), "fine-tune on retained triples")
+    neggrad: NegGradConfig = option(classic_schedule(NegGradConfig), "NegGrad settings")
+    bad_t: BadTConfig = option(classic_schedule(BadTConfig), "Bad-T settings")
     bad_teacher: ClassicBadTeacherConfig = option(ClassicBadTeacherConfig(), "Bad Teacher settings")
     e2urec: ClassicE2URecConfig = option(ClassicE2URecConfig(), "E2URec-style distillation settings")
     unlearn_als: UnlearnAlsConfig = option(UnlearnAlsConfig(), "Unlearn-ALS settings")
@@ -74,9 +79,31 @@ class ClassicUnlearning:
     training: ClassicRecipe  # the original's recipe (objective, optimizer, seed)
     card: dict  # the original's llmrec_model.json (a shard ensemble's partition lives there)
 
+    autocast = contextlib.nullcontext  # classic models train in fp32
+
     @property
     def sizes(self) -> tuple[int, int]:
         return len(self.index.users), len(self.index.items)
+
+    @property
+    def family(self) -> str:
+        return classic_family(self.card["classic"])
+
+    # the `unlearn.loop.Unlearning` seam: what a gradient method written once asks of the family
+    def trainable(self, config: StudentConfig) -> MatrixFactorization:
+        if config.finetune != "full":
+            raise ConfigError(f"finetune={config.finetune} trains an adapter on an LLM; a classic model trains its "
+                              "embedding tables (finetune: full)")
+        return self.model
+
+    def schedule(self, config: StudentConfig) -> ClassicSchedule:
+        return ClassicSchedule.for_config(self, config)
+
+    def loss(self, model, batch: Triples, labels=None, regularize: bool = True):
+        return batch_bce(model, batch, self.training.train.weight_decay if regularize else 0.0, labels)
+
+    def labels(self, batch: Triples):
+        return batch.labels
 
 
 def prepare_work(model_dir: Path, splits) -> ClassicUnlearning:
@@ -98,7 +125,7 @@ def run_classic_unlearning(recipe: ClassicUnlearnRecipe) -> dict:
     reference = recipe.unlearn_als.reference if recipe.method == "unlearn_als" else None
     refuse_overlap(recipe.output_dir, [*model_paths(model_dir), ("unlearn_als.reference", reference)],
                    inputs=recipe_inputs(recipe))
-    runner = get_classic_method(recipe.method)
+    runner = get_method(recipe.method, model_family(read_model_card(model_dir)))
     check_model_card(model_dir, read_model_card(model_dir), recipe.data, recipe.allow_other_data, "allow_other_data")
     splits = prepare_splits(recipe.data, recipe.forget)  # bad data, unknown or empty forget users stop here
     work = prepare_work(model_dir, splits)

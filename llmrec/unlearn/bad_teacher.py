@@ -38,7 +38,7 @@ from llmrec.llm.backbone import model_class
 from llmrec.llm.scoring import answer_logits
 from llmrec.unlearn.data import UnlearningData
 from llmrec.unlearn.stopping import steps_for, with_rows
-from llmrec.unlearn.loop import Schedule, StudentConfig, make_trainable
+from llmrec.unlearn.loop import LlmUnlearning, Schedule, StudentConfig, make_trainable
 from llmrec.unlearn.stopping import Stopping
 from llmrec.unlearn.losses import bad_teacher_loss, distillation_kl
 from llmrec.unlearn.registry import register
@@ -77,9 +77,9 @@ def incompetent_teacher(original, seed: int):
     return model.to(original.device).eval()
 
 
-@register("bad_teacher")
-def unlearn_bad_teacher(original, data: UnlearningData, config: BadTeacherConfig,
-                        autocast=contextlib.nullcontext) -> dict:
+@register("bad_teacher", families=("llm",))
+def unlearn_bad_teacher(work: LlmUnlearning, config: BadTeacherConfig) -> dict:
+    original, data, autocast = work.original, work.data, work.autocast
     if config.retain_fraction is not None:
         return unlearn_mixed(original, data, config, autocast)
     schedule = Schedule.for_config(data, config)

@@ -49,7 +49,7 @@ from llmrec.llm.backbone import AnswerTokens, add_lora
 from llmrec.llm.scoring import answer_logits, answer_loss
 from llmrec.unlearn.data import UnlearningData
 from llmrec.unlearn.stopping import steps_for
-from llmrec.unlearn.loop import batch_ce, make_trainable, optimize, optimize_until, retained_used
+from llmrec.unlearn.loop import LlmUnlearning, batch_ce, make_trainable, optimize, optimize_until, retained_used
 from llmrec.unlearn.losses import (
     answer_nats,
     calibrated_alpha,
@@ -207,12 +207,13 @@ def holdout_level(original, data: UnlearningData, config: E2URecConfig) -> float
     return float(sample_losses(original, data, holdout, 2 * config.batch_size).mean())
 
 
-@register("e2urec")
-def unlearn_e2urec(original, data: UnlearningData, config: E2URecConfig, autocast=contextlib.nullcontext) -> dict:
+@register("e2urec", families=("llm",))
+def unlearn_e2urec(work: LlmUnlearning, config: E2URecConfig) -> dict:
     """Train a LoRA student on the frozen `original`; returns the peft student, phase timings, the steps taken and
     the stopping record. Under data.stop's rule=fixed the student takes warmup_epochs + joint_epochs passes; under
     parity the warm-up, then the joint phase up to stop.max_epochs passes in all, stopping at parity (stopping.py);
     the retained samples drawn (and the remembering teacher's logits, then taken per step) cover that budget."""
+    original, data, autocast = work.original, work.data, work.autocast
     batch_size, answer = config.batch_size, data.answer
     warmup_steps = steps_for(config.warmup_epochs, len(data.forget), batch_size)
     stopping = Stopping(data, warmup_steps + steps_for(config.joint_epochs, len(data.forget), batch_size),

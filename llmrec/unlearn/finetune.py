@@ -1,16 +1,15 @@
 """Fine-tune: keep training θ₀ on retained data only, hoping the forget set fades (catastrophic forgetting).
 
 The cheapest baseline and the weakest: nothing pushes the forgotten answers away, so it shows how
-much forgetting comes for free from further training.
+much forgetting comes for free from further training. One module for every family: on an MF / LightGCN the
+retained loss is the original's own objective (BCE + its weight decay).
 """
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
-from llmrec.unlearn.data import UnlearningData
-from llmrec.unlearn.loop import Schedule, StudentConfig, batch_ce, make_trainable
+from llmrec.unlearn.loop import StudentConfig, Unlearning
 from llmrec.unlearn.registry import register
 
 
@@ -20,9 +19,9 @@ class FinetuneConfig(StudentConfig):
 
 
 @register("finetune")
-def unlearn_finetune(original, data: UnlearningData, config: FinetuneConfig, autocast=contextlib.nullcontext) -> dict:
-    model = make_trainable(original, config.finetune, config.lora)
-    schedule = Schedule.for_config(data, config)
-    seconds, taken = schedule.run(model, lambda step: batch_ce(model, next(schedule.retained), data.answer), config,
-                                  autocast, desc="finetune")
+def unlearn_finetune(work: Unlearning, config: FinetuneConfig) -> dict:
+    model = work.trainable(config)
+    schedule = work.schedule(config)
+    seconds, taken = schedule.run(model, lambda step: work.loss(model, next(schedule.retained)), config,
+                                  work.autocast, desc="finetune")
     return schedule.result(model, seconds, taken)

@@ -12,10 +12,11 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 import torch
 from datasets import Dataset
+from torch import nn
 from transformers import get_scheduler
 
 from llmrec.config import LoraSettings, option
@@ -30,17 +31,65 @@ from llmrec.unlearn.stopping import Stopping
 
 @dataclass
 class StudentConfig:
-    """Settings of a method that trains the original further (the baselines)."""
+    """Settings of a method that trains the original further (the baselines), on any model family. The defaults
+    are an LLM's; a classic recipe (`classic.unlearn.ClassicUnlearnRecipe`) carries its own (`classic_schedule`)."""
 
     finetune: Literal["full", "lora"] = option(
-        "full", "full | lora: update every weight (as the baselines are usually run) or a LoRA adapter on θ₀"
+        "full", "full | lora: update every weight (as the baselines are usually run) or a LoRA adapter on θ₀ (an "
+        "LLM's; a classic model trains its whole embedding tables)"
     )
     lora: LoraSettings = option(LoraSettings(), "adapter shape when finetune=lora")
     epochs: float = option(1.0, "passes over the forget set (a retained batch comes beside each forget batch) under "
                                 "stop.rule=fixed; under parity the run stops at parity or stop.max_epochs passes", gt=0)
     learning_rate: float = option(1e-3, "AdamW learning rate", gt=0)
     lr_scheduler: Literal["constant", "linear"] = option("constant", "constant | linear decay to 0")
-    batch_size: int = option(32, "samples per forget batch and per retained batch", ge=1)
+    batch_size: int = option(32, "samples (prompts; a classic model's (user, item, label) triples) per forget batch "
+                                 "and per retained batch", ge=1)
+
+
+class Unlearning(Protocol):
+    """What a gradient method asks of the model family it runs on, so the method is written once: an LLM
+    (`LlmUnlearning`) or an MF / LightGCN (`classic.unlearn.ClassicUnlearning`)."""
+
+    family: str  # llm | mf | lightgcn
+    autocast: Callable  # () -> context manager of the run's precision (a no-op for classic models)
+
+    def trainable(self, config: StudentConfig) -> nn.Module:
+        """The model the method trains, starting as θ₀ (edited in memory; the saved original is never written)."""
+
+    def schedule(self, config: StudentConfig):
+        """Seeded `forget` and `retained` batch iterators with `run(model, step_loss, config, autocast, desc)` ->
+        (seconds, steps taken) and `result(model, seconds, taken)` -> the runner's return value."""
+
+    def loss(self, model, batch, labels: torch.Tensor | None = None, regularize: bool = True) -> torch.Tensor:
+        """[] the original's training objective on one batch (mean nats), against `labels` [batch] when given;
+        `regularize`: with the original's weight decay where it had one (a classic model's; ascent terms leave it
+        out)."""
+
+    def labels(self, batch) -> torch.Tensor:
+        """[batch] the batch's own 0/1 labels."""
+
+
+@dataclass
+class LlmUnlearning:
+    """The LLM family's unlearning context: θ₀ as loaded, the tokenised data, the run's autocast."""
+
+    original: nn.Module
+    data: UnlearningData
+    autocast: Callable = contextlib.nullcontext
+    family: str = "llm"
+
+    def trainable(self, config: StudentConfig) -> nn.Module:
+        return make_trainable(self.original, config.finetune, config.lora)
+
+    def schedule(self, config: StudentConfig) -> Schedule:
+        return Schedule.for_config(self.data, config)
+
+    def loss(self, model, batch: dict, labels: torch.Tensor | None = None, regularize: bool = True) -> torch.Tensor:
+        return batch_ce(model, batch, self.data.answer, labels)  # an LLM's objective has no penalty term
+
+    def labels(self, batch: dict) -> torch.Tensor:
+        return batch["labels"]
 
 
 def make_trainable(original, finetune: str, lora: LoraSettings):

@@ -6,7 +6,8 @@ whole training, whatever the size of the request. The original's recipe is the o
 in the same folder, killed or refused, cannot change it; `retrain.recipe` overrides it. A model trained before
 cards recorded their recipe falls back, with a printed note, to the `config.yaml` beside `model/`.
 Training runs on the training split restricted to the retained users, so the result is exactly the
-retained-data model.
+retained-data model. A classic model (MF / LightGCN) is retrained the same way, in memory, with its card's
+recipe (`retrain_classic`): the optimiser, seed and epochs it was trained with.
 """
 
 from __future__ import annotations
@@ -15,10 +16,15 @@ import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import torch
+
+from llmrec.classic.train import als_matrices, fit_als, fit_gradient, new_model
 from llmrec.config import option
+from llmrec.errors import ConfigError
 from llmrec.io import write_text
 from llmrec.llm.train import train, training_recipe
-from llmrec.unlearn.registry import register
+from llmrec.store import parameter_counts
+from llmrec.unlearn.registry import CLASSIC, register
 
 
 @dataclass
@@ -29,7 +35,7 @@ class RetrainConfig:
     keep_checkpoints: bool = option(False, "keep the resumable training checkpoints in the output")
 
 
-@register("retrain", rebuilds_model=True)
+@register("retrain", families=("llm",), rebuilds_model=True)
 def unlearn_retrain(model_dir: Path, splits, config: RetrainConfig, output: Path) -> dict:
     recipe = training_recipe(model_dir, config.recipe)
     users = output / "retained-users.txt"
@@ -45,3 +51,21 @@ def unlearn_retrain(model_dir: Path, splits, config: RetrainConfig, output: Path
     return {"timings": {"train_seconds": summary["train_seconds_this_run"]},
             "steps": {"epochs": len(summary["epochs"])},
             "trainable_parameters": summary["trainable_parameters"], "total_parameters": summary["parameters"]}
+
+
+@register("retrain", families=CLASSIC)
+def retrain_classic(work, config: RetrainConfig) -> dict:
+    """The original's own recipe (its card's) from scratch on the retained triples, in memory."""
+    if config.recipe:
+        raise ConfigError("retrain.recipe names an LLM training recipe; a classic model is retrained with the recipe "
+                          "its llmrec_model.json records")
+    training = work.training.train
+    torch.manual_seed(training.seed)
+    model = new_model(work.training.model, work.index, work.retained, link=work.model.link)
+    if training.optimizer == "als":
+        confidence, preference = als_matrices(work.retained, *work.sizes, training.als)
+        history = fit_als(model, confidence, preference, training.als, training.epochs, work.valid, desc="retrain")
+    else:
+        history = fit_gradient(model, work.retained, work.valid, training, desc="retrain")
+    return {"model": model, "timings": {}, "steps": {"epochs": len(history)},
+            "trainable_parameters": parameter_counts(model)[1]}

@@ -45,7 +45,7 @@ from llmrec.unlearn.bad_teacher import BadTeacherConfig
 from llmrec.unlearn.data import UnlearningData
 from llmrec.unlearn.e2urec import E2URecConfig
 from llmrec.unlearn.finetune import FinetuneConfig
-from llmrec.unlearn.loop import require_change, student_changed
+from llmrec.unlearn.loop import LlmUnlearning, require_change, student_changed
 from llmrec.unlearn.neggrad import NegGradConfig
 from llmrec.unlearn.registry import get_method
 from llmrec.unlearn.retrain import RetrainConfig
@@ -125,7 +125,7 @@ def unlearn_in_memory(runner, recipe: UnlearnRecipe, card: dict, splits, acceler
     accelerator.print(f"device: {accelerator.device} | mixed precision: {accelerator.mixed_precision} | "
                       f"processes: {accelerator.num_processes} | {threads_note()} | forget samples: {len(data.forget)}"
                       f" | retained pool: {len(splits['retained'])}")
-    result = runner(original, data, getattr(recipe, recipe.method), autocast=accelerator.autocast)
+    result = runner(LlmUnlearning(original, data, accelerator.autocast), getattr(recipe, recipe.method))
     student = result["student"]
     require_change(student_changed(student, model_dir), recipe.method, model_dir)  # before anything is saved
     result["trainable_parameters"], result["total_parameters"] = parameter_counts(student)

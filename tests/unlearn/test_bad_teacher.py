@@ -4,6 +4,7 @@ import torch
 from llmrec.errors import ConfigError
 from llmrec.unlearn.bad_teacher import BadTeacherConfig, incompetent_teacher, mixed_pool, unlearn_bad_teacher
 from llmrec.unlearn.loop import Schedule
+from llmrec.unlearn.loop import LlmUnlearning
 from tests.unlearn.conftest import answer_pairs, original_and_data
 
 
@@ -20,7 +21,7 @@ def test_bad_teacher_moves_forget_answers_towards_the_random_teacher_and_keeps_t
     original_forget, _ = answer_pairs(original, data, data.forget)
     original_retained, _ = answer_pairs(original, data, retained)
 
-    student = unlearn_bad_teacher(original, data, config)["student"]
+    student = unlearn_bad_teacher(LlmUnlearning(original, data), config)["student"]
     student_forget, _ = answer_pairs(student, data, data.forget)
     student_retained, _ = answer_pairs(student, data, retained)
     assert kl_to(random_forget, student_forget) < 0.5 * kl_to(random_forget, original_forget)
@@ -52,7 +53,7 @@ def test_retain_fraction_distils_from_the_papers_30_percent_subset_mixed_with_th
     batches = list(data.batches(pool, 8, -(-len(pool) // 8)))
     assert any(0 < (b["row"] < forgets).sum() < len(b["row"]) for b in batches)  # batches mix the two kinds
 
-    result = unlearn_bad_teacher(original, data, config)
+    result = unlearn_bad_teacher(LlmUnlearning(original, data), config)
     assert result["retained_samples_used"] == len(subset)
     assert result["steps"]["train"] == -(-(forgets + len(subset)) // 8)  # one pass over forget ∪ subset
     student_forget, _ = answer_pairs(result["student"], data, data.forget)
@@ -65,4 +66,4 @@ def test_retain_fraction_distils_from_the_papers_30_percent_subset_mixed_with_th
 def test_retain_fraction_outside_0_1_is_a_config_error(trained, fraction):
     original, data = original_and_data(trained)
     with pytest.raises(ConfigError, match=r"bad_teacher.retain_fraction must be in \(0, 1\]"):
-        unlearn_bad_teacher(original, data, BadTeacherConfig(retain_fraction=fraction))
+        unlearn_bad_teacher(LlmUnlearning(original, data), BadTeacherConfig(retain_fraction=fraction))

@@ -17,6 +17,7 @@ from llmrec.unlearn.data import UnlearningData
 from llmrec.unlearn.e2urec import E2URecConfig, Teachers, build_augmented, student_loss
 from llmrec.store import directory_hash
 from llmrec.unlearn.run import run_unlearning
+from llmrec.unlearn.loop import LlmUnlearning
 from tests.unlearn.conftest import unlearn_recipe
 
 
@@ -165,14 +166,14 @@ def test_lora_augmentation_shares_the_original_weights_and_leaves_them_unchanged
     before, _ = answer_pairs(original, data, data.forget)
     config = E2URecConfig(augment=dataclasses.replace(E2URecConfig().augment, finetune="lora", epochs=1.0),
                           warmup_epochs=0.2, joint_epochs=0.2, batch_size=8)
-    student = unlearn_e2urec(original, data, config)["student"]
+    student = unlearn_e2urec(LlmUnlearning(original, data), config)["student"]
     with student.disable_adapter():
         after, _ = answer_pairs(student, data, data.forget)
     torch.testing.assert_close(after, before)  # θ₀ under the student is θ₀, not the augmented model
     assert len(student.peft_config) == 1  # only the student's adapter is left
 
     with pytest.raises(ConfigError, match="precompute_teachers"):
-        unlearn_e2urec(original_and_data(trained)[0], data, dataclasses.replace(config, precompute_teachers=False))
+        unlearn_e2urec(LlmUnlearning(original_and_data(trained)[0], data), dataclasses.replace(config, precompute_teachers=False))
 
 
 def t5_teachers(alpha: float = 10.0, lora_dropout: float = 0.5):

@@ -1,5 +1,6 @@
 from llmrec.unlearn.finetune import FinetuneConfig, unlearn_finetune
 from llmrec.unlearn.loop import Schedule
+from llmrec.unlearn.loop import LlmUnlearning
 from tests.unlearn.conftest import mean_answer_ce, original_and_data
 
 
@@ -8,6 +9,6 @@ def test_finetune_fits_the_retained_samples_it_draws(trained):
     config = FinetuneConfig(epochs=1.0, batch_size=8, learning_rate=1e-3)
     retained = Schedule.for_config(data, config).retained_set  # the same seeded draw the method makes
     before = mean_answer_ce(original, data, retained)
-    result = unlearn_finetune(original, data, config)
+    result = unlearn_finetune(LlmUnlearning(original, data), config)
     assert mean_answer_ce(result["student"], data, retained) < before
     assert result["retained_samples_used"] == len(retained)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from llmrec.recommender import load_recommender
-from llmrec.unlearn.registry import METHOD_MODULES, get_method
+from llmrec.unlearn.registry import method_names
 from llmrec.unlearn.run import UnlearnRecipe, run_unlearning
 from llmrec.store import directory_hash
 from tests.unlearn.conftest import unlearn_recipe
@@ -13,9 +13,13 @@ BASELINES = ["finetune", "neggrad", "bad_t", "bad_teacher"]
 
 
 def test_every_registered_method_has_a_recipe_section():
-    for name in METHOD_MODULES:
-        get_method(name)
+    from llmrec.classic.unlearn import ClassicUnlearnRecipe
+
+    assert {"retrain", "finetune", "neggrad", "bad_t", "bad_teacher", "e2urec", "sisa"} <= set(method_names("llm"))
+    for name in method_names("llm"):
         assert name in UnlearnRecipe.__dataclass_fields__
+    for name in method_names("mf"):
+        assert name in ClassicUnlearnRecipe.__dataclass_fields__
 
 
 @pytest.mark.parametrize("method", BASELINES)

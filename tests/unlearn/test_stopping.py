@@ -18,7 +18,7 @@ from llmrec.store import read_model_card
 from llmrec.llm.train import train
 from llmrec.unlearn.data import UnlearningData
 from llmrec.unlearn.stopping import steps_for
-from llmrec.unlearn.loop import optimize_until
+from llmrec.unlearn.loop import LlmUnlearning, optimize_until
 from llmrec.unlearn.stopping import (
     NO_HOLDOUT,
     StopConfig,
@@ -117,7 +117,7 @@ def test_parity_stops_a_big_learning_rate_early_at_the_first_check_at_parity(hel
 
     model, data = held_out_run(held_out, rule="parity", every=2, max_epochs=4.0)
     assert data.holdout_users and not set(data.holdout_users) & set(data.forget["user_id"])
-    result = unlearn_bad_t(model, data, BadTConfig(batch_size=8, learning_rate=3e-2))
+    result = unlearn_bad_t(LlmUnlearning(model, data), BadTConfig(batch_size=8, learning_rate=3e-2))
     record = result["stopping"]
     assert json.loads(json.dumps(record, allow_nan=False)) == record  # strict JSON for the manifest
     assert record["rule"] == "parity" and record["budget_steps"] == steps_for(4.0, len(data.forget), 8)
@@ -147,7 +147,7 @@ def test_the_rule_never_looks_at_the_report_half(held_out, monkeypatch):
 
     monkeypatch.setattr(stopping_module, "sample_losses", spy)
     model, data = held_out_run(held_out, rule="parity", every=3, max_epochs=1.0)
-    result = unlearn_neggrad(model, data, NegGradConfig(batch_size=8, learning_rate=1e-3))
+    result = unlearn_neggrad(LlmUnlearning(model, data), NegGradConfig(batch_size=8, learning_rate=1e-3))
     record = result["stopping"]
     report, allowed = set(record["report_user_ids"]), set(record["probe_user_ids"]) | set(data.holdout_users)
     assert len(scored) == 2 * len(record["checks"]) >= 4
@@ -171,7 +171,7 @@ def test_e2urec_under_parity_runs_warmup_then_joint_within_the_budget(held_out):
         E2URecConfig().augment, epochs=0.25), lora=dataclasses.replace(E2URecConfig().lora, r=4))
     model, data = held_out_run(held_out, rule="parity", every=2, max_epochs=0.75,
                                tolerance=-100.0)  # never reached: the whole budget, retained samples for all of it
-    result = unlearn_e2urec(model, data, config)
+    result = unlearn_e2urec(LlmUnlearning(model, data), config)
     budget, warmup = steps_for(0.75, len(data.forget), 8), steps_for(0.25, len(data.forget), 8)
     record = result["stopping"]
     assert record["budget_steps"] == budget == record["stopped_at_step"] and not record["reached"]
@@ -180,7 +180,7 @@ def test_e2urec_under_parity_runs_warmup_then_joint_within_the_budget(held_out):
 
     model, data = held_out_run(held_out, rule="parity", every=2, max_epochs=0.75,
                                tolerance=100.0)  # reached at the first check after an update
-    result = unlearn_e2urec(model, data, config)
+    result = unlearn_e2urec(LlmUnlearning(model, data), config)
     first = result["stopping"]["every"]  # every=2, capped on this short budget by check_interval
     assert first == min(2, max(1, budget // 10))
     assert result["stopping"]["stopped_at_step"] == first and result["stopping"]["reached"]
@@ -208,7 +208,7 @@ def test_rule_fixed_takes_exactly_the_schedules_from_before_the_rule(held_out):
         assert result["steps"] == {"train": steps} == {"train": math.ceil(0.3 * forget / 8)}
         assert result["stopping"]["checks"] == [] and result["stopping"]["rule"] == "fixed"
     model, data = held_out_run(held_out, rule="fixed")
-    result = unlearn_e2urec(model, data, E2URecConfig(batch_size=8, warmup_epochs=0.1, joint_epochs=0.2, augment=(
+    result = unlearn_e2urec(LlmUnlearning(model, data), E2URecConfig(batch_size=8, warmup_epochs=0.1, joint_epochs=0.2, augment=(
         dataclasses.replace(E2URecConfig().augment, epochs=0.2))))
     assert result["steps"] == {"augment": 3, "warmup": 2, "joint": 3}
     assert result["retained_samples_used"] == 3 * 8 and result["stopping"]["stopped_at_step"] == 5
@@ -220,10 +220,10 @@ def test_parity_without_holdout_users_is_one_line_and_auto_falls_back_saying_so(
     model, data = original_and_data(trained, stop=StopConfig(rule="parity"))  # data.holdout=0
     assert data.holdout_users == []
     with pytest.raises(ConfigError) as error:
-        unlearn_neggrad(model, data, NegGradConfig(epochs=0.1, batch_size=8))
+        unlearn_neggrad(LlmUnlearning(model, data), NegGradConfig(epochs=0.1, batch_size=8))
     assert str(error.value) == NO_HOLDOUT
     model, data = original_and_data(trained, stop=StopConfig())
-    result = unlearn_neggrad(model, data, NegGradConfig(epochs=0.1, batch_size=8))
+    result = unlearn_neggrad(LlmUnlearning(model, data), NegGradConfig(epochs=0.1, batch_size=8))
     assert "stop.rule=auto: the data has no holdout users" in capsys.readouterr().out
     assert result["stopping"]["rule"] == "fixed" and result["stopping"]["requested_rule"] == "auto"
     assert result["stopping"]["report_user_ids"] == sorted(set(data.forget["user_id"]))
@@ -255,13 +255,13 @@ def test_e2urecs_calibrated_teacher_aims_at_the_holdout_users_loss_and_says_so(h
         E2URecConfig().augment, epochs=0.25), lora=dataclasses.replace(E2URecConfig().lora, r=4))
     model, data = held_out_run(held_out, rule="parity", every=2, max_epochs=0.5)
     target = holdout_level(model, data, config)
-    result = unlearn_e2urec(model, data, config)
+    result = unlearn_e2urec(LlmUnlearning(model, data), config)
     teacher = result["teacher"]
     assert teacher["kind"] == "calibrated" and teacher["target_nats"] == pytest.approx(target, abs=1e-6)
     assert teacher["original_forget_nats"] < target and 0 < teacher["alpha"] < 1e4  # θ₀ remembers its forget users
     assert teacher["teacher_forget_nats"] == pytest.approx(target, abs=1e-4)
     assert "calibrated forgetting teacher: alpha" in capsys.readouterr().out
-    assert "teacher" not in unlearn_e2urec(*held_out_run(held_out, rule="fixed"), dataclasses.replace(
+    assert "teacher" not in unlearn_e2urec(LlmUnlearning(*held_out_run(held_out, rule="fixed")), dataclasses.replace(
         config, teacher="paper", warmup_epochs=0.1, joint_epochs=0.1))
 
 
@@ -270,7 +270,7 @@ def test_the_calibrated_teacher_without_holdout_users_is_one_line(trained):
 
     model, data = original_and_data(trained, stop=StopConfig(rule="fixed"))  # data.holdout=0
     with pytest.raises(ConfigError, match="e2urec.teacher=calibrated needs holdout users"):
-        unlearn_e2urec(model, data, E2URecConfig(batch_size=8, teacher="calibrated"))
+        unlearn_e2urec(LlmUnlearning(model, data), E2URecConfig(batch_size=8, teacher="calibrated"))
 
 
 def test_the_calibration_line_says_when_alpha_hit_a_bound():

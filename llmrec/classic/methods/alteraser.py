@@ -16,11 +16,11 @@ import torch
 
 from llmrec.classic.lightgcn import LightGCN
 from llmrec.classic.mf import with_ones
-from llmrec.classic.registry import register
 from llmrec.config import option
 from llmrec.errors import LlmrecError
 from llmrec.store import parameter_counts
 from llmrec.progress import progress
+from llmrec.unlearn.registry import register
 
 
 @dataclass
@@ -66,7 +66,7 @@ def side_step(model, side: str, triples, weight_decay: float, config: AltEraserC
         bias.copy_(own[:, -1:])
 
 
-@register("alteraser")
+@register("alteraser", families=("mf",))
 def alteraser(work, config: AltEraserConfig) -> dict:
     model, training = work.model, work.training.train
     if isinstance(model, LightGCN) or training.optimizer != "adam":

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 import torch
 
 from llmrec.classic.loop import ClassicSchedule, ClassicStudentConfig, student_result, two_class
-from llmrec.classic.registry import register
 from llmrec.classic.train import new_model
 from llmrec.config import option
 from llmrec.unlearn.loop import optimize
 from llmrec.unlearn.losses import bad_teacher_loss, distillation_kl
+from llmrec.unlearn.registry import CLASSIC, register
 
 
 @dataclass
@@ -21,7 +21,7 @@ class ClassicBadTeacherConfig(ClassicStudentConfig):
     incompetent_seed: int = option(0, "seed of the incompetent (randomly initialised) teacher", ge=0)
 
 
-@register("bad_teacher")
+@register("bad_teacher", families=CLASSIC)
 def bad_teacher(work, config: ClassicBadTeacherConfig) -> dict:
     model = work.model
     competent = copy.deepcopy(model).eval()

@@ -18,10 +18,10 @@ from torch import nn
 from torch.func import functional_call
 
 from llmrec.classic.loop import ClassicSchedule, ClassicStudentConfig, batch_bce, student_result, two_class
-from llmrec.classic.registry import register
 from llmrec.config import option
 from llmrec.unlearn.loop import optimize
 from llmrec.unlearn.losses import distillation_kl, e2urec_loss, forgetting_teacher_logits
+from llmrec.unlearn.registry import CLASSIC, register
 
 
 @dataclass
@@ -79,7 +79,7 @@ def over_remembering(original, work, config: ClassicE2URecConfig):
     return augmented.eval().requires_grad_(False), seconds
 
 
-@register("e2urec")
+@register("e2urec", families=CLASSIC)
 def e2urec(work, config: ClassicE2URecConfig) -> dict:
     original = work.model.eval()
     augmented, augment_seconds = over_remembering(original, work, config)

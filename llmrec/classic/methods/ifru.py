@@ -55,10 +55,10 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from llmrec.classic.lightgcn import LightGCN
-from llmrec.classic.registry import register
 from llmrec.classic.train import graph_edges
 from llmrec.config import option
 from llmrec.errors import LlmrecError
+from llmrec.unlearn.registry import CLASSIC, register
 
 LIGHTGCN_PRUNE_QUANTILE = 0.4  # reference ifru_lightgcn_*.py: quantile_info[3], the 40% quantile
 ACCEPT_RATIO = 0.25  # accept a step whose actual decrease is at least this share of the predicted (N&W Alg. 4.1: ρ < ¼
@@ -337,7 +337,7 @@ def quantile_in_force(config: IfruConfig, model) -> float:
     return LIGHTGCN_PRUNE_QUANTILE if isinstance(model, LightGCN) else 0.0
 
 
-@register("ifru")
+@register("ifru", families=CLASSIC)
 def ifru(work, config: IfruConfig) -> dict:
     training = work.training.train
     if training.optimizer != "adam" or work.model.link != "sigmoid":

@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from llmrec.classic.methods.sisa import retrain_affected_shards
-from llmrec.classic.registry import register
 from llmrec.errors import LlmrecError
+from llmrec.unlearn.registry import CLASSIC, register
 
 
 @dataclass
@@ -24,7 +24,7 @@ class RecEraserConfig:
     """Everything comes from the ensemble's own recipe (partition, aggregator) and partition."""
 
 
-@register("receraser")
+@register("receraser", families=CLASSIC)
 def receraser(work, config: RecEraserConfig) -> dict:
     if getattr(work.model, "aggregation", None) != "attention":
         raise LlmrecError("receraser forgets from an attention ensemble: train the original with "

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 import torch
 
 from llmrec.classic.ensemble import ClassicEnsemble
-from llmrec.classic.registry import register
 from llmrec.classic.train import fit_aggregator, fit_shard
 from llmrec.errors import LlmrecError
 from llmrec.store import parameter_counts
+from llmrec.unlearn.registry import CLASSIC, register
 
 
 @dataclass
@@ -46,6 +46,6 @@ def retrain_affected_shards(work, method: str) -> dict:
             "trainable_parameters": retrained}
 
 
-@register("sisa")
+@register("sisa", families=CLASSIC)
 def sisa(work, config: ClassicSisaConfig) -> dict:
     return retrain_affected_shards(work, "sisa")

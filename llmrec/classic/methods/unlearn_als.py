@@ -14,12 +14,12 @@ from pathlib import Path
 
 
 from llmrec.classic.mf import als_objective, als_sweep
-from llmrec.classic.registry import register
 from llmrec.classic.store import load_classic, predict
 from llmrec.classic.train import als_matrices
 from llmrec.config import option
 from llmrec.errors import LlmrecError
 from llmrec.progress import progress
+from llmrec.unlearn.registry import register
 
 
 @dataclass
@@ -34,7 +34,7 @@ def prediction_gap(model, reference, triples) -> dict:
     return {"max": float(gap.max()), "mean": float(gap.mean())}
 
 
-@register("unlearn_als")
+@register("unlearn_als", families=("mf",))
 def unlearn_als(work, config: UnlearnAlsConfig) -> dict:
     training = work.training.train
     if training.optimizer != "als":
