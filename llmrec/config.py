@@ -444,14 +444,15 @@ def to_yaml(recipe: Any) -> str:
     return yaml.safe_dump(to_dict(recipe), sort_keys=False, allow_unicode=True)
 
 
-def describe(cls: type = Recipe, prefix: str = "") -> list[tuple[str, str, str]]:
-    """(key, default, help) for every leaf field, for `--help-config`."""
+def describe(cls: type = Recipe, prefix: str = "", defaults: Any = None) -> list[tuple[str, str, str]]:
+    """(key, default, help) for every leaf field, for `--help-config`; a section shows the recipe's own default
+    instance (`defaults`), e.g. a classic recipe's learning rate for a method written for every family."""
     rows = []
-    defaults = cls()
+    defaults = cls() if defaults is None else defaults
     for f in dataclasses.fields(cls):
         value = getattr(defaults, f.name)
         if dataclasses.is_dataclass(value):
-            rows += describe(type(value), f"{prefix}{f.name}.")
+            rows += describe(type(value), f"{prefix}{f.name}.", value)
         else:
             bounds = f.metadata.get("bounds")
             limits = f" [{bounds_text(bounds)}]" if bounds else ""

@@ -3,7 +3,7 @@ Aggregated training of an LLM recommender.
 
 Training users are split into S disjoint shards (a user's whole history in one shard, since requests
 erase users), one model is trained per shard, and the recommender's P(yes) is the mean over shards.
-Forgetting (`llmrec.unlearn.sisa`) retrains only the shards that held a forgotten user. Slicing (checkpoints
+Forgetting (`llmrec.unlearn.methods.sisa`) retrains only the shards that held a forgotten user. Slicing (checkpoints
 inside a shard, so a retrain can restart mid-shard) is not implemented: an affected shard is retrained from its
 start.
 

@@ -172,3 +172,9 @@ def test_a_section_keeps_its_recipes_own_defaults_for_the_keys_left_out():
     assert (llm.neggrad.epochs, llm.neggrad.learning_rate, llm.neggrad.batch_size) == (2.0, 1e-3, 32)
     with pytest.raises(ConfigError, match="unknown recipe key 'neggrad.epoch'"):
         load_recipe(None, ["neggrad.epoch=2"], cls=ClassicUnlearnRecipe)
+
+
+def test_help_config_shows_a_sections_own_defaults():
+    rows = {key: default for key, default, _ in describe(ClassicUnlearnRecipe)}
+    assert (rows["neggrad.learning_rate"], rows["neggrad.batch_size"]) == ("0.01", "256")
+    assert {key: default for key, default, _ in describe(UnlearnRecipe)}["neggrad.learning_rate"] == "0.001"

@@ -16,19 +16,12 @@ from typing import get_args, get_type_hints
 
 from llmrec.bench.memory import PeakMemory
 from llmrec.classic.loop import classic_schedule
-from llmrec.classic.methods.alteraser import AltEraserConfig
-from llmrec.classic.methods.bad_teacher import ClassicBadTeacherConfig
-from llmrec.classic.methods.e2urec import ClassicE2URecConfig
 from llmrec.classic.methods.ifru import IfruConfig
-from llmrec.classic.methods.unlearn_als import UnlearnAlsConfig
 from llmrec.classic.train import ClassicModelConfig, ClassicRecipe, ClassicTrainConfig, EnsembleConfig, train_classic
 from llmrec.classic.unlearn import ClassicUnlearnRecipe, run_classic_unlearning
 from llmrec.config import option
 from llmrec.errors import ConfigError
-from llmrec.unlearn.bad_t import BadTConfig
-from llmrec.unlearn.finetune import FinetuneConfig
-from llmrec.unlearn.neggrad import NegGradConfig
-from llmrec.unlearn.registry import get_method
+from llmrec.unlearn.registry import get_method, with_method_sections
 
 CLASSIC_METHODS = ["retrain", "finetune", "neggrad", "bad_t", "bad_teacher", "e2urec", "ifru", "alteraser",
                    "unlearn_als", "sisa", "receraser"]
@@ -46,17 +39,12 @@ class ClassicBenchConfig:
     train: ClassicTrainConfig = option(ClassicTrainConfig(), "classic training (the ALS family uses train.als)")
     als_sweeps: int = option(15, "ALS sweeps of the mf-als original and retrains", ge=1)
     shards: int = option(4, "shards of the SISA and RecEraser ensembles", ge=2)
-    finetune: FinetuneConfig = option(classic_schedule(FinetuneConfig), "fine-tune settings")
-    neggrad: NegGradConfig = option(classic_schedule(NegGradConfig), "NegGrad settings")
-    bad_t: BadTConfig = option(classic_schedule(BadTConfig), "Bad-T settings")
-    bad_teacher: ClassicBadTeacherConfig = option(ClassicBadTeacherConfig(), "Bad Teacher settings")
-    e2urec: ClassicE2URecConfig = option(ClassicE2URecConfig(), "E2URec-style settings")
-    ifru: IfruConfig = option(IfruConfig(), "IFRU settings (ifru.gradient comes from ifru_gradients)")
     ifru_gradients: list[str] = option(["removed", "retained_objective"],
                                        "ifru.gradient values to run, a row each: 'ifru' (removed) and "
                                        "'ifru (retained_objective)'")
-    alteraser: AltEraserConfig = option(AltEraserConfig(), "AltEraser settings")
-    unlearn_als: UnlearnAlsConfig = option(UnlearnAlsConfig(), "Unlearn-ALS settings")
+
+
+ClassicBenchConfig = with_method_sections(ClassicBenchConfig, "mf", default=classic_schedule)
 
 
 def check_classic(config: ClassicBenchConfig) -> None:

@@ -32,14 +32,8 @@ from llmrec.eval.score import score_model
 from llmrec.eval.metrics import utility_metrics
 from llmrec.io import write_json, write_text
 from llmrec.llm.accel import make_accelerator
-from llmrec.unlearn.bad_t import BadTConfig
-from llmrec.unlearn.bad_teacher import BadTeacherConfig
-from llmrec.unlearn.e2urec import E2URecConfig
-from llmrec.unlearn.finetune import FinetuneConfig
-from llmrec.unlearn.neggrad import NegGradConfig
-from llmrec.unlearn.registry import get_method
+from llmrec.unlearn.registry import get_method, with_method_sections
 from llmrec.unlearn.run import UnlearnRecipe, run_unlearning
-from llmrec.unlearn.sisa import SisaConfig
 from llmrec.stages import ensure_trained
 from llmrec.unlearn.stopping import StopConfig
 
@@ -64,17 +58,14 @@ class BenchRecipe(Recipe):
         None, "train.seed of each original and of its retrain, second-seed retrain (that seed + 1) and SISA "
         "ensemble, each trained once and reused by every unlearning seed | null: [train.seed]", ge=0)
     quant: Quantization = option("none", QUANT_HELP)
-    e2urec: E2URecConfig = option(E2URecConfig(), "E2URec settings")
-    finetune: FinetuneConfig = option(FinetuneConfig(), "fine-tune on retained data settings")
-    neggrad: NegGradConfig = option(NegGradConfig(), "NegGrad settings")
-    bad_t: BadTConfig = option(BadTConfig(), "Bad-T settings")
-    bad_teacher: BadTeacherConfig = option(BadTeacherConfig(), "Bad Teacher settings")
-    sisa: SisaConfig = option(SisaConfig(), "SISA settings")
     stop: StopConfig = option(StopConfig(), "one stopping rule for every gradient method, so they are compared at equal "
                               "forgetting (llmrec.unlearn.stopping)")
     audit: BenchAuditConfig = option(BenchAuditConfig(), "the membership-inference audit of every LLM row, "
                                      "calibrated by the second-seed retrain (llmrec.bench.audit)")
     classic: ClassicBenchConfig = option(ClassicBenchConfig(), "MF / LightGCN rows (none unless classic.backbones)")
+
+
+BenchRecipe = with_method_sections(BenchRecipe, "llm", skip=(RETRAIN,))  # the retrain is the benchmark's own
 
 
 def base_recipe(bench: BenchRecipe, output_dir: Path, **train_changes) -> Recipe:

@@ -48,8 +48,8 @@ from llmrec.store import read_model_card
 from llmrec.llm.scoring import p_yes
 from llmrec.llm.train import train
 from llmrec.unlearn.data import UnlearningData
-from llmrec.unlearn.e2urec import E2URecConfig, Teachers
-from llmrec.unlearn.neggrad import NegGradConfig
+from llmrec.unlearn.methods.e2urec import E2URecConfig, Teachers
+from llmrec.unlearn.methods.neggrad import NegGradConfig
 from llmrec.unlearn.run import UnlearnRecipe, run_unlearning
 from llmrec.unlearn.teachers import precompute_answer_logits
 

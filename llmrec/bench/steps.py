@@ -8,7 +8,7 @@ at every position, in fp32, with batches padded to their longest prompt. The KL 
 of the full-vocabulary softmax at the target positions. Here the target is the one answer token of a
 causal LM: the prompt plus its answer is fed, the loss sits on the answer position only.
 
-llmrec's step (unlearn/e2urec.py `student_loss`) reads both teachers from tables computed once, builds
+llmrec.s step (unlearn/methods/e2urec.py `student_loss`) reads both teachers from tables computed once, builds
 logits at the answer position only, draws batches of similar prompt length, and runs under bf16 autocast
 when the recipe's mixed precision is bf16 (`auto` picks it where the hardware has it). `VARIANTS` adds these one at a time, so the table says what
 each one buys (autocast can cost more than it saves on a very narrow model on CPU).
@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from llmrec.llm.backbone import AnswerTokens
 from llmrec.llm.scoring import answer_logits, answer_targets
-from llmrec.unlearn.e2urec import E2URecConfig, Teachers, student_loss
+from llmrec.unlearn.methods.e2urec import E2URecConfig, Teachers, student_loss
 
 
 def full_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

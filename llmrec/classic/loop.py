@@ -16,7 +16,7 @@ from llmrec.classic.data import Triples
 from llmrec.classic.losses import regularized_bce
 from llmrec.config import option
 from llmrec.store import parameter_counts
-from llmrec.unlearn.loop import optimize
+from llmrec.unlearn.loop import StudentConfig, optimize
 
 
 @dataclass
@@ -38,9 +38,10 @@ CLASSIC_SCHEDULE = {"epochs": 5.0, "learning_rate": 1e-2, "batch_size": 256}  # 
 
 
 def classic_schedule(config_class: type):
-    """A gradient method's config (`unlearn.loop.StudentConfig` subclass) with a classic model's schedule defaults:
-    the section default of classic recipes, so a method written once keeps each family's tuned values."""
-    return config_class(**CLASSIC_SCHEDULE)
+    """A method's config as a classic recipe starts from it: a gradient method written once for every family
+    (an `unlearn.loop.StudentConfig`) with a classic model's schedule defaults, so each family keeps its tuned
+    values; any other config with its own defaults."""
+    return config_class(**CLASSIC_SCHEDULE) if issubclass(config_class, StudentConfig) else config_class()
 
 
 @dataclass

@@ -17,11 +17,6 @@ from pathlib import Path
 
 from llmrec.classic.data import Index, Triples
 from llmrec.classic.loop import ClassicSchedule, batch_bce, classic_schedule
-from llmrec.classic.methods.alteraser import AltEraserConfig
-from llmrec.classic.methods.bad_teacher import ClassicBadTeacherConfig
-from llmrec.classic.methods.e2urec import ClassicE2URecConfig
-from llmrec.classic.methods.ifru import IfruConfig
-from llmrec.classic.methods.unlearn_als import UnlearnAlsConfig
 from llmrec.classic.mf import MatrixFactorization
 from llmrec.classic.recommender import classic_family
 from llmrec.classic.store import load_classic, save_classic
@@ -34,36 +29,29 @@ from llmrec.llm.backbone import check_model_card
 from llmrec.recommender import model_family
 from llmrec.store import confirm_unchanged, directory_hash, original_card, parameter_counts, read_model_card
 from llmrec.paths import model_paths, recipe_inputs, refuse_overlap
-from llmrec.unlearn.bad_t import BadTConfig
-from llmrec.unlearn.finetune import FinetuneConfig
 from llmrec.unlearn.loop import StudentConfig, module_changed, require_change
-from llmrec.unlearn.neggrad import NegGradConfig
-from llmrec.unlearn.registry import get_method
-from llmrec.unlearn.retrain import RetrainConfig
+from llmrec.unlearn.registry import get_method, with_method_sections
 from llmrec.unlearn.run import unlearning_manifest
 
 
 @dataclass
 class ClassicUnlearnRecipe:
+    """`llmrec unlearn` of an MF / LightGCN; one section per method that runs on them follows, with a classic
+    model's schedule defaults (`with_method_sections`, `classic_schedule`)."""
+
     model: str = option("runs/classic/model", "the trained classic model directory (never modified)")
     output_dir: str = option("runs/classic-unlearn", "where the unlearned model, manifest and config go")
     method: str = option("ifru", "classic unlearning method (see llmrec.unlearn.registry)")
     data: DataConfig = option(DataConfig(), "the data the original was trained on")
     forget: ForgetConfig = option(ForgetConfig(), "which training users to forget")
-    ifru: IfruConfig = option(IfruConfig(), "IFRU settings")
-    retrain: RetrainConfig = option(RetrainConfig(), "retrain settings (the card's recipe is used)")
-    finetune: FinetuneConfig = option(classic_schedule(FinetuneConfig), "fine-tune on retained triples")
-    neggrad: NegGradConfig = option(classic_schedule(NegGradConfig), "NegGrad settings")
-    bad_t: BadTConfig = option(classic_schedule(BadTConfig), "Bad-T settings")
-    bad_teacher: ClassicBadTeacherConfig = option(ClassicBadTeacherConfig(), "Bad Teacher settings")
-    e2urec: ClassicE2URecConfig = option(ClassicE2URecConfig(), "E2URec-style distillation settings")
-    unlearn_als: UnlearnAlsConfig = option(UnlearnAlsConfig(), "Unlearn-ALS settings")
-    alteraser: AltEraserConfig = option(AltEraserConfig(), "AltEraser settings")
     threads: int = option(0, THREADS_HELP, ge=0)
     allow_other_data: bool = option(
         False, "unlearn although data.* differ from the data the original was trained on (the data fingerprint in "
         "its llmrec_model.json); false: such a run stops, naming both fingerprints"
     )
+
+
+ClassicUnlearnRecipe = with_method_sections(ClassicUnlearnRecipe, "mf", default=classic_schedule)
 
 
 @dataclass
@@ -96,8 +84,8 @@ class ClassicUnlearning:
                               "embedding tables (finetune: full)")
         return self.model
 
-    def schedule(self, config: StudentConfig) -> ClassicSchedule:
-        return ClassicSchedule.for_config(self, config)
+    def schedule(self, config: StudentConfig, with_retained: bool = True) -> ClassicSchedule:
+        return ClassicSchedule.for_config(self, config)  # retained batches are drawn lazily: unused costs nothing
 
     def loss(self, model, batch: Triples, labels=None, regularize: bool = True):
         return batch_bce(model, batch, self.training.train.weight_decay if regularize else 0.0, labels)

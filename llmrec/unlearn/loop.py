@@ -57,8 +57,8 @@ class Unlearning(Protocol):
     def trainable(self, config: StudentConfig) -> nn.Module:
         """The model the method trains, starting as θ₀ (edited in memory; the saved original is never written)."""
 
-    def schedule(self, config: StudentConfig):
-        """Seeded `forget` and `retained` batch iterators with `run(model, step_loss, config, autocast, desc)` ->
+    def schedule(self, config: StudentConfig, with_retained: bool = True):
+        """Seeded `forget` and `retained` (None without `with_retained`) batch iterators with `run(model, step_loss, config, autocast, desc)` ->
         (seconds, steps taken) and `result(model, seconds, taken)` -> the runner's return value."""
 
     def loss(self, model, batch, labels: torch.Tensor | None = None, regularize: bool = True) -> torch.Tensor:
@@ -82,8 +82,8 @@ class LlmUnlearning:
     def trainable(self, config: StudentConfig) -> nn.Module:
         return make_trainable(self.original, config.finetune, config.lora)
 
-    def schedule(self, config: StudentConfig) -> Schedule:
-        return Schedule.for_config(self.data, config)
+    def schedule(self, config: StudentConfig, with_retained: bool = True) -> Schedule:
+        return Schedule.for_config(self.data, config, with_retained)
 
     def loss(self, model, batch: dict, labels: torch.Tensor | None = None, regularize: bool = True) -> torch.Tensor:
         return batch_ce(model, batch, self.data.answer, labels)  # an LLM's objective has no penalty term

@@ -1,5 +1,8 @@
-"""The one list of unlearning methods, for every model family: each module registers its runner beside its
-definition, naming the families it runs on.
+"""The one list of unlearning methods, for every model family: each module in `llmrec/unlearn/methods/` (methods for
+any family) or `llmrec/classic/methods/` (methods that need a factorisation model) registers its runner beside its
+definition, naming the families it runs on and its config dataclass. Nothing else lists methods: recipes take
+one section per registered method (`with_method_sections`), the CLI and the benchmark ask `get_method`, so adding
+a method is adding its module (and a recipe that runs it).
 
 A gradient method is written once against the family's unlearning context (`unlearn.loop.LlmUnlearning`,
 `classic.unlearn.ClassicUnlearning`: trainable weights, batch schedule, loss) and registered for all families:
@@ -11,26 +14,27 @@ runner(model_dir, splits, config, output_dir) -> timings and counts.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import pkgutil
 from collections.abc import Callable
 
+from llmrec.config import option
 from llmrec.errors import ConfigError
 
 FAMILIES = ("llm", "mf", "lightgcn")
 CLASSIC = ("mf", "lightgcn")
 METHODS: dict[str, dict[str, Callable]] = {}  # method name -> {family: runner}
 
-METHOD_MODULES = (
-    "llmrec.unlearn.retrain", "llmrec.unlearn.finetune", "llmrec.unlearn.neggrad", "llmrec.unlearn.bad_t",
-    "llmrec.unlearn.bad_teacher", "llmrec.unlearn.e2urec", "llmrec.unlearn.sisa",
-    "llmrec.classic.methods.bad_teacher", "llmrec.classic.methods.e2urec", "llmrec.classic.methods.ifru",
-    "llmrec.classic.methods.unlearn_als", "llmrec.classic.methods.alteraser", "llmrec.classic.methods.sisa",
-    "llmrec.classic.methods.receraser",
-)
+METHOD_PACKAGES = ("llmrec.unlearn.methods", "llmrec.classic.methods")  # every module in them is a method
 
 
-def register(name: str, families: tuple[str, ...] = FAMILIES, rebuilds_model: bool = False
-             ) -> Callable[[Callable], Callable]:
+def register(name: str, families: tuple[str, ...] = FAMILIES, config: type | None = None,
+             rebuilds_model: bool = False) -> Callable[[Callable], Callable]:
+    """Register `runner` as method `name` on `families`; `config` (a dataclass, None: nothing to set) becomes the
+    recipe section `name` of every recipe for those families. Raises ValueError for a second registration of a
+    name on a family or an unknown family."""
+
     def decorate(runner: Callable) -> Callable:
         for family in families:
             if family not in FAMILIES:
@@ -39,6 +43,7 @@ def register(name: str, families: tuple[str, ...] = FAMILIES, rebuilds_model: bo
                 raise ValueError(f"unlearning method '{name}' is registered twice for {family}")
         runner.rebuilds_model = rebuilds_model
         runner.families = families
+        runner.config = config
         METHODS.setdefault(name, {}).update(dict.fromkeys(families, runner))
         return runner
 
@@ -46,8 +51,10 @@ def register(name: str, families: tuple[str, ...] = FAMILIES, rebuilds_model: bo
 
 
 def load_methods() -> dict[str, dict[str, Callable]]:
-    for module in METHOD_MODULES:  # each registers itself on import
-        importlib.import_module(module)
+    """Every method, imported once from METHOD_PACKAGES (each module registers itself on import)."""
+    for package in METHOD_PACKAGES:
+        for module in pkgutil.iter_modules(importlib.import_module(package).__path__):
+            importlib.import_module(f"{package}.{module.name}")
     return METHODS
 
 
@@ -66,3 +73,19 @@ def get_method(name: str, family: str = "llm") -> Callable:
         raise ConfigError(f"method {name} runs on {' and '.join(methods[name])} models, not on this {family} model "
                           f"(methods for {family}: {', '.join(method_names(family))})")
     return methods[name][family]
+
+
+def with_method_sections(base: type, family: str, skip: tuple[str, ...] = (),
+                         default: Callable[[type], object] = lambda config: config()) -> type:
+    """The recipe dataclass `base` plus one section per method registered for `family` that has a config (but
+    those in `skip`), named after the method, in name order, starting from `default(config class)`; the result
+    keeps `base`'s name, module and docstring. So a new method's settings appear in every recipe that can run it."""
+    sections = []
+    for name in method_names(family):
+        runner = METHODS[name][family]
+        if runner.config is not None and name not in skip:
+            sections.append((name, runner.config, option(default(runner.config),
+                                                          f"{name} settings ({runner.__module__})")))
+    return dataclasses.make_dataclass(base.__name__, sections, bases=(base,),
+                                      namespace={"__module__": base.__module__, "__doc__": base.__doc__,
+                                                 "__qualname__": base.__qualname__})

@@ -40,33 +40,21 @@ from llmrec.llm.accel import make_accelerator, threads_note
 from llmrec.llm.backbone import AnswerTokens, check_model_card, load_model, load_tokenizer, merged_copy
 from llmrec.paths import model_paths, models_read, recipe_inputs, refuse_overlap, relation
 from llmrec.store import confirm_unchanged, model_hash, original_card, parameter_counts, read_model_card, write_model_card
-from llmrec.unlearn.bad_t import BadTConfig
-from llmrec.unlearn.bad_teacher import BadTeacherConfig
 from llmrec.unlearn.data import UnlearningData
-from llmrec.unlearn.e2urec import E2URecConfig
-from llmrec.unlearn.finetune import FinetuneConfig
 from llmrec.unlearn.loop import LlmUnlearning, require_change, student_changed
-from llmrec.unlearn.neggrad import NegGradConfig
-from llmrec.unlearn.registry import get_method
-from llmrec.unlearn.retrain import RetrainConfig
-from llmrec.unlearn.sisa import SisaConfig
+from llmrec.unlearn.registry import get_method, with_method_sections
 from llmrec.unlearn.stopping import StopConfig
 
 
 @dataclass
 class UnlearnRecipe:
+    """`llmrec unlearn` of an LLM; one section per method that runs on an LLM follows (`with_method_sections`)."""
+
     model: str = option("runs/default/model", "the trained original model directory (never modified)")
     output_dir: str = option("runs/unlearn", "where the adapter, manifest and resolved config are written")
     method: str = option("e2urec", "unlearning method (see llmrec.unlearn.registry)")
     data: DataConfig = option(DataConfig(), "the data the original was trained on")
     forget: ForgetConfig = option(ForgetConfig(), "which training users to forget")
-    e2urec: E2URecConfig = option(E2URecConfig(), "E2URec settings")
-    finetune: FinetuneConfig = option(FinetuneConfig(), "fine-tune on retained data settings")
-    neggrad: NegGradConfig = option(NegGradConfig(), "NegGrad settings")
-    bad_t: BadTConfig = option(BadTConfig(), "Bad-T (flipped forget labels) settings")
-    bad_teacher: BadTeacherConfig = option(BadTeacherConfig(), "Bad Teacher (random teacher on forget) settings")
-    sisa: SisaConfig = option(SisaConfig(), "SISA settings (model must be an ensemble trained with train.shards)")
-    retrain: RetrainConfig = option(RetrainConfig(), "retrain-from-scratch settings")
     stop: StopConfig = option(StopConfig(), "when a gradient method (E2URec and the baselines) stops: at parity of the "
                               "probe half of the forget users with the holdout users, or after its fixed schedule "
                               "(llmrec.unlearn.stopping); one rule for every method")
@@ -87,6 +75,9 @@ class UnlearnRecipe:
         "retrain, trained once into audit.shadow_dir, default <output_dir>-shadow, and reused); writes audit.md / "
         "audit.png into output_dir and the record, with its verdict, into unlearning_manifest.json under 'audit'"
     )
+
+
+UnlearnRecipe = with_method_sections(UnlearnRecipe, "llm")
 
 
 def check_quantizable(recipe: UnlearnRecipe) -> None:

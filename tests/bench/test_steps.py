@@ -11,7 +11,7 @@ from llmrec.bench.steps import (
 from llmrec.config import LoraSettings
 from llmrec.llm.backbone import AnswerTokens, add_lora
 from llmrec.llm.scoring import answer_logits
-from llmrec.unlearn.e2urec import E2URecConfig, Teachers
+from llmrec.unlearn.methods.e2urec import E2URecConfig, Teachers
 from tests.llm.test_scoring import tiny_llama
 
 ANSWER = AnswerTokens(yes_id=5, no_id=6, yes_text="Yes", no_text="No")

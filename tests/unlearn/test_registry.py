@@ -15,7 +15,7 @@ WRITTEN_ONCE = ("finetune", "neggrad", "bad_t")  # one runner serves every famil
 def test_a_gradient_method_is_one_runner_in_one_module_for_every_family(name):
     runners = {family: get_method(name, family) for family in ("llm", "mf", "lightgcn")}
     assert len(set(runners.values())) == 1
-    assert inspect.getmodule(runners["llm"]).__name__ == f"llmrec.unlearn.{name}"
+    assert inspect.getmodule(runners["llm"]).__name__ == f"llmrec.unlearn.methods.{name}"
 
 
 def test_every_family_has_the_baselines_and_the_factorisation_methods_only_where_they_fit():
@@ -42,3 +42,16 @@ def test_registering_a_name_twice_for_a_family_fails_and_an_unknown_family_too()
     with pytest.raises(ValueError, match="unknown family 'gnn'"):
         register("brand_new", families=("gnn",))(lambda work, config: {})
     assert "brand_new" not in METHODS
+
+
+def test_every_module_in_the_method_packages_registers_a_method_and_is_found_without_a_list():
+    import importlib
+    import pkgutil
+
+    from llmrec.unlearn.registry import METHOD_PACKAGES
+
+    method_names()
+    registering = {runner.__module__ for runners in METHODS.values() for runner in runners.values()}
+    for package in METHOD_PACKAGES:
+        for module in pkgutil.iter_modules(importlib.import_module(package).__path__):
+            assert f"{package}.{module.name}" in registering, f"{package}.{module.name} registers no method"

@@ -113,7 +113,7 @@ def held_out_run(held_out, splits=None, **stop):
 def test_parity_stops_a_big_learning_rate_early_at_the_first_check_at_parity(held_out):
     """Bad-T at 10× its learning rate: the forget users' fit falls to a never-seen user's within a few steps (the
     tiny model mostly forgets everything: measured, stopped at step 6 of 48; 3e-3 ran to step 40)."""
-    from llmrec.unlearn.bad_t import BadTConfig, unlearn_bad_t
+    from llmrec.unlearn.methods.bad_t import BadTConfig, unlearn_bad_t
 
     model, data = held_out_run(held_out, rule="parity", every=2, max_epochs=4.0)
     assert data.holdout_users and not set(data.holdout_users) & set(data.forget["user_id"])
@@ -136,7 +136,7 @@ def test_parity_stops_a_big_learning_rate_early_at_the_first_check_at_parity(hel
 def test_the_rule_never_looks_at_the_report_half(held_out, monkeypatch):
     """Every sample it scores is a probe forget user's or a holdout user's; and poisoning the report half's samples
     (their labels flipped) leaves every measured gap, and so every decision, as it was."""
-    from llmrec.unlearn.neggrad import NegGradConfig, unlearn_neggrad
+    from llmrec.unlearn.methods.neggrad import NegGradConfig, unlearn_neggrad
 
     scored = []
     real = stopping_module.sample_losses
@@ -165,7 +165,7 @@ def test_the_rule_never_looks_at_the_report_half(held_out, monkeypatch):
 
 
 def test_e2urec_under_parity_runs_warmup_then_joint_within_the_budget(held_out):
-    from llmrec.unlearn.e2urec import E2URecConfig, unlearn_e2urec
+    from llmrec.unlearn.methods.e2urec import E2URecConfig, unlearn_e2urec
 
     config = E2URecConfig(batch_size=8, warmup_epochs=0.25, augment=dataclasses.replace(
         E2URecConfig().augment, epochs=0.25), lora=dataclasses.replace(E2URecConfig().lora, r=4))
@@ -191,11 +191,11 @@ def test_e2urec_under_parity_runs_warmup_then_joint_within_the_budget(held_out):
 def test_rule_fixed_takes_exactly_the_schedules_from_before_the_rule(held_out):
     """Regression: the step counts every method took before issue 19 (steps_for of its own epochs), also on data
     whose holdout users would allow parity; nothing is checked."""
-    from llmrec.unlearn.bad_t import BadTConfig, unlearn_bad_t
-    from llmrec.unlearn.bad_teacher import BadTeacherConfig, unlearn_bad_teacher
-    from llmrec.unlearn.e2urec import E2URecConfig, unlearn_e2urec
-    from llmrec.unlearn.finetune import FinetuneConfig, unlearn_finetune
-    from llmrec.unlearn.neggrad import NegGradConfig, unlearn_neggrad
+    from llmrec.unlearn.methods.bad_t import BadTConfig, unlearn_bad_t
+    from llmrec.unlearn.methods.bad_teacher import BadTeacherConfig, unlearn_bad_teacher
+    from llmrec.unlearn.methods.e2urec import E2URecConfig, unlearn_e2urec
+    from llmrec.unlearn.methods.finetune import FinetuneConfig, unlearn_finetune
+    from llmrec.unlearn.methods.neggrad import NegGradConfig, unlearn_neggrad
 
     forget = len(held_out_run(held_out, rule="fixed")[1].forget)
     assert forget == 96  # the numbers below are this forget set's
@@ -215,7 +215,7 @@ def test_rule_fixed_takes_exactly_the_schedules_from_before_the_rule(held_out):
 
 
 def test_parity_without_holdout_users_is_one_line_and_auto_falls_back_saying_so(trained, capsys):
-    from llmrec.unlearn.neggrad import NegGradConfig, unlearn_neggrad
+    from llmrec.unlearn.methods.neggrad import NegGradConfig, unlearn_neggrad
 
     model, data = original_and_data(trained, stop=StopConfig(rule="parity"))  # data.holdout=0
     assert data.holdout_users == []
@@ -249,7 +249,7 @@ def test_a_negative_tolerance_is_refused_at_load():
 def test_e2urecs_calibrated_teacher_aims_at_the_holdout_users_loss_and_says_so(held_out, capsys):
     """Issue 19 item 3: the paper's forgetting teacher (α 10) raised the ML-100K forget samples' loss by 0.002 nats
     when never-seen users sit 0.011 above; teacher=calibrated solves α for that level."""
-    from llmrec.unlearn.e2urec import E2URecConfig, holdout_level, unlearn_e2urec
+    from llmrec.unlearn.methods.e2urec import E2URecConfig, holdout_level, unlearn_e2urec
 
     config = E2URecConfig(batch_size=8, warmup_epochs=0.25, teacher="calibrated", augment=dataclasses.replace(
         E2URecConfig().augment, epochs=0.25), lora=dataclasses.replace(E2URecConfig().lora, r=4))
@@ -266,7 +266,7 @@ def test_e2urecs_calibrated_teacher_aims_at_the_holdout_users_loss_and_says_so(h
 
 
 def test_the_calibrated_teacher_without_holdout_users_is_one_line(trained):
-    from llmrec.unlearn.e2urec import E2URecConfig, unlearn_e2urec
+    from llmrec.unlearn.methods.e2urec import E2URecConfig, unlearn_e2urec
 
     model, data = original_and_data(trained, stop=StopConfig(rule="fixed"))  # data.holdout=0
     with pytest.raises(ConfigError, match="e2urec.teacher=calibrated needs holdout users"):
@@ -275,7 +275,7 @@ def test_the_calibrated_teacher_without_holdout_users_is_one_line(trained):
 
 def test_the_calibration_line_says_when_alpha_hit_a_bound():
     """Found by the fresh tester: alpha clamped to 0 was printed as if it had put the loss at the holdout level."""
-    from llmrec.unlearn.e2urec import calibration_line
+    from llmrec.unlearn.methods.e2urec import calibration_line
 
     base = {"configured_alpha": 10.0, "configured_teacher_forget_nats": 0.58, "target_nats": 0.60}
     reached = calibration_line({**base, "alpha": 41.7, "teacher_forget_nats": 0.60, "original_forget_nats": 0.57})

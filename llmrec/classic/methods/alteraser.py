@@ -66,7 +66,7 @@ def side_step(model, side: str, triples, weight_decay: float, config: AltEraserC
         bias.copy_(own[:, -1:])
 
 
-@register("alteraser", families=("mf",))
+@register("alteraser", families=("mf",), config=AltEraserConfig)
 def alteraser(work, config: AltEraserConfig) -> dict:
     model, training = work.model, work.training.train
     if isinstance(model, LightGCN) or training.optimizer != "adam":

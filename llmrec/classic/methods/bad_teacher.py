@@ -21,7 +21,7 @@ class ClassicBadTeacherConfig(ClassicStudentConfig):
     incompetent_seed: int = option(0, "seed of the incompetent (randomly initialised) teacher", ge=0)
 
 
-@register("bad_teacher", families=CLASSIC)
+@register("bad_teacher", families=CLASSIC, config=ClassicBadTeacherConfig)
 def bad_teacher(work, config: ClassicBadTeacherConfig) -> dict:
     model = work.model
     competent = copy.deepcopy(model).eval()

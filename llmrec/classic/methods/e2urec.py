@@ -79,7 +79,7 @@ def over_remembering(original, work, config: ClassicE2URecConfig):
     return augmented.eval().requires_grad_(False), seconds
 
 
-@register("e2urec", families=CLASSIC)
+@register("e2urec", families=CLASSIC, config=ClassicE2URecConfig)
 def e2urec(work, config: ClassicE2URecConfig) -> dict:
     original = work.model.eval()
     augmented, augment_seconds = over_remembering(original, work, config)

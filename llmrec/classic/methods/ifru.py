@@ -337,7 +337,7 @@ def quantile_in_force(config: IfruConfig, model) -> float:
     return LIGHTGCN_PRUNE_QUANTILE if isinstance(model, LightGCN) else 0.0
 
 
-@register("ifru", families=CLASSIC)
+@register("ifru", families=CLASSIC, config=IfruConfig)
 def ifru(work, config: IfruConfig) -> dict:
     training = work.training.train
     if training.optimizer != "adam" or work.model.link != "sigmoid":

@@ -12,20 +12,14 @@ shard per user, where item- or interaction-based shards would all hold some of a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 from llmrec.classic.methods.sisa import retrain_affected_shards
 from llmrec.errors import LlmrecError
 from llmrec.unlearn.registry import CLASSIC, register
 
 
-@dataclass
-class RecEraserConfig:
-    """Everything comes from the ensemble's own recipe (partition, aggregator) and partition."""
-
-
 @register("receraser", families=CLASSIC)
-def receraser(work, config: RecEraserConfig) -> dict:
+def receraser(work, config: None) -> dict:
     if getattr(work.model, "aggregation", None) != "attention":
         raise LlmrecError("receraser forgets from an attention ensemble: train the original with "
                           "train.ensemble.partition=kmeans train.ensemble.aggregation=attention")

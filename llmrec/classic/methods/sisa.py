@@ -8,7 +8,6 @@ result is exactly what training the ensemble without the forgotten users would g
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import torch
 
@@ -17,11 +16,6 @@ from llmrec.classic.train import fit_aggregator, fit_shard
 from llmrec.errors import LlmrecError
 from llmrec.store import parameter_counts
 from llmrec.unlearn.registry import CLASSIC, register
-
-
-@dataclass
-class ClassicSisaConfig:
-    """Everything comes from the ensemble's own recipe and partition."""
 
 
 def retrain_affected_shards(work, method: str) -> dict:
@@ -47,5 +41,5 @@ def retrain_affected_shards(work, method: str) -> dict:
 
 
 @register("sisa", families=CLASSIC)
-def sisa(work, config: ClassicSisaConfig) -> dict:
+def sisa(work, config: None) -> dict:
     return retrain_affected_shards(work, "sisa")

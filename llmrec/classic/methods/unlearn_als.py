@@ -34,7 +34,7 @@ def prediction_gap(model, reference, triples) -> dict:
     return {"max": float(gap.max()), "mean": float(gap.mean())}
 
 
-@register("unlearn_als", families=("mf",))
+@register("unlearn_als", families=("mf",), config=UnlearnAlsConfig)
 def unlearn_als(work, config: UnlearnAlsConfig) -> dict:
     training = work.training.train
     if training.optimizer != "als":

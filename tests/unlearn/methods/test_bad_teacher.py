@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from llmrec.errors import ConfigError
-from llmrec.unlearn.bad_teacher import BadTeacherConfig, incompetent_teacher, mixed_pool, unlearn_bad_teacher
+from llmrec.unlearn.methods.bad_teacher import BadTeacherConfig, incompetent_teacher, mixed_pool, unlearn_bad_teacher
 from llmrec.unlearn.loop import Schedule
 from llmrec.unlearn.loop import LlmUnlearning
 from tests.unlearn.conftest import answer_pairs, original_and_data

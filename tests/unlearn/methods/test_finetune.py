@@ -1,4 +1,4 @@
-from llmrec.unlearn.finetune import FinetuneConfig, unlearn_finetune
+from llmrec.unlearn.methods.finetune import FinetuneConfig, unlearn_finetune
 from llmrec.unlearn.loop import Schedule
 from llmrec.unlearn.loop import LlmUnlearning
 from tests.unlearn.conftest import mean_answer_ce, original_and_data

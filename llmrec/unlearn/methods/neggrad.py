@@ -36,7 +36,7 @@ class NegGradConfig(StudentConfig):
     ascent_weight: float = option(1.0, "w in CE_retained − w·CE_forget (the E2URec script: 0.2)", ge=0)
 
 
-@register("neggrad")
+@register("neggrad", config=NegGradConfig)
 def unlearn_neggrad(work: Unlearning, config: NegGradConfig) -> dict:
     model = work.trainable(config)
     schedule = work.schedule(config)

@@ -40,7 +40,7 @@ class BadTConfig(StudentConfig):
         ge=0)
 
 
-@register("bad_t")
+@register("bad_t", config=BadTConfig)
 def unlearn_bad_t(work: Unlearning, config: BadTConfig) -> dict:
     model = work.trainable(config)
     schedule = work.schedule(config)

@@ -18,7 +18,7 @@ class FinetuneConfig(StudentConfig):
     """Length in passes over the forget set's size: `epochs` × forget samples of retained data are seen."""
 
 
-@register("finetune")
+@register("finetune", config=FinetuneConfig)
 def unlearn_finetune(work: Unlearning, config: FinetuneConfig) -> dict:
     model = work.trainable(config)
     schedule = work.schedule(config)

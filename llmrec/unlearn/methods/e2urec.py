@@ -207,7 +207,7 @@ def holdout_level(original, data: UnlearningData, config: E2URecConfig) -> float
     return float(sample_losses(original, data, holdout, 2 * config.batch_size).mean())
 
 
-@register("e2urec", families=("llm",))
+@register("e2urec", families=("llm",), config=E2URecConfig)
 def unlearn_e2urec(work: LlmUnlearning, config: E2URecConfig) -> dict:
     """Train a LoRA student on the frozen `original`; returns the peft student, phase timings, the steps taken and
     the stopping record. Under data.stop's rule=fixed the student takes warmup_epochs + joint_epochs passes; under

@@ -61,7 +61,7 @@ def place_shard(source: Path, target: Path, reflink: bool) -> None:
     shutil.copytree(source, target, copy_function=reflink_or_copy if reflink else shutil.copy2)
 
 
-@register("sisa", families=("llm",), rebuilds_model=True)
+@register("sisa", families=("llm",), rebuilds_model=True, config=SisaConfig)
 def unlearn_sisa(model_dir: Path, splits, config: SisaConfig, output: Path) -> dict:
     """Retrain the shards that saw a forgotten user on their remaining users; keep the others as they are."""
     spec = read_ensemble(model_dir)

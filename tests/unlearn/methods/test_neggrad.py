@@ -1,4 +1,4 @@
-from llmrec.unlearn.neggrad import NegGradConfig, unlearn_neggrad
+from llmrec.unlearn.methods.neggrad import NegGradConfig, unlearn_neggrad
 from llmrec.unlearn.loop import LlmUnlearning
 from tests.unlearn.conftest import original_and_data, ranking_auc
 

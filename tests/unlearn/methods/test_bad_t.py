@@ -1,4 +1,4 @@
-from llmrec.unlearn.bad_t import BadTConfig, unlearn_bad_t
+from llmrec.unlearn.methods.bad_t import BadTConfig, unlearn_bad_t
 from llmrec.unlearn.loop import LlmUnlearning
 from tests.unlearn.conftest import original_and_data, ranking_auc
 

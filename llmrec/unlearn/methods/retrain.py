@@ -20,7 +20,6 @@ import torch
 
 from llmrec.classic.train import als_matrices, fit_als, fit_gradient, new_model
 from llmrec.config import option
-from llmrec.errors import ConfigError
 from llmrec.io import write_text
 from llmrec.llm.train import train, training_recipe
 from llmrec.store import parameter_counts
@@ -35,7 +34,7 @@ class RetrainConfig:
     keep_checkpoints: bool = option(False, "keep the resumable training checkpoints in the output")
 
 
-@register("retrain", families=("llm",), rebuilds_model=True)
+@register("retrain", families=("llm",), config=RetrainConfig, rebuilds_model=True)
 def unlearn_retrain(model_dir: Path, splits, config: RetrainConfig, output: Path) -> dict:
     recipe = training_recipe(model_dir, config.recipe)
     users = output / "retained-users.txt"
@@ -54,11 +53,8 @@ def unlearn_retrain(model_dir: Path, splits, config: RetrainConfig, output: Path
 
 
 @register("retrain", families=CLASSIC)
-def retrain_classic(work, config: RetrainConfig) -> dict:
-    """The original's own recipe (its card's) from scratch on the retained triples, in memory."""
-    if config.recipe:
-        raise ConfigError("retrain.recipe names an LLM training recipe; a classic model is retrained with the recipe "
-                          "its llmrec_model.json records")
+def retrain_classic(work, config: None) -> dict:
+    """The original's own recipe (its card's, nothing to set) from scratch on the retained triples, in memory."""
     training = work.training.train
     torch.manual_seed(training.seed)
     model = new_model(work.training.model, work.index, work.retained, link=work.model.link)

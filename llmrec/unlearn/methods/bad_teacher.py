@@ -77,7 +77,7 @@ def incompetent_teacher(original, seed: int):
     return model.to(original.device).eval()
 
 
-@register("bad_teacher", families=("llm",))
+@register("bad_teacher", families=("llm",), config=BadTeacherConfig)
 def unlearn_bad_teacher(work: LlmUnlearning, config: BadTeacherConfig) -> dict:
     original, data, autocast = work.original, work.data, work.autocast
     if config.retain_fraction is not None:

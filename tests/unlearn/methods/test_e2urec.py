@@ -14,7 +14,7 @@ from llmrec.llm.backbone import AnswerTokens, add_lora, load_model, load_tokeniz
 from llmrec.store import read_model_card
 from llmrec.llm.train import train
 from llmrec.unlearn.data import UnlearningData
-from llmrec.unlearn.e2urec import E2URecConfig, Teachers, build_augmented, student_loss
+from llmrec.unlearn.methods.e2urec import E2URecConfig, Teachers, build_augmented, student_loss
 from llmrec.store import directory_hash
 from llmrec.unlearn.run import run_unlearning
 from llmrec.unlearn.loop import LlmUnlearning
@@ -159,7 +159,7 @@ def test_forgetting_metrics_against_a_reference_retrain(trained, tmp_path):
 
 def test_lora_augmentation_shares_the_original_weights_and_leaves_them_unchanged(trained, tmp_path):
     """augment.finetune=lora: no second model copy; once its logits are taken the adapter is stripped again."""
-    from llmrec.unlearn.e2urec import unlearn_e2urec
+    from llmrec.unlearn.methods.e2urec import unlearn_e2urec
     from tests.unlearn.conftest import answer_pairs, original_and_data
 
     original, data = original_and_data(trained)

@@ -1,0 +1,1 @@
+"""One module per unlearning method, each registering itself (llmrec.unlearn.registry finds them all here)."""
