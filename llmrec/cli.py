@@ -16,16 +16,25 @@ from llmrec.errors import LlmrecError
 
 VERBS = {
     "data": "build (or load from cache) the sample splits and print their sizes",
-    "train": "instruction-tune the recommender (best model by valid AUC to output_dir/model)",
+    "train": "train the recommender its model.family names: llm (the default: instruction-tune the LLM) | mf | "
+             "lightgcn (best model by valid AUC to output_dir/model)",
     "evaluate": "AUC / accuracy / log-loss of output_dir/model (or eval.model_dir) per split",
-    "unlearn": "forget users: a LoRA adapter on the frozen original + unlearning_manifest.json",
+    "unlearn": "forget users from model=DIR, by the family its llmrec_model.json records: a LoRA adapter on the "
+               "frozen LLM original, or a classic method (IFRU, Unlearn-ALS, retrain, ...) on an MF / LightGCN model; "
+               "+ unlearning_manifest.json",
     "audit": "did model=DIR forget? a membership attack, forget vs holdout users, calibrated by a shadow model "
              "that saw neither: audit.md/.png/.json with the verdict",
     "benchmark": "original, retrains and every unlearning method side by side: results.json/.md/.png",
     "bench-speed": "time unlearning against retraining and scoring against a plain loop: speed.json/.md/.png",
-    "classic-train": "train MF or LightGCN on the same samples and splits (output_dir/model)",
-    "classic-unlearn": "forget users from an MF / LightGCN model (IFRU, Unlearn-ALS, retrain, ...)",
+    "classic-train": "alias of train for MF / LightGCN recipes (model.family chooses the family); removed in a "
+                     "later release",
+    "classic-unlearn": "alias of unlearn for MF / LightGCN models (the model's card chooses the family); removed in a "
+                       "later release",
 }
+ALIASES = {"classic-train": "train", "classic-unlearn": "unlearn"}  # old verb: the verb it now is, for one release
+ALIAS_NOTES = {"classic-train": "model.family chooses the family",
+               "classic-unlearn": "the model's card chooses the family"}
+FAMILIES = ("llm", "mf", "lightgcn")  # model.family of a train recipe; any but llm is a classic one
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -60,14 +69,18 @@ def _backbone(args) -> int:
     return 0
 
 
-def verb_recipe(verb: str) -> type:
-    """The recipe class a verb reads (`llmrec.config.Recipe` for data and train). Raises KeyError for no verb."""
+def verb_recipe(verb: str, family: str | None = None) -> type:
+    """The recipe class a verb reads (`llmrec.config.Recipe` for data and train). `family` picks between train's and
+    unlearn's two: None or 'llm' the LLM recipe, else ('mf', 'lightgcn', 'classic') the classic one; other verbs
+    read one recipe for both. Raises KeyError for no verb."""
     import importlib
 
     from llmrec.config import Recipe
 
     if verb not in VERBS:
         raise KeyError(verb)
+    if family not in (None, "llm") and verb in ("train", "unlearn"):
+        verb = f"classic-{verb}"
     module, name = {
         "unlearn": ("llmrec.unlearn.run", "UnlearnRecipe"), "audit": ("llmrec.eval.audit_run", "AuditRecipe"),
         "evaluate": ("llmrec.eval.evaluate", "EvalRecipe"), "benchmark": ("llmrec.bench.run", "BenchRecipe"),
@@ -78,19 +91,65 @@ def verb_recipe(verb: str) -> type:
     return Recipe if module is None else getattr(importlib.import_module(module), name)
 
 
+def train_family(recipe_path: str | None, overrides: list[str]) -> str:
+    """The model.family a train recipe names (an override's over the file's; model.kind is its old name), 'llm'
+    when it names none. A file or override that does not read counts as 'llm' here: `load_recipe` names what is
+    wrong with it, as for any verb. Raises ConfigError, one line, for an unknown family or for model.kind and
+    model.family that differ."""
+    from llmrec.config import recipe_tree, renamed_keys
+    from llmrec.errors import ConfigError
+
+    try:
+        model = recipe_tree(recipe_path, overrides).get("model")
+    except ConfigError:
+        return "llm"
+    if not isinstance(model, dict) or not {"family", "kind"} & model.keys():
+        return "llm"
+    key = "model.family" if "family" in model else "model.kind"
+    family = renamed_keys(model, {"kind": "family"}, "model.")[0]["family"]  # ClassicModelConfig.RENAMED_KEYS
+    if family not in FAMILIES:
+        raise ConfigError(f"{key}: expected one of {' | '.join(FAMILIES)}, got {family!r}")
+    return family
+
+
+def unlearn_family(recipe_path: str | None, overrides: list[str]) -> str:
+    """'classic' when the model an unlearn recipe names (model=DIR, else the LLM recipe's default) has a classic
+    model card, else 'llm': also when its card cannot be read, so a missing or damaged model is named as it always
+    was (by the LLM path, which reads the card first)."""
+    from llmrec.config import recipe_tree
+    from llmrec.errors import ConfigError
+    from llmrec.store import card_family
+
+    try:
+        model_dir = recipe_tree(recipe_path, overrides).get("model", verb_recipe("unlearn")().model)
+    except ConfigError:
+        return "llm"
+    return "classic" if isinstance(model_dir, str) and card_family(model_dir) == "classic" else "llm"
+
+
 def _run(args) -> int:
     if args.verb == "backbone":
         return _backbone(args)
     from llmrec.config import describe, load_recipe
 
-    recipe_class = verb_recipe(args.verb)
+    recipe_path, overrides = args.recipe, list(args.overrides)
+    if recipe_path and "=" in recipe_path and not os.path.exists(recipe_path):
+        recipe_path, overrides = None, [recipe_path, *overrides]
+    verb = ALIASES.get(args.verb, args.verb)
+    if verb != args.verb:
+        print(f"note: llmrec {args.verb} is an alias of llmrec {verb} ({ALIAS_NOTES[args.verb]}) and will be removed "
+              "in a later release", file=sys.stderr)
+        family = "classic"  # an alias reads the classic recipe, as it always did
+    elif verb in ("train", "unlearn"):
+        family = (train_family if verb == "train" else unlearn_family)(recipe_path, overrides)
+    else:
+        family = "llm"
+    args.family = family  # the advice after an interruption depends on it (`_rerun`)
+    recipe_class = verb_recipe(verb, family)
     if args.help_config:
         for key, default, help_text in describe(recipe_class):
             print(f"{key:38} {default:30} {help_text}")
         return 0
-    recipe_path, overrides = args.recipe, list(args.overrides)
-    if recipe_path and "=" in recipe_path and not os.path.exists(recipe_path):
-        recipe_path, overrides = None, [recipe_path, *overrides]
     recipe = load_recipe(recipe_path, overrides, cls=recipe_class)
     from llmrec.llm.accel import apply_threads
 
@@ -104,7 +163,11 @@ def _run(args) -> int:
         for name, dataset in splits.items():
             users = len(set(dataset["user_id"]))
             print(f"{name:9} {len(dataset):>8} samples {users:>6} users  positive rate {sum(dataset['label']) / max(len(dataset), 1):.3f}")
-    elif args.verb == "train":
+    elif verb == "train" and family != "llm":
+        from llmrec.classic.train import train_classic
+
+        train_classic(recipe)
+    elif verb == "train":
         from llmrec.ensemble import train
 
         train(recipe)
@@ -112,7 +175,11 @@ def _run(args) -> int:
         from llmrec.eval.evaluate import evaluate
 
         evaluate(recipe)
-    elif args.verb == "unlearn":
+    elif verb == "unlearn" and family != "llm":
+        from llmrec.classic.unlearn import run_classic_unlearning
+
+        run_classic_unlearning(recipe)
+    elif verb == "unlearn":
         from llmrec.unlearn.run import run_unlearning
 
         run_unlearning(recipe)
@@ -128,14 +195,6 @@ def _run(args) -> int:
         from llmrec.bench.speed import run_speed
 
         run_speed(recipe)
-    elif args.verb == "classic-train":
-        from llmrec.classic.train import train_classic
-
-        train_classic(recipe)
-    elif args.verb == "classic-unlearn":
-        from llmrec.classic.unlearn import run_classic_unlearning
-
-        run_classic_unlearning(recipe)
     return 0
 
 
@@ -218,10 +277,11 @@ def _path_being_written(tb) -> str | None:
     return None
 
 
-def _rerun(verb: str) -> str:
-    """What rerunning an interrupted `verb` does: only `train` resumes from a checkpoint; `benchmark` and `audit` reuse
-    the models they finished (their stages train with resume off); the rest start again."""
-    if verb == "train":
+def _rerun(verb: str, family: str = "llm") -> str:
+    """What rerunning an interrupted `verb` does: only `train` of an LLM resumes from a checkpoint (a classic model
+    trains in one go); `benchmark` and `audit` reuse the models they finished (their stages train with resume off);
+    the rest start again."""
+    if verb == "train" and family == "llm":
         return "rerun the same command to go on (training resumes from its last checkpoint)"
     if verb in ("benchmark", "audit"):
         return ("rerun the same command to go on (models it finished training are reused; the interrupted one "
@@ -244,12 +304,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         if os.environ.get("LLMREC_TRACEBACK"):
             raise
-        print(f"llmrec: interrupted (SIGINT); {_rerun(args.verb)}", file=sys.stderr)
+        print(f"llmrec: interrupted (SIGINT); {_rerun(args.verb, getattr(args, 'family', 'llm'))}", file=sys.stderr)
         return 130
     except Terminated:
         if os.environ.get("LLMREC_TRACEBACK"):
             raise
-        print(f"llmrec: terminated (SIGTERM); {_rerun(args.verb)}", file=sys.stderr)
+        print(f"llmrec: terminated (SIGTERM); {_rerun(args.verb, getattr(args, 'family', 'llm'))}", file=sys.stderr)
         return 143
     except Exception as exc:
         line = _write_failure(exc)

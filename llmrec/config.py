@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import sys
 import types
 import typing
 from dataclasses import dataclass, field
@@ -206,6 +207,10 @@ class TinyBackboneConfig:
 
 @dataclass
 class ModelConfig:
+    family: Literal["llm"] = option(
+        "llm", "llm: this recipe's model family; `llmrec train` reads a recipe whose model.family is mf | lightgcn "
+        "as a classic one (llmrec.classic.train)"
+    )
     name_or_path: str = option("tiny", "'tiny' builds a local Llama + tokenizer; else a local path or hub id")
     tiny: TinyBackboneConfig = option(TinyBackboneConfig(), "shape of the tiny default backbone")
     finetune: Literal["full", "lora"] = option("full", "full | lora")
@@ -321,8 +326,8 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """Check (and gently convert) one value against its annotation."""
+def _coerce(value: Any, tp: Any, key: str, notes: list[str] | None = None) -> Any:
+    """Check (and gently convert) one value against its annotation; `notes` as in `from_dict`."""
     origin = typing.get_origin(tp)
     if origin is typing.Literal:
         choices = typing.get_args(tp)
@@ -338,19 +343,19 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             if arg is type(None):
                 continue
             try:
-                return _coerce(value, arg, key)
+                return _coerce(value, arg, key, notes)
             except ConfigError as exc:
                 errors.append(str(exc))
         raise ConfigError(errors[0] if errors else f"{key}: null is not allowed")
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping of {tp.__name__} keys, got {value!r}")
-        return from_dict(tp, value, prefix=f"{key}.")
+        return from_dict(tp, value, prefix=f"{key}.", notes=notes)
     if origin is list:
         (item_tp,) = typing.get_args(tp)
         if not isinstance(value, list):
             raise ConfigError(f"{key}: expected a list, got {value!r}")
-        return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+        return [_coerce(v, item_tp, f"{key}[{i}]", notes) for i, v in enumerate(value)]
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if tp is float and isinstance(value, str):  # YAML 1.1 reads 3e-3 (no dot) as a string
@@ -378,12 +383,35 @@ def section_default(cls: type, name: str, base: Any = None) -> Any:
     return value if dataclasses.is_dataclass(value) and not isinstance(value, type) else None
 
 
-def from_dict(cls: type, values: dict, prefix: str = "", base: Any = None) -> Any:
+def renamed_keys(values: dict, renamed: dict[str, str], prefix: str = "") -> tuple[dict, list[str]]:
+    """`values` with each old spelling of a renamed key (`renamed`: {old: new}) moved to the new one, and one
+    warning line per old spelling used. Raises ConfigError, one line, when both are given with different values."""
+    values, notes = dict(values), []
+    for old, new in renamed.items():
+        if old not in values:
+            continue
+        value = values.pop(old)
+        if new in values and values[new] != value:
+            raise ConfigError(f"{prefix}{old} ({value!r}) and {prefix}{new} ({values[new]!r}) differ: {prefix}{old} "
+                              f"is the old name of {prefix}{new}; give only {prefix}{new}")
+        values[new] = value
+        notes.append(f"{prefix}{old} is deprecated and will be removed in a later release; write {prefix}{new} "
+                     "instead (same values)")
+    return values, notes
+
+
+def from_dict(cls: type, values: dict, prefix: str = "", notes: list[str] | None = None, base: Any = None) -> Any:
     """Build dataclass `cls` from a mapping, rejecting keys it does not declare.
 
     A key left out keeps its default: the class's, or for a section the recipe's own default instance of it
     (`base`), so one method config can carry other defaults in another recipe (a classic model's learning rate).
-    """
+    A class's RENAMED_KEYS ({old: new}) are still read under their old names (`renamed_keys`); the warning line
+    for each is appended to `notes` when given (`load_recipe` prints them; a model card's recorded recipe, which
+    the user did not write, is read silently)."""
+    if getattr(cls, "RENAMED_KEYS", None) and isinstance(values, dict):
+        values, said = renamed_keys(values, cls.RENAMED_KEYS, prefix)
+        if notes is not None:
+            notes += said
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     for key in values:
@@ -395,9 +423,9 @@ def from_dict(cls: type, values: dict, prefix: str = "", base: Any = None) -> An
     for name in sorted(names & values.keys()):
         default = section_default(cls, name, base)
         if default is not None and isinstance(values[name], dict) and type(default) is hints[name]:
-            kwargs[name] = from_dict(type(default), values[name], f"{prefix}{name}.", default)
+            kwargs[name] = from_dict(type(default), values[name], f"{prefix}{name}.", notes, default)
         else:
-            kwargs[name] = _coerce(values[name], hints[name], f"{prefix}{name}")
+            kwargs[name] = _coerce(values[name], hints[name], f"{prefix}{name}", notes)
     for f in dataclasses.fields(cls):
         if f.name in kwargs:
             check_bounds(kwargs[f.name], f.metadata.get("bounds"), f"{prefix}{f.name}")
@@ -418,8 +446,9 @@ def apply_override(tree: dict, assignment: str) -> None:
     node[keys[-1]] = parse_yaml(raw) if raw.strip() else None
 
 
-def load_recipe(path: str | Path | None, overrides: list[str] = (), cls: type = Recipe) -> Any:
-    """Read a recipe YAML (or start from defaults when path is None) and apply overrides."""
+def recipe_tree(path: str | Path | None, overrides: list[str] = ()) -> dict:
+    """The mapping a recipe YAML (none when path is None) and its overrides make, not yet checked against a recipe
+    class. Raises ConfigError, one line, for a missing or malformed file or override."""
     tree: dict = {}
     if path is not None:
         path = Path(path)
@@ -433,7 +462,17 @@ def load_recipe(path: str | Path | None, overrides: list[str] = (), cls: type = 
             raise ConfigError(f"{path}: a recipe must be a mapping of keys, not {type(tree).__name__}")
     for assignment in overrides:
         apply_override(tree, assignment)
-    return from_dict(cls, tree)
+    return tree
+
+
+def load_recipe(path: str | Path | None, overrides: list[str] = (), cls: type = Recipe) -> Any:
+    """Read a recipe YAML (or start from defaults when path is None) and apply overrides. A renamed key given by
+    its old name still loads, with one warning line on stderr (`from_dict`)."""
+    notes: list[str] = []
+    recipe = from_dict(cls, recipe_tree(path, overrides), notes=notes)
+    for note in notes:
+        print(f"warning: {note}", file=sys.stderr)
+    return recipe
 
 
 def to_dict(recipe: Any) -> dict:

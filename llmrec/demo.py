@@ -88,6 +88,8 @@ def stage_fingerprint(stage: Stage) -> str:
     recipe = load_recipe(recipe_path, overrides, cls=verb_recipe(verb))
     resolved = to_dict(recipe)
     resolved.pop("output_dir", None)
+    if isinstance(resolved.get("model"), dict) and resolved["model"].get("family") == "llm":
+        del resolved["model"]["family"]  # always llm here: fingerprints from before the key existed stay valid
     # what the run computes with on this machine ('auto' may mean bf16 here and fp32 there) and the data's bytes
     section = resolved["train"] if "train" in resolved else resolved
     section["mixed_precision"] = resolve_mixed_precision(section["mixed_precision"])

@@ -1,6 +1,6 @@
 """Outputs never land on what a run reads: the check every verb that writes makes before it writes anything.
 
-`llmrec unlearn` and `classic-unlearn` replace their whole `output_dir` (a temp dir renamed into place, the old
+`llmrec unlearn` (LLM or classic) replaces its whole `output_dir` (a temp dir renamed into place, the old
 one deleted), so an output_dir that is, contains or lies inside the original model would delete or rewrite the
 only copy of it; `train` and `evaluate` write named files and folders into theirs, which must not fall on or
 inside a model they read either. Paths are compared resolved (symlinks followed, `~` expanded) and, where

@@ -37,6 +37,9 @@ def fingerprint(recipe: Recipe) -> str:
     if settings.get("forget", {}).get("unit") == "users":
         del settings["forget"]["unit"]  # the default: fingerprints from before the option existed stay valid
     settings["train"].pop("resume", None)
+    family = settings["model"].pop("family", None)  # fingerprints from before model.family existed stay valid:
+    if family not in (None, "llm"):  # an LLM's is always llm; a classic model's was model.kind
+        settings["model"]["kind"] = family
     payload = json.dumps({"input": input_fingerprint(recipe.data), "settings": settings,
                           "samples_format": FORMAT_VERSION}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]

@@ -51,16 +51,35 @@ def check_model_files(model_dir: Path) -> None:
                               "copy or train again") from None
 
 
+def _recover_missing(model_dir: Path) -> None:
+    """A model dir that is not there may be one whose writer was killed between atomic_dir's two renames: finish
+    that swap first."""
+    if not model_dir.exists():
+        try:
+            recover(model_dir)
+        except OSError:  # e.g. a read-only parent: nothing can be repaired there
+            pass
+
+
+def card_family(model_dir: str | Path) -> str | None:
+    """'classic' or 'llm', by whether the model card of `model_dir` has a `classic` key; None when there is no
+    readable card (`llmrec unlearn` then leaves naming the problem to the LLM path, as before classic models shared
+    the verb). Only the card is read: damaged weights are named by the path the card chooses."""
+    model_dir = Path(model_dir)
+    _recover_missing(model_dir)
+    try:
+        card = json.loads((model_dir / MODEL_CARD).read_text())
+    except (OSError, ValueError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return None
+    return None if not isinstance(card, dict) else "classic" if "classic" in card else "llm"
+
+
 def read_model_card(model_dir: Path) -> dict:
     """llmrec_model.json of a model directory, after `check_model_files`. Raises LlmrecError as one line naming
     the directory or file: it does not exist, is no llmrec model directory, or a file in it is damaged."""
     model_dir = Path(model_dir)
     path = model_dir / MODEL_CARD
-    if not model_dir.exists():  # a writer killed between atomic_dir's two renames: finish its swap first
-        try:
-            recover(model_dir)
-        except OSError:  # e.g. a read-only parent: nothing can be repaired there
-            pass
+    _recover_missing(model_dir)
     if not model_dir.is_dir():
         problem = "does not exist" if not model_dir.exists() else "is a file, not a directory"
         raise LlmrecError(f"{model_dir}: not an llmrec model directory: it {problem}")
@@ -75,7 +94,7 @@ def read_model_card(model_dir: Path) -> dict:
 
 def check_trained_data(model_dir: Path, card: dict, data: DataConfig, allowed: bool, key: str) -> None:
     """The data a run is given must be the data `model_dir` was trained on: its card's `data` (recorded by
-    `llmrec train` / `classic-train` from `samples.data_fingerprint`) against the fingerprint of `data`.
+    `llmrec train`, LLM or classic, from `samples.data_fingerprint`) against the fingerprint of `data`.
 
     `allowed` (the recipe key `key`) turns a mismatch into a printed note. A card from before the fingerprint
     was recorded is used with a printed warning, since nothing can be checked. Raises LlmrecError naming both

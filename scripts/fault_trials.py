@@ -408,12 +408,12 @@ def unlearn_argv(model, out, cache, *extra):
 
 
 def classic_train_argv(out, cache, *extra):
-    return ["classic-train", f"output_dir={out}", f"data.cache_dir={cache}", *DATA, "model.dim=16",
+    return ["train", "model.family=mf", f"output_dir={out}", f"data.cache_dir={cache}", *DATA, "model.dim=16",
             "train.epochs=15", "train.batch_size=128", *extra]
 
 
 def classic_unlearn_argv(model, out, cache, *extra):
-    return ["classic-unlearn", f"model={model}", f"output_dir={out}", f"data.cache_dir={cache}", *DATA, *extra]
+    return ["unlearn", f"model={model}", f"output_dir={out}", f"data.cache_dir={cache}", *DATA, *extra]
 
 
 def bench_argv(out, cache, *extra):

@@ -7,6 +7,7 @@ from llmrec.bench.run import BenchRecipe
 from llmrec.bench.speed import SpeedRecipe
 from llmrec.classic.train import ClassicRecipe
 from llmrec.classic.unlearn import ClassicUnlearnRecipe
+from llmrec.cli import train_family, verb_recipe
 from llmrec.config import Recipe, describe, load_recipe, to_yaml
 from llmrec.errors import ConfigError
 from llmrec.eval.audit_run import AuditRecipe
@@ -91,13 +92,15 @@ def test_every_recipe_loads_and_starts_with_its_command(path):
         verb, cls = {"unlearn": ("unlearn", UnlearnRecipe), "bench": ("benchmark", BenchRecipe),
                      "audit": ("audit", AuditRecipe),
                      "speed": ("bench-speed", SpeedRecipe),
-                     "classic/train": ("classic-train", ClassicRecipe),
-                     "classic/unlearn": ("classic-unlearn", ClassicUnlearnRecipe)}.get(
+                     "classic/train": ("train", ClassicRecipe),
+                     "classic/unlearn": ("unlearn", ClassicUnlearnRecipe)}.get(
             str(path.parent.relative_to(REPO / "recipes")), ("train", Recipe))
         if path.parent.name == "demo":  # scripts/demo.sh's pair: the original's and the unlearning recipe
             verb, cls = {"unlearn.yaml": ("unlearn", UnlearnRecipe)}.get(path.name, ("train", Recipe))
         assert f"llmrec {verb} {relative}" in first or f"-m llmrec {verb} {relative}" in first
         assert type(load_recipe(path, cls=cls)) is cls
+        if verb == "train":  # `llmrec train` reads it as the recipe of the family it names
+            assert verb_recipe(verb, train_family(str(path), [])) is cls
 
 
 def test_there_are_recipes():
@@ -146,6 +149,9 @@ def test_an_out_of_range_setting_is_one_line_before_anything_is_written(tmp_path
         args.append(f"model={tmp_path / 'missing-model'}")
     assert main([verb, *args]) == 2
     err = capsys.readouterr().err.strip()
+    if verb.startswith("classic-"):  # an alias says so first
+        note, err = err.split("\n", 1)
+        assert note.startswith(f"note: llmrec {verb} is an alias"), note
     assert err.startswith(f"llmrec: error: {message}") and "\n" not in err, err
     assert list(tmp_path.iterdir()) == []
 

@@ -35,7 +35,7 @@ ENSEMBLES = {"sisa": EnsembleConfig(shards=4), "receraser": EnsembleConfig(shard
 class ClassicBenchConfig:
     backbones: list[str] = option([], "classic backbones to add: mf, lightgcn (empty: LLM rows only)")
     methods: list[str] = option(CLASSIC_METHODS, "classic methods; alteraser and unlearn_als run on mf only")
-    model: ClassicModelConfig = option(ClassicModelConfig(), "classic backbone shape (kind comes from backbones)")
+    model: ClassicModelConfig = option(ClassicModelConfig(), "classic backbone shape (its family comes from backbones)")
     train: ClassicTrainConfig = option(ClassicTrainConfig(), "classic training (the ALS family uses train.als)")
     als_sweeps: int = option(15, "ALS sweeps of the mf-als original and retrains", ge=1)
     shards: int = option(4, "shards of the SISA and RecEraser ensembles", ge=2)
@@ -84,7 +84,7 @@ class Family:
 
 def classic_recipe(bench, config: ClassicBenchConfig, output: Path, kind: str, **train_changes) -> ClassicRecipe:
     return ClassicRecipe(output_dir=str(output), data=bench.data, forget=bench.forget,
-                         model=replace(config.model, kind=kind), train=replace(config.train, **train_changes))
+                         model=replace(config.model, family=kind), train=replace(config.train, **train_changes))
 
 
 def family_plan(config: ClassicBenchConfig) -> dict[str, dict]:

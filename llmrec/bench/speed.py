@@ -3,7 +3,7 @@
 1. One E2URec step as the reference code computes it, then with llmrec's changes added one at a time (steps.py).
 2. Whole runs at each forget fraction: E2URec (augmented model, teacher cache, distillation), NegGrad, a retrain
    from scratch on the retained data to the original's epochs, and IFRU on an MF: what `llmrec unlearn`,
-   `llmrec train` and `llmrec classic-unlearn` do, timed in-process, data preparation and saving included.
+   `llmrec train` and `llmrec unlearn` (of the MF) do, timed in-process, data preparation and saving included.
 3. Scoring throughput: `llmrec evaluate`'s loop against a plain loop that builds full logits.
 Each measurement is repeated `repeats` times, the contenders interleaved (their order rotates every repeat)
 so that drift of the machine lands on all of them; medians and min–max are reported. The split cache and

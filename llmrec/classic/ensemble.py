@@ -14,7 +14,7 @@ RecEraser_WMF.py and RecEraser_LightGCN.py do the same):
 | aggregator training | BPR, Adagrad, dropout (keep 0.7, utility/parser.py L76) on the user vector, L2 1e-5 on the transform (L205-228), up to 50 epochs with early stopping | the shards' BCE, Adam, no dropout, no L2, 10 epochs, best by valid AUC | one loss and optimiser for every classic model here |
 
 What the transform changes, on ML-100K (recipes/classic/train/mf_receraser.yaml, forget 20% of users): test AUC
-0.6750 with it, 0.6803 without (0.6749 and 0.6808 after `classic-unlearn receraser`); unregularised, the aggregator
+0.6750 with it, 0.6803 without (0.6749 and 0.6808 after `unlearn method=receraser`); unregularised, the aggregator
 with the transform fits the training triples after its first epoch (the best epoch by valid AUC is the first).
 """
 

@@ -1,4 +1,4 @@
-"""`llmrec classic-train RECIPE`: MF or LightGCN on the LLM's samples, splits and forget set.
+"""`llmrec train RECIPE` with model.family mf | lightgcn: MF or LightGCN on the LLM's samples, splits and forget set.
 
 Gradient training (Adam on the regularised BCE of `losses.py`, best epoch by valid AUC) or, for MF,
 weighted ALS (a fixed number of sweeps, as Unlearn-ALS needs to retrace it). Outputs in output_dir:
@@ -13,7 +13,7 @@ import copy
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 
@@ -34,10 +34,19 @@ from llmrec.progress import progress
 
 @dataclass
 class ClassicModelConfig:
-    kind: Literal["mf", "lightgcn"] = option("mf", "mf | lightgcn")
+    RENAMED_KEYS: ClassVar[dict[str, str]] = {"kind": "family"}  # model.kind still reads, with a warning, for a release
+
+    family: Literal["mf", "lightgcn"] = option(
+        "mf", "mf | lightgcn (`llmrec train` reads a recipe whose model.family is llm, or unset, as an LLM recipe); "
+        "model.kind, its old name, still reads for one release")
     dim: int = option(64, "embedding size", ge=1)
     layers: int = option(2, "LightGCN propagation layers (IFRU uses 1)", ge=1)
     init_std: float = option(0.1, "std of the normal initialisation of the embeddings", gt=0)
+
+    @property
+    def kind(self) -> str:
+        """`family` by its old name, for code that reads it so."""
+        return self.family
 
 
 @dataclass
@@ -96,11 +105,11 @@ def graph_edges(triples: Triples) -> torch.Tensor:
 
 
 def new_model(config: ClassicModelConfig, index: Index, train: Triples, link: str = "sigmoid") -> MatrixFactorization:
-    spec = {"kind": config.kind, "num_users": len(index.users), "num_items": len(index.items), "dim": config.dim,
+    spec = {"kind": config.family, "num_users": len(index.users), "num_items": len(index.items), "dim": config.dim,
             "init_std": config.init_std, "link": link}
-    if config.kind == "lightgcn":
+    if config.family == "lightgcn":
         spec["layers"] = config.layers
-    return build_model(spec, {"edges": graph_edges(train)} if config.kind == "lightgcn" else None)
+    return build_model(spec, {"edges": graph_edges(train)} if config.family == "lightgcn" else None)
 
 
 def auc(model: MatrixFactorization, triples: Triples) -> float:
@@ -211,8 +220,8 @@ def train_classic(recipe: ClassicRecipe) -> dict:
 
 def _train_classic(recipe: ClassicRecipe) -> dict:
     cfg = recipe.train
-    if cfg.optimizer == "als" and (recipe.model.kind != "mf" or cfg.ensemble.shards > 1):
-        raise ConfigError("train.optimizer=als trains one MF (model.kind: mf, train.ensemble.shards: 1)")
+    if cfg.optimizer == "als" and (recipe.model.family != "mf" or cfg.ensemble.shards > 1):
+        raise ConfigError("train.optimizer=als trains one MF (model.family: mf, train.ensemble.shards: 1)")
     print(f"resolved config:\n{to_yaml(recipe)}")
     print(threads_note())
     splits = prepare_splits(recipe.data, recipe.forget)  # bad data or forget settings stop here
@@ -244,6 +253,6 @@ def _train_classic(recipe: ClassicRecipe) -> dict:
                "valid_auc": auc(model, valid), "test_auc": auc(model, test), "train_seconds": wall, "history": history,
                "threads": torch.get_num_threads()}
     write_json(out / "train_metrics.json", metrics)
-    print(f"{recipe.model.kind} ({cfg.optimizer}): valid AUC {metrics['valid_auc']:.4f}, test AUC "
+    print(f"{recipe.model.family} ({cfg.optimizer}): valid AUC {metrics['valid_auc']:.4f}, test AUC "
           f"{metrics['test_auc']:.4f}, {wall:.1f}s; model in {out / 'model'}")
     return metrics

@@ -1,4 +1,4 @@
-"""`llmrec classic-unlearn RECIPE`: forget users from a classic model; the same artefacts as the LLM path.
+"""`llmrec unlearn RECIPE` of a classic model: forget users from it; the same artefacts as the LLM path.
 
 output_dir/ = the unlearned model (weights + llmrec_model.json naming the original in `unlearned_from`),
 the resolved config.yaml and unlearning_manifest.json. It appears only when the run succeeded, and the
@@ -97,7 +97,8 @@ class ClassicUnlearning:
 def prepare_work(model_dir: Path, splits) -> ClassicUnlearning:
     card = read_model_card(model_dir)
     if "classic" not in card:
-        raise LlmrecError(f"{model_dir}: not a classic model (train one with `llmrec classic-train`)")
+        raise LlmrecError(f"{model_dir}: not a classic model (train one with `llmrec train` and model.family mf | "
+                          "lightgcn)")
     model, index, card = load_classic(model_dir)
     training = from_dict(ClassicRecipe, card["recipe"])
     if training.train.train_on != "train" or training.train.only_users:

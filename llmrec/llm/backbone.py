@@ -231,8 +231,8 @@ def card_settings(model_dir: Path, tokenizer, card: dict | None = None) -> tuple
     card = read_model_card(model_dir) if card is None else card
     path = Path(model_dir) / MODEL_CARD
     if "classic" in card:
-        raise LlmrecError(f"{model_dir} holds a classic model (MF / LightGCN): it has no prompt or answer tokens; use "
-                          "the classic-* verbs")
+        raise LlmrecError(f"{model_dir} holds a classic model (MF / LightGCN): it has no prompt or answer tokens; "
+                          "`llmrec unlearn` and `llmrec evaluate` read it as one")
     try:
         prompt = from_dict(PromptConfig, card["prompt"], "prompt.")
         answer = AnswerTokens(**card["answer"])

@@ -12,13 +12,13 @@ from llmrec.data.samples import prepare_splits
 from tests.data.holdout_checks import assert_no_holdout_sample, record_training_splits, sample_ids
 
 
-@pytest.mark.parametrize("overrides", [[], ["model.kind=lightgcn"], ["train.optimizer=als", "train.als.reg=5"]])
+@pytest.mark.parametrize("overrides", [[], ["model.family=lightgcn"], ["train.optimizer=als", "train.als.reg=5"]])
 def test_training_learns_and_the_saved_model_scores_the_same(classic_factory, overrides):
     recipe = classic_factory(*overrides)
     metrics = train_classic(recipe)
     assert metrics["valid_auc"] > 0.65
     model, index, card = load_classic(f"{recipe.output_dir}/model")
-    assert card["classic"]["kind"] == recipe.model.kind
+    assert card["classic"]["kind"] == recipe.model.family
     splits = prepare_splits(recipe.data, recipe.forget)
     labels, probs = load_recommender(f"{recipe.output_dir}/model").score(["test"], splits)["test"]
     assert len(probs) == len(splits["test"]) and all(0 < p < 1 for p in probs)
@@ -42,7 +42,7 @@ def test_holdout_users_can_be_scored_but_no_mf_or_receraser_shard_trains_on_them
     model, index, _ = load_classic(f"{recipe.output_dir}/model")
     assert index == Index.from_splits(splits) and len(load_recommender(f"{recipe.output_dir}/model").score(
         ["holdout"], splits)["holdout"][1]) == len(splits["holdout"])
-    torch.manual_seed(recipe.train.seed)  # as classic-train draws the initial tables
+    torch.manual_seed(recipe.train.seed)  # as llmrec train draws the initial tables
     initial = new_model(recipe.model, index, index.encode(splits["train"]))
     held = index.user_rows(splits["holdout"]["user_id"])
     trained = index.user_rows(splits["train"]["user_id"])
@@ -72,7 +72,7 @@ def test_evaluate_scores_a_classic_model_like_an_llm(classic_factory, tmp_path):
 
 def test_als_on_lightgcn_is_refused_with_one_line(classic_factory, capsys):
     recipe = classic_factory()
-    code = main(["classic-train", "model.kind=lightgcn", "train.optimizer=als", f"output_dir={recipe.output_dir}",
+    code = main(["train", "model.family=lightgcn", "train.optimizer=als", f"output_dir={recipe.output_dir}",
                  f"data.cache_dir={recipe.data.cache_dir}"])
     assert code == 2 and "optimizer=als trains one MF" in capsys.readouterr().err
 
@@ -82,7 +82,7 @@ def test_als_on_lightgcn_is_refused_with_one_line(classic_factory, capsys):
 def classic_unlearn(capsys, recipe, out, *overrides, data=None):
     data = data or [f"data.synthetic.{k}={v}" for k, v in vars(recipe.data.synthetic).items()]
     capsys.readouterr()  # what earlier steps printed
-    code = main(["classic-unlearn", *data, f"data.cache_dir={recipe.data.cache_dir}",
+    code = main(["unlearn", *data, f"data.cache_dir={recipe.data.cache_dir}",
                  f"model={recipe.output_dir}/model", f"output_dir={out}", "method=finetune", *overrides])
     return code, *capsys.readouterr()
 
@@ -168,8 +168,8 @@ with hold_lock(pathlib.Path(sys.argv[1])):
         while not ready.exists():
             assert holder.poll() is None and time.monotonic() < deadline
             time.sleep(0.02)
-        code = main(["classic-train", f"output_dir={out}", f"data.cache_dir={tmp_path / 'cache'}", *CLASSIC_DATA,
-                     "model.dim=8", "train.epochs=1"])
+        code = main(["train", "model.family=mf", f"output_dir={out}", f"data.cache_dir={tmp_path / 'cache'}",
+                     *CLASSIC_DATA, "model.dim=8", "train.epochs=1"])
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and len(err) == 1 and f"in use by another llmrec run (pid {holder.pid})" in err[0], err
         assert not (out / "model").exists()

@@ -1,4 +1,5 @@
 import json
+import shutil
 from dataclasses import replace
 
 import pytest
@@ -41,9 +42,9 @@ def test_unlearn_als_converges_to_the_als_retrain(classic_factory, tmp_path):
 
 
 def test_ifru_moves_lightgcn_toward_the_retrain_and_leaves_the_original_alone(classic_factory, tmp_path):
-    original = classic_factory("model.kind=lightgcn")
+    original = classic_factory("model.family=lightgcn")
     train_classic(original)
-    reference = classic_factory("model.kind=lightgcn", "train.train_on=retained", f"output_dir={tmp_path / 'ref'}")
+    reference = classic_factory("model.family=lightgcn", "train.train_on=retained", f"output_dir={tmp_path / 'ref'}")
     train_classic(reference)
     before = directory_hash(tmp_path / "classic" / "model")
     # this small, briefly trained model is far from convex: a strong damping keeps the Newton step sensible
@@ -82,7 +83,7 @@ def test_bad_requests_fail_with_one_line_and_write_nothing(classic_factory, tmp_
     original = classic_factory()
     train_classic(original)
     recipe = unlearn_recipe(original, tmp_path / "out", *overrides)
-    args = ["classic-unlearn", f"model={recipe.model}", f"output_dir={recipe.output_dir}",
+    args = ["unlearn", f"model={recipe.model}", f"output_dir={recipe.output_dir}",
             f"data.cache_dir={recipe.data.cache_dir}", *[f"data.synthetic.{k}={v}" for k, v in
                                                            vars(recipe.data.synthetic).items()], *overrides]
     assert main(args) == 2
@@ -101,19 +102,23 @@ def test_interaction_level_forgetting_runs_on_classic_models_and_is_refused_by_t
     counts = manifest["counts"]
     assert f"unlearned {counts['forget_samples']} interactions of {counts['forget_users']} users" in \
         capsys.readouterr().out
-    code = main(["unlearn", f"model={original.output_dir}/model", "forget.unit=interactions",
-                 f"output_dir={tmp_path / 'llm'}"])
+    llm = tmp_path / "llm-card"  # the same files with a card that names no classic model: `unlearn` takes the LLM path
+    shutil.copytree(f"{original.output_dir}/model", llm)
+    card = json.loads((llm / "llmrec_model.json").read_text())
+    del card["classic"]
+    (llm / "llmrec_model.json").write_text(json.dumps(card))
+    code = main(["unlearn", f"model={llm}", "forget.unit=interactions", f"output_dir={tmp_path / 'llm'}"])
     assert code == 2 and "forgets whole users" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("output", ["X", "X/model", "X/model/out"])
 def test_an_output_dir_on_above_or_inside_the_original_is_refused(classic_factory, tmp_path, capsys, output):
-    """Issue 18: `classic-unlearn model=X/model output_dir=X` deleted X/model, exit 0."""
+    """Issue 18: `classic-unlearn model=X/model output_dir=X` (now `unlearn`) deleted X/model, exit 0."""
     original = classic_factory(f"output_dir={tmp_path / 'X'}")
     train_classic(original)
     before = directory_hash(tmp_path / "X" / "model")
     capsys.readouterr()
-    code = main(["classic-unlearn", f"model={tmp_path / 'X' / 'model'}", f"output_dir={tmp_path / output}",
+    code = main(["unlearn", f"model={tmp_path / 'X' / 'model'}", f"output_dir={tmp_path / output}",
                  f"data.cache_dir={original.data.cache_dir}",
                  *[f"data.synthetic.{k}={v}" for k, v in vars(original.data.synthetic).items()]])
     err = capsys.readouterr().err.strip()

@@ -81,13 +81,13 @@ def test_a_classic_unlearning_run_that_changes_no_weight_fails_loudly_and_writes
     from tests.classic.conftest import CLASSIC_DATA
 
     data = [*CLASSIC_DATA, f"data.cache_dir={tmp_path / 'cache'}"]
-    assert main(["classic-train", f"output_dir={tmp_path / 'mf'}", *data, "model.dim=8", "train.epochs=2",
+    assert main(["train", "model.family=mf", f"output_dir={tmp_path / 'mf'}", *data, "model.dim=8", "train.epochs=2",
                  "threads=1"]) == 0
     assert json.loads((tmp_path / "mf" / "train_metrics.json").read_text())["threads"] == 1
     model = load_classic(tmp_path / "mf" / "model")[0]
     assert not module_changed(model, load_classic(tmp_path / "mf" / "model")[0])
     capsys.readouterr()
-    common = ["classic-unlearn", f"model={tmp_path / 'mf' / 'model'}", f"output_dir={tmp_path / 'out'}", *data,
+    common = ["unlearn", f"model={tmp_path / 'mf' / 'model'}", f"output_dir={tmp_path / 'out'}", *data,
               "method=neggrad", "neggrad.epochs=0.5"]
     assert main([*common, "neggrad.learning_rate=1e-30"]) == 2
     errors = error_lines(capsys.readouterr().err)
