@@ -113,18 +113,29 @@ def train_family(recipe_path: str | None, overrides: list[str]) -> str:
 
 
 def unlearn_family(recipe_path: str | None, overrides: list[str]) -> str:
-    """'classic' when the model an unlearn recipe names (model=DIR, else the LLM recipe's default) has a classic
-    model card, else 'llm': also when its card cannot be read, so a missing or damaged model is named as it always
-    was (by the LLM path, which reads the card first)."""
-    from llmrec.config import recipe_tree
+    """'classic' or 'llm', by the model card of the model an unlearn recipe names (model=DIR, else the LLM recipe's
+    default). With no readable card (a model not trained yet, a damaged one), by the schema the recipe fits: the
+    LLM's unless only the classic one reads it (ifru.*, unlearn_als.*, ...); either path then names the missing or
+    damaged model first, in the words it always used, and a recipe neither reads gets the LLM path's line."""
+    from llmrec.config import from_dict, recipe_tree
     from llmrec.errors import ConfigError
     from llmrec.store import card_family
 
     try:
-        model_dir = recipe_tree(recipe_path, overrides).get("model", verb_recipe("unlearn")().model)
+        tree = recipe_tree(recipe_path, overrides)
     except ConfigError:
         return "llm"
-    return "classic" if isinstance(model_dir, str) and card_family(model_dir) == "classic" else "llm"
+    model_dir = tree.get("model", verb_recipe("unlearn")().model)
+    family = card_family(model_dir) if isinstance(model_dir, str) else None
+    if family is not None:
+        return family
+    for family in ("llm", "classic"):
+        try:
+            from_dict(verb_recipe("unlearn", family), tree)
+            return family
+        except ConfigError:
+            pass
+    return "llm"
 
 
 def _run(args) -> int:

@@ -63,8 +63,8 @@ def _recover_missing(model_dir: Path) -> None:
 
 def card_family(model_dir: str | Path) -> str | None:
     """'classic' or 'llm', by whether the model card of `model_dir` has a `classic` key; None when there is no
-    readable card (`llmrec unlearn` then leaves naming the problem to the LLM path, as before classic models shared
-    the verb). Only the card is read: damaged weights are named by the path the card chooses."""
+    readable card (`llmrec unlearn` then goes by the recipe: `cli.unlearn_family`). Only the card is read: damaged
+    weights are named by the path the card chooses."""
     model_dir = Path(model_dir)
     _recover_missing(model_dir)
     try:

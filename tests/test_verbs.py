@@ -93,9 +93,11 @@ def test_unlearn_of_a_classic_model_runs_the_classic_method_as_classic_unlearn_d
     card = json.loads((tmp_path / "new" / "llmrec_model.json").read_text())
     assert "classic" in card and card["unlearned_from"] == f"{original.output_dir}/model"
 
-    # no card to tell the family: the LLM recipe reads it, and names a missing model as it always did
-    code, _, err = run(capsys, "unlearn", f"model={tmp_path / 'nowhere'}", f"output_dir={tmp_path / 'out'}")
-    one_error_line(code, err, f"{tmp_path / 'nowhere'}: not an llmrec model directory: it does not exist")
+    # no card to tell the family (a model not trained yet): the recipe's schema does, and the missing model is named
+    for recipe in ([], method):  # the LLM recipe reads the first, only the classic one the second
+        code, _, err = run(capsys, "unlearn", f"model={tmp_path / 'nowhere'}", f"output_dir={tmp_path / 'out'}",
+                           *recipe)
+        one_error_line(code, err, f"{tmp_path / 'nowhere'}: not an llmrec model directory: it does not exist")
     assert not (tmp_path / "out").exists()
 
 
