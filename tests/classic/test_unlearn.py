@@ -75,7 +75,7 @@ def test_retrain_method_reproduces_the_reference_training(classic_factory, tmp_p
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
-    (["method=nope"], "unknown classic unlearning method 'nope'"),
+    (["method=nope"], "unknown unlearning method 'nope'"),
     (["method=unlearn_als"], "unlearn_als forgets from an ALS-trained MF"),
     (["method=ifru", "forget.fraction=0.999"], "whole training set"),
 ])
