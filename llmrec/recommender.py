@@ -62,7 +62,8 @@ def load_recommender(model_dir: str | Path, base_model: str | None = None) -> Re
 
 
 def load_llm_module(model_dir: str | Path, base_model: str | None = None) -> nn.Module:
-    """The torch module of an LLM model dir: a trained model dir, an unlearning output (peft adapter) on top of the original it names, or a SISA ensemble.
+    """The torch module of an LLM model dir: a trained model, an unlearning output (a peft adapter on top of the
+    original it names) or a SISA ensemble.
 
     An adapter's original is checked by hash first (`original_model_dir`); `base_model` points at it when it
     moved. Raises LlmrecError when it is missing or is another model.

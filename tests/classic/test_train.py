@@ -20,7 +20,10 @@ def test_training_learns_and_the_saved_model_scores_the_same(classic_factory, ov
     model, index, card = load_classic(f"{recipe.output_dir}/model")
     assert card["classic"]["kind"] == recipe.model.family
     splits = prepare_splits(recipe.data, recipe.forget)
-    labels, probs = load_recommender(f"{recipe.output_dir}/model").score(["test"], splits)["test"]
+    recommender = load_recommender(f"{recipe.output_dir}/model")
+    assert recommender.family == recipe.model.family
+    assert recommender.parameter_counts() == (metrics["parameters"],) * 2  # as trained; every row trains
+    labels, probs = recommender.score(["test"], splits)["test"]
     assert len(probs) == len(splits["test"]) and all(0 < p < 1 for p in probs)
     test = index.encode(splits["test"])
     assert torch.allclose(torch.tensor(probs), predict(model, test.users, test.items))

@@ -44,7 +44,7 @@ def test_e2urec_on_a_4bit_original_saves_an_adapter_scored_on_the_4bit_original(
     assert directory_hash(model_dir) == before
     assert read_model_card(tmp_path / "out")["quant"] == "4bit"
 
-    student = load_recommender(tmp_path / "out")
+    student = load_recommender(tmp_path / "out").module
     assert type(student.base_model.model.model.layers[0].self_attn.k_proj).__name__ == "Linear4bit"
     _, data = original_and_data(trained)
     with torch.no_grad():

@@ -38,9 +38,12 @@ def test_a_baseline_writes_a_recommender_and_leaves_the_original_alone(trained, 
     assert (manifest["trainable_percent"] == 100.0) == (finetune == "full")
 
     unlearned, original = load_recommender(out), load_recommender(model_dir)
+    assert unlearned.family == original.family == "llm"
+    assert unlearned.parameter_counts()[1] == original.parameter_counts()[1] + (  # an adapter adds its own weights
+        manifest["trainable_parameters"] if finetune == "lora" else 0)
     ids = torch.tensor([[5, 6, 7]])
     with torch.no_grad():
-        assert not torch.allclose(unlearned(input_ids=ids).logits, original(input_ids=ids).logits)
+        assert not torch.allclose(unlearned.module(input_ids=ids).logits, original.module(input_ids=ids).logits)
 
 
 def _copy_original(trained, root):
