@@ -52,7 +52,7 @@ def test_classic_families_sit_beside_the_llm_rows(tmp_path, capsys):
 def test_classic_settings_are_checked_before_training(tmp_path):
     with pytest.raises(ConfigError, match="unknown backbone 'gcn'"):
         run_benchmark(bench_recipe(tmp_path, "classic.backbones=[gcn]"))
-    with pytest.raises(ConfigError, match="unknown classic unlearning method 'ifr'"):
+    with pytest.raises(ConfigError, match="unknown unlearning method 'ifr'"):
         run_benchmark(bench_recipe(tmp_path, "classic.backbones=[mf]", "classic.methods=[ifr]"))
     with pytest.raises(ConfigError, match="classic.ifru_gradients: unknown gradient 'retained'"):
         run_benchmark(bench_recipe(tmp_path, "classic.backbones=[mf]", "classic.ifru_gradients=[removed,retained]"))
