@@ -229,11 +229,11 @@ def test_a_stage_whose_files_were_damaged_is_trained_again_not_reused(finished, 
 
 def test_the_model_fingerprint_covers_the_samples_format(monkeypatch, tmp_path):
     """Samples built another way from the same bytes (FORMAT_VERSION) train another model: not reused."""
-    import llmrec.bench.run
+    import llmrec.stages
 
     recipe = base_recipe(bench_recipe(tmp_path), tmp_path / "x")
     before = fingerprint(recipe)
-    monkeypatch.setattr(llmrec.bench.run, "FORMAT_VERSION", llmrec.bench.run.FORMAT_VERSION + 1)
+    monkeypatch.setattr(llmrec.stages, "FORMAT_VERSION", llmrec.stages.FORMAT_VERSION + 1)
     assert fingerprint(recipe) != before
 
 
