@@ -95,9 +95,9 @@ def stage_fingerprint(stage: Stage) -> str:
     section["mixed_precision"] = resolve_mixed_precision(section["mixed_precision"])
     resolved["data_sha256"] = data_fingerprint(recipe.data)["sha256"]
     if verb == "unlearn":  # other methods' sections do not shape this one's output (a retrain ignores e2urec.alpha)
-        from llmrec.unlearn.registry import METHOD_MODULES
+        from llmrec.unlearn.registry import method_names
 
-        for method in METHOD_MODULES:
+        for method in method_names():
             if method != resolved["method"]:
                 resolved.pop(method, None)
     payload = {"verb": verb, "recipe": resolved, "reads": {str(p): tree_hash(p) for p in stage.reads}}

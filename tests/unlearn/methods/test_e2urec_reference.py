@@ -1,12 +1,11 @@
 """recipes/unlearn/e2urec-reference.yaml carries the reference script's values (justarter/E2URec, train_e2urec.sh)."""
 
-from pathlib import Path
-
 from llmrec.config import load_recipe
 from llmrec.unlearn.stopping import steps_for
 from llmrec.unlearn.run import UnlearnRecipe
+from tests.conftest import REPO
 
-RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "unlearn" / "e2urec-reference.yaml"
+RECIPE = REPO / "recipes" / "unlearn" / "e2urec-reference.yaml"
 REFERENCE_FORGET_SAMPLES = 12_982  # forget_0.2_user_10_simple.json (data_preprocess/split_ml-1m.ipynb, cell 2)
 
 
