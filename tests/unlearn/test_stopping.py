@@ -204,7 +204,7 @@ def test_rule_fixed_takes_exactly_the_schedules_from_before_the_rule(held_out):
                                   (unlearn_finetune, FinetuneConfig(**small), 4),
                                   (unlearn_bad_teacher, BadTeacherConfig(**small), 4)]:
         model, data = held_out_run(held_out, rule="fixed")
-        result = runner(model, data, config)
+        result = runner(LlmUnlearning(model, data), config)
         assert result["steps"] == {"train": steps} == {"train": math.ceil(0.3 * forget / 8)}
         assert result["stopping"]["checks"] == [] and result["stopping"]["rule"] == "fixed"
     model, data = held_out_run(held_out, rule="fixed")
