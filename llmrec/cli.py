@@ -179,7 +179,7 @@ def _run(args) -> int:
 
         train_classic(recipe)
     elif verb == "train":
-        from llmrec.ensemble import train
+        from llmrec.ensemble.llm import train
 
         train(recipe)
     elif args.verb == "evaluate":

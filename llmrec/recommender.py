@@ -5,7 +5,7 @@
 
 Whatever its family, a recommender scores named splits to P(yes) and counts its parameters; the caller never asks
 which family it holds. An LLM directory may hold a trained model, an unlearning output (an adapter on its
-original, checked by hash) or a SISA ensemble of shard models (`llmrec.ensemble`); loading them is done here, so
+original, checked by hash) or a SISA ensemble of shard models (`llmrec.ensemble.llm`); loading them is done here, so
 no backbone imports the ensembles built from it.
 """
 
@@ -20,7 +20,7 @@ from torch import nn
 
 from llmrec.classic.recommender import ClassicRecommender, classic_family
 from llmrec.classic.store import load_classic
-from llmrec.ensemble import SisaEnsemble
+from llmrec.ensemble.llm import SisaEnsemble
 from llmrec.errors import LlmrecError
 from llmrec.llm.backbone import card_settings, load_model, load_tokenizer
 from llmrec.llm.recommender import LlmRecommender

@@ -14,7 +14,7 @@ from pathlib import Path
 from llmrec.bench.memory import PeakMemory
 from llmrec.config import Recipe, to_dict
 from llmrec.data.samples import FORMAT_VERSION, holdout_settings, input_fingerprint
-from llmrec.ensemble import train
+from llmrec.ensemble.llm import train
 from llmrec.errors import LlmrecError
 from llmrec.io import write_json
 from llmrec.store import model_hash

@@ -43,3 +43,20 @@ def small_recipe(tmp_path: Path, *overrides: str):
 @pytest.fixture
 def recipe_factory(tmp_path):
     return lambda *overrides: small_recipe(tmp_path, *overrides)
+
+
+@pytest.fixture(scope="session")
+def sisa_ensemble(tmp_path_factory):
+    """A tiny 3-shard LLM SISA ensemble (`llmrec.ensemble.llm.train`, 6 steps a shard), trained once for the
+    ensemble tests (tests/ensemble/test_llm.py) and SISA's (tests/unlearn/methods/test_sisa.py): its recipe and
+    the splits its shards trained on, in shard order."""
+    from llmrec.ensemble.llm import train
+    from tests.data.holdout_checks import record_training_splits
+
+    root = tmp_path_factory.mktemp("sisa")
+    recipe = load_recipe(None, [f"output_dir={root / 'run'}", f"data.cache_dir={root / 'cache'}", *SMALL_OVERRIDES,
+                                "train.max_steps=6", "train.shards=3"])
+    with pytest.MonkeyPatch.context() as patch:
+        seen = record_training_splits(patch, "llmrec.llm.train")
+        train(recipe)
+    return recipe, seen

@@ -95,3 +95,45 @@ def test_llmrec_has_no_import_circle():
         f"{' ↔ '.join(c)} (" + ", ".join(f"{a} → {b}" for a in c for b in sorted(graph[a] & set(c))) + ")"
         for c in found)
     assert not found, f"import circles: {detail}"
+
+
+BACKBONES = ("llmrec.llm.backbone", "llmrec.classic.mf", "llmrec.classic.lightgcn")
+
+
+def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    """Every module `start` imports, directly or through others (not `start` itself, unless in a circle)."""
+    seen, stack = set(), [start]
+    while stack:
+        for target in graph[stack.pop()] - seen:
+            seen.add(target)
+            stack.append(target)
+    return seen
+
+
+def ensemble_imports(graph: dict[str, set[str]]) -> dict[str, list[str]]:
+    """{backbone: the llmrec.ensemble modules it reaches}, for the backbones that reach any."""
+    found = {}
+    for backbone in BACKBONES:
+        ensembles = sorted(m for m in reachable(graph, backbone) if m == "llmrec.ensemble"
+                           or m.startswith("llmrec.ensemble."))
+        if ensembles:
+            found[backbone] = ensembles
+    return found
+
+
+def test_reachable_follows_imports_transitively():
+    graph = {"a": {"b"}, "b": {"c"}, "c": set(), "d": {"a"}}
+    assert reachable(graph, "a") == {"b", "c"} and reachable(graph, "c") == set()
+    broken = {**{m: set() for m in BACKBONES}, "llmrec.llm.backbone": {"llmrec.store"},
+              "llmrec.store": {"llmrec.ensemble.llm"}, "llmrec.ensemble.llm": set()}
+    assert ensemble_imports(broken) == {"llmrec.llm.backbone": ["llmrec.ensemble.llm"]}
+
+
+def test_no_backbone_imports_the_ensembles():
+    """Ensembles are built from single models (`llmrec.ensemble`), never the other way round: no backbone, nor any
+    llmrec module it imports, imports the package."""
+    graph = import_graph()
+    assert set(BACKBONES) <= set(graph)
+    found = ensemble_imports(graph)
+    assert not found, "backbones importing llmrec.ensemble: " + "; ".join(
+        f"{b} → {', '.join(m)}" for b, m in found.items())

@@ -13,9 +13,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from llmrec.classic.data import Index
-from llmrec.classic.ensemble import ClassicEnsemble
 from llmrec.classic.lightgcn import LightGCN
 from llmrec.classic.mf import MatrixFactorization
+from llmrec.ensemble.classic import ClassicEnsemble
 from llmrec.errors import LlmrecError
 from llmrec.store import MODEL_CARD, read_model_card, write_model_card
 

@@ -18,12 +18,13 @@ from typing import ClassVar, Literal
 import torch
 
 from llmrec.classic.data import Index, Triples
-from llmrec.classic.ensemble import ClassicEnsemble, balanced_kmeans
 from llmrec.classic.losses import regularized_bce
 from llmrec.classic.mf import MatrixFactorization, als_objective, als_sweep
 from llmrec.classic.store import build_model, predict, save_classic
 from llmrec.config import THREADS_HELP, DataConfig, ForgetConfig, option, to_dict, to_yaml
 from llmrec.data.samples import data_fingerprint, prepare_splits, training_split
+from llmrec.ensemble.classic import ClassicEnsemble
+from llmrec.ensemble.partition import balanced_kmeans, random_partition
 from llmrec.errors import ConfigError
 from llmrec.eval.metrics import utility_metrics
 from llmrec.io import atomic_dir, hold_lock, write_json, write_text
@@ -163,15 +164,14 @@ def fit_als(model: MatrixFactorization, confidence: torch.Tensor, preference: to
 
 
 def partition_users(recipe: ClassicRecipe, index: Index, train: Triples, valid: Triples) -> torch.Tensor:
-    """Shard of every user row (-1: no training triples): seeded random, or RecEraser's balanced k-means."""
+    """Shard of every user row (-1: no training triples): seeded random (`ensemble.partition.random_partition`), or
+    RecEraser's balanced k-means (`ensemble.partition.balanced_kmeans`) on the user embeddings of a model first
+    trained on all of `train`."""
     config = recipe.train.ensemble
     active = torch.unique(train.users)
-    assignment = torch.full((len(index.users),), -1, dtype=torch.long)
     if config.partition == "random":
-        order = active[torch.randperm(len(active), generator=torch.Generator().manual_seed(recipe.train.seed))]
-        for shard, rows in enumerate(order.tensor_split(config.shards)):
-            assignment[rows] = shard
-        return assignment
+        return random_partition(len(index.users), active, config.shards, recipe.train.seed)
+    assignment = torch.full((len(index.users),), -1, dtype=torch.long)
     torch.manual_seed(recipe.train.seed)
     embedder = new_model(recipe.model, index, train)
     fit_gradient(embedder, train, valid, recipe.train, desc="embeddings for k-means")

@@ -293,7 +293,7 @@ def train(recipe: Recipe, body: Callable[[Recipe], dict] | None = None) -> dict:
     another run into it is refused, naming its pid); first, a swap of model/ or checkpoints/last that a killed
     run left half done is finished or rolled back (`recover`), so a resume never misses its checkpoint.
 
-    `body` is what runs under the lock: one model (the default), or a shard ensemble (`llmrec.ensemble.train`
+    `body` is what runs under the lock: one model (the default), or a shard ensemble (`llmrec.ensemble.llm.train`
     passes its own, so this module never imports the ensembles built from it). Raises ConfigError for
     train.shards > 1 without one."""
     check_outputs(recipe)
@@ -307,7 +307,7 @@ def train(recipe: Recipe, body: Callable[[Recipe], dict] | None = None) -> dict:
 
 def _train(recipe: Recipe) -> dict:
     if recipe.train.shards > 1:
-        raise ConfigError("train.shards > 1 trains an ensemble of shard models: use llmrec.ensemble.train")
+        raise ConfigError("train.shards > 1 trains an ensemble of shard models: use llmrec.ensemble.llm.train")
     output_dir = Path(recipe.output_dir)
     cfg = recipe.train
     accelerator = make_accelerator(

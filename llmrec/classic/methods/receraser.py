@@ -3,7 +3,7 @@ shard, attention-based aggregation of the sub-models' embeddings, each first map
 W_k e + b_k as in the reference code (chenchongthu/Recommendation-Unlearning, RecEraser_BPR.py L197-199;
 `train.ensemble.transform`, on by default). Unlearning retrains the shards that held forgotten users and then the
 whole aggregator (transform and attention, from fresh weights), on the retained triples. Where the aggregator
-differs from the reference: the table in classic/ensemble.py.
+differs from the reference: the table in ensemble/classic.py.
 
 Train the original with train.ensemble: {shards: 4, partition: kmeans, aggregation: attention}. Of the paper's
 three partitions (user-, item-, interaction-based) the user-based one is built here: user deletion touches one
@@ -12,9 +12,8 @@ shard per user, where item- or interaction-based shards would all hold some of a
 
 from __future__ import annotations
 
-
-from llmrec.classic.methods.sisa import retrain_affected_shards
 from llmrec.errors import LlmrecError
+from llmrec.unlearn.methods.sisa import retrain_affected_shards
 from llmrec.unlearn.registry import CLASSIC, register
 
 

@@ -1,3 +1,6 @@
+"""SISA (`llmrec.unlearn.methods.sisa`): only the shards that held a forgotten user are retrained, on an LLM
+ensemble and on an MF one. The ensembles themselves: tests/ensemble/."""
+
 import json
 import os
 import shutil
@@ -6,70 +9,25 @@ from dataclasses import replace
 import pytest
 import torch
 
+from llmrec.classic.store import load_classic
+from llmrec.classic.unlearn import run_classic_unlearning
 from llmrec.config import load_recipe
 from llmrec.data.samples import prepare_splits
+from llmrec.ensemble.llm import train
 from llmrec.errors import LlmrecError
-from llmrec.ensemble import SisaEnsemble, shard_users, train
-from llmrec.llm.backbone import load_model
-from llmrec.recommender import load_llm_module
-from llmrec.store import directory_hash, model_hash, read_model_card
+from llmrec.recommender import load_llm_module, load_recommender
+from llmrec.store import model_hash, read_model_card
 from llmrec.unlearn.run import run_unlearning
+from tests.classic.test_unlearn import unlearn_recipe as classic_unlearn_recipe
 from tests.conftest import SMALL_OVERRIDES
-from tests.data.holdout_checks import assert_no_holdout_sample, record_training_splits, sample_ids
+from tests.data.holdout_checks import assert_no_holdout_sample, record_training_splits
+from tests.ensemble.test_classic import forget_within_one_shard, state
 from tests.unlearn.conftest import unlearn_recipe
 
 
-def test_shards_are_disjoint_near_equal_and_seeded():
-    users = [str(u) for u in range(10)]
-    shards = shard_users(users, 3, seed=0)
-    assert sorted(sum(shards, [])) == sorted(users) and sorted(len(s) for s in shards) == [3, 3, 4]
-    assert shards == shard_users(users, 3, seed=0) != shard_users(users, 3, seed=1)
-    with pytest.raises(LlmrecError, match="train.shards must be between 2 and the number of training users"):
-        shard_users(users, 11, seed=0)
-
-
-SHARDS_TRAINED_ON = []  # what the `ensemble` fixture's shards trained on
-
-
-@pytest.fixture(scope="module")
-def ensemble(tmp_path_factory):
-    root = tmp_path_factory.mktemp("sisa")
-    recipe = load_recipe(None, [f"output_dir={root / 'run'}", f"data.cache_dir={root / 'cache'}", *SMALL_OVERRIDES,
-                                "train.max_steps=6", "train.shards=3"])
-    with pytest.MonkeyPatch.context() as patch:
-        SHARDS_TRAINED_ON[:] = []
-        seen = record_training_splits(patch, "llmrec.llm.train")
-        train(recipe)
-        SHARDS_TRAINED_ON.extend(seen)
-    return recipe
-
-
-def test_no_shard_holds_or_trains_on_a_holdout_user(ensemble):
-    """Issue 19: data.holdout users are in-distribution non-members; no SISA shard may train on them."""
-    splits = prepare_splits(ensemble.data, ensemble.forget)
-    assert len(SHARDS_TRAINED_ON) == 3
-    assert_no_holdout_sample(SHARDS_TRAINED_ON, splits)
-    assert set().union(*map(sample_ids, SHARDS_TRAINED_ON)) == sample_ids(splits["train"])
-    spec = json.load(open(f"{ensemble.output_dir}/model/sisa.json"))
-    assert set(splits["holdout"]["user_id"]).isdisjoint(sum((s["users"] for s in spec["shards"]), []))
-
-
-def test_the_ensemble_averages_its_shards_probabilities(ensemble):
-    model_dir = f"{ensemble.output_dir}/model"
-    spec = json.load(open(f"{model_dir}/sisa.json"))
-    assert len(spec["shards"]) == 3
-    train_users = set(prepare_splits(ensemble.data, ensemble.forget)["train"]["user_id"])
-    assert sorted(sum((s["users"] for s in spec["shards"]), [])) == sorted(train_users)
-
-    model = load_llm_module(model_dir)
-    assert isinstance(model, SisaEnsemble)
-    ids = torch.tensor([[5, 6, 7], [8, 9, 10]])
-    pair = [model.answer.yes_id, model.answer.no_id]
-    with torch.no_grad():
-        combined = model(input_ids=ids).logits[:, -1, pair].softmax(-1)
-        shards = [load_model(os.path.join(model_dir, s["model"]))(input_ids=ids).logits[:, -1, pair].softmax(-1)
-                  for s in spec["shards"]]
-    torch.testing.assert_close(combined, torch.stack(shards).mean(0))
+@pytest.fixture
+def ensemble(sisa_ensemble):
+    return sisa_ensemble[0]
 
 
 def test_unlearning_retrains_only_the_shards_that_held_a_forgotten_user(ensemble, tmp_path, monkeypatch):
@@ -98,16 +56,6 @@ def test_unlearning_retrains_only_the_shards_that_held_a_forgotten_user(ensemble
         ids = torch.tensor([[5, 6, 7]])
         assert not torch.equal(load_llm_module(tmp_path / "out")(input_ids=ids).logits,
                                load_llm_module(model_dir)(input_ids=ids).logits)
-
-
-def test_the_original_hash_of_an_ensemble_covers_its_shards(ensemble, tmp_path):
-    copy = tmp_path / "run"
-    shutil.copytree(ensemble.output_dir, copy)
-    before, ensemble_dir_only = model_hash(copy / "model"), directory_hash(copy / "model")
-    with open(copy / "shards/shard-2/model/config.json", "a") as f:  # a shard lives outside model/
-        f.write(" ")
-    assert directory_hash(copy / "model") == ensemble_dir_only
-    assert model_hash(copy / "model") != before
 
 
 def test_editing_the_unlearned_ensemble_in_place_leaves_the_original_unchanged(ensemble, tmp_path):
@@ -185,16 +133,17 @@ def test_an_ensemble_of_t5_shards_is_scored_evaluated_and_unlearned(tmp_path):
     assert unlearned["test"]["samples"] == results["test"]["samples"]
 
 
-def test_a_shard_changed_in_place_is_refused_at_load(ensemble, tmp_path):
-    """Issue 18 item 2: sisa.json recorded no hash of its shards, so a shard retrained or edited in place (it lives
-    outside model/) was scored and unlearned without a word."""
-    copy = tmp_path / "run"
-    shutil.copytree(ensemble.output_dir, copy)
-    load_llm_module(copy / "model")  # intact: loads
-    with open(copy / "shards/shard-1/model/model.safetensors", "r+b") as f:  # a weight byte changed, same size
-        f.seek(-1, os.SEEK_END)
-        last = f.read(1)
-        f.seek(-1, os.SEEK_END)
-        f.write(bytes([last[0] ^ 1]))
-    with pytest.raises(LlmrecError, match=r"shard 1 .* changed since the ensemble was written"):
-        load_llm_module(copy / "model")
+def test_classic_sisa_retrains_only_the_shard_that_held_the_forgotten_users(tmp_path):
+    original, model_dir = forget_within_one_shard(tmp_path)
+    splits = prepare_splits(original.data, original.forget)
+    labels, probs = load_recommender(model_dir).score(["test"], splits)["test"]
+    assert len(probs) == len(labels) and all(0 < p < 1 for p in probs)
+
+    manifest = run_classic_unlearning(classic_unlearn_recipe(original, tmp_path / "sisa", "method=sisa",
+                                                             f"forget.users={tmp_path / 'forget.txt'}"))
+    assert manifest["steps"]["shards_retrained"] == 1 and manifest["steps"]["retrained"] == [1]
+    before, after = load_classic(model_dir)[0], load_classic(tmp_path / "sisa")[0]
+    for shard in (0, 2):
+        assert all(torch.equal(a, b) for a, b in zip(state(before, f"shards.{shard}.").values(),
+                                                      state(after, f"shards.{shard}.").values()))
+    assert not torch.equal(before.shards[1].user.weight, after.shards[1].user.weight)

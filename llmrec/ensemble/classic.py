@@ -1,8 +1,11 @@
 """Shard ensembles of classic models: SISA (random user shards, mean of P(yes)) and RecEraser (balanced
 k-means shards, attention over the shard embeddings).
 
-Each shard model sees only its shard's triples; unlearning retrains just the shards that held forgotten
-triples (and, for attention, the aggregator: the per-shard transform and both attention nets).
+Each shard model sees only its shard's triples; unlearning (`llmrec.unlearn.methods.sisa`,
+`llmrec.classic.methods.receraser`) retrains just the shards that held forgotten triples (and, for attention, the
+aggregator: the per-shard transform and both attention nets). The partitions are `partition.random_partition` and
+`partition.balanced_kmeans`; shards and aggregator are fitted by `classic.train` (`fit_shard`, `fit_aggregator`,
+`fit_ensemble`), which imports this module, not the other way round.
 
 RecEraser's aggregator against the reference (chenchongthu/Recommendation-Unlearning, code/RecEraser_BPR.py;
 RecEraser_WMF.py and RecEraser_LightGCN.py do the same):
@@ -26,36 +29,6 @@ import torch
 from torch import nn
 
 from llmrec.classic.mf import MatrixFactorization
-
-
-def balanced_kmeans(vectors: torch.Tensor, shards: int, iterations: int = 10, seed: int = 0) -> torch.Tensor:
-    """RecEraser's balanced partition: k-means where each shard holds at most ⌈n/shards⌉ rows.
-
-    Each round assigns (row, centre) pairs in order of increasing distance, skipping full shards and rows
-    already placed, then moves every centre to the mean of its rows.
-    """
-    n = len(vectors)
-    capacity = -(-n // shards)
-    generator = torch.Generator().manual_seed(seed)
-    centres = vectors[torch.randperm(n, generator=generator)[:shards]].clone()
-    assignment = torch.full((n,), -1, dtype=torch.long)
-    for _ in range(iterations):
-        distance = torch.cdist(vectors, centres)
-        order = torch.argsort(distance.reshape(-1))
-        assignment.fill_(-1)
-        load = [0] * shards
-        placed = 0
-        for flat in order.tolist():
-            row, shard = divmod(flat, shards)
-            if assignment[row] >= 0 or load[shard] >= capacity:
-                continue
-            assignment[row] = shard
-            load[shard] += 1
-            placed += 1
-            if placed == n:
-                break
-        centres = torch.stack([vectors[assignment == k].mean(0) for k in range(shards)])
-    return assignment
 
 
 class Attention(nn.Module):

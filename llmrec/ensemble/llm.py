@@ -1,8 +1,9 @@
-"""Shard ensembles: SISA (Bourtoule et al., "Machine Unlearning", IEEE S&P 2021), Sharded, Isolated, Sliced,
+"""LLM shard ensembles: SISA (Bourtoule et al., "Machine Unlearning", IEEE S&P 2021), Sharded, Isolated, Sliced,
 Aggregated training of an LLM recommender.
 
-Training users are split into S disjoint shards (a user's whole history in one shard, since requests
-erase users), one model is trained per shard, and the recommender's P(yes) is the mean over shards.
+Training users are split into S disjoint shards (a user's whole history in one shard, since requests erase
+users; `partition.shard_users`), one model is trained per shard, and the recommender's P(yes) is the mean over
+shards.
 Forgetting (`llmrec.unlearn.methods.sisa`) retrains only the shards that held a forgotten user. Slicing (checkpoints
 inside a shard, so a retrain can restart mid-shard) is not implemented: an affected shard is retrained from its
 start.
@@ -25,21 +26,13 @@ from torch import nn
 
 from llmrec.config import Recipe, to_dict, to_yaml
 from llmrec.data.samples import prepare_splits, training_split
+from llmrec.ensemble.partition import shard_users
 from llmrec.errors import LlmrecError
 from llmrec.io import atomic_dir, write_json, write_text
 from llmrec.llm import train as single
 from llmrec.llm.backbone import AnswerTokens, load_model, load_tokenizer
 from llmrec.llm.scoring import answer_logits
 from llmrec.store import ENSEMBLE_FILE, read_model_card, shard_model_dirs, verified_hash, write_model_card
-
-
-def shard_users(users: list[str], shards: int, seed: int) -> list[list[str]]:
-    """`shards` seeded, near-equal, disjoint groups of users (SISA's uniform sharding)."""
-    if not 1 < shards <= len(users):
-        raise LlmrecError(f"train.shards must be between 2 and the number of training users ({len(users)}), "
-                          f"got {shards}")
-    order = torch.randperm(len(users), generator=torch.Generator().manual_seed(seed)).tolist()
-    return [sorted(users[i] for i in order[k::shards]) for k in range(shards)]
 
 
 def train_shard(recipe: Recipe, users: list[str], folder: Path) -> dict:
