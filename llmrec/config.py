@@ -384,17 +384,21 @@ def section_default(cls: type, name: str, base: Any = None) -> Any:
 
 
 def renamed_keys(values: dict, renamed: dict[str, str], prefix: str = "") -> tuple[dict, list[str]]:
-    """`values` with each old spelling of a renamed key (`renamed`: {old: new}) moved to the new one, and one
-    warning line per old spelling used. Raises ConfigError, one line, when both are given with different values."""
+    """`values` with each old spelling of a renamed key (`renamed`: {old: new}; new may name a key one section down,
+    "lora.r") moved to the new one, and one warning line per old spelling used. Raises ConfigError, one line, when both are given with different values."""
     values, notes = dict(values), []
     for old, new in renamed.items():
         if old not in values:
             continue
         value = values.pop(old)
-        if new in values and values[new] != value:
-            raise ConfigError(f"{prefix}{old} ({value!r}) and {prefix}{new} ({values[new]!r}) differ: {prefix}{old} "
+        section, _, key = new.rpartition(".")  # a new name may sit one section down ("lora.r")
+        into = values
+        if section:
+            into = values[section] = dict(values.get(section) or {})
+        if key in into and into[key] != value:
+            raise ConfigError(f"{prefix}{old} ({value!r}) and {prefix}{new} ({into[key]!r}) differ: {prefix}{old} "
                               f"is the old name of {prefix}{new}; give only {prefix}{new}")
-        values[new] = value
+        into[key] = value
         notes.append(f"{prefix}{old} is deprecated and will be removed in a later release; write {prefix}{new} "
                      "instead (same values)")
     return values, notes

@@ -48,6 +48,7 @@ from llmrec.store import read_model_card
 from llmrec.llm.scoring import p_yes
 from llmrec.llm.train import train
 from llmrec.unlearn.data import UnlearningData
+from llmrec.unlearn.loop import LlmUnlearning
 from llmrec.unlearn.methods.e2urec import E2URecConfig, Teachers
 from llmrec.unlearn.methods.neggrad import NegGradConfig
 from llmrec.unlearn.run import UnlearnRecipe, run_unlearning
@@ -135,12 +136,11 @@ def step_benchmark(recipe: SpeedRecipe, original_dir: Path, splits, accelerator)
         p.requires_grad_(False)
     augmented = copy.deepcopy(original)  # its weights do not change a forward's cost
     student = add_lora(copy.deepcopy(original), config.lora)
-    teachers = Teachers(student, None, answer, config.alpha)
+    teachers = Teachers(LlmUnlearning(original, data), student, None, config.alpha)
     with accelerator.autocast():
         augmented_forget = precompute_answer_logits(augmented, data.all_rows(data.forget, 2 * batch_size), answer,
                                                     "teacher aug forget")
-        teachers.precompute(data.all_rows(data.forget, 2 * batch_size), data.all_rows(retained, 2 * batch_size),
-                            augmented_forget)
+        teachers.precompute(data.forget, retained, 2 * batch_size, augmented_forget)
     runner = StepRunner(student, original, augmented, teachers, config, answer, bf16_autocast(accelerator.device))
 
     def batches(by_length: bool, dataset, seed_offset: int) -> list[dict]:

@@ -133,8 +133,8 @@ class StepRunner:
             return reference_step_loss(self.student, self.original, self.augmented, forget_batch, retained_batch,
                                        self.config, self.answer)
         logits = answer_logits if variant.answer_only else last_of_full_logits
-        return student_loss(self.student, self.teachers, forget_batch, retained_batch, self.config, self.answer,
-                            logits=logits)
+        return student_loss(self.teachers.work, self.student, self.teachers, forget_batch, retained_batch, self.config,
+                            forward=lambda model, batch: logits(model, batch["input_ids"], batch["attention_mask"]))
 
     def step(self, variant: Variant, forget_batch: dict, retained_batch: dict) -> float:
         self.student.train()

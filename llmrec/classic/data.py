@@ -14,6 +14,7 @@ class Triples:
     users: torch.Tensor  # long [n]: row indices into the user table
     items: torch.Tensor  # long [n]
     labels: torch.Tensor  # float [n]: 1 = liked
+    rows: torch.Tensor | None = None  # long [n]: a batch's rows in the triples it was drawn from
 
     def __len__(self) -> int:
         return len(self.labels)

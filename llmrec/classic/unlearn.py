@@ -15,13 +15,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+from torch.nn.functional import binary_cross_entropy_with_logits
+
 from llmrec.classic.data import Index, Triples
-from llmrec.classic.loop import ClassicSchedule, batch_bce, classic_schedule
+from llmrec.classic.loop import ClassicSchedule, LowRankStudent, batch_bce, classic_schedule, two_class
 from llmrec.classic.mf import MatrixFactorization
 from llmrec.classic.recommender import classic_family
 from llmrec.classic.store import load_classic, save_classic
-from llmrec.classic.train import ClassicRecipe
-from llmrec.config import THREADS_HELP, DataConfig, ForgetConfig, from_dict, option, to_yaml
+from llmrec.classic.train import ClassicRecipe, new_model
+from llmrec.config import THREADS_HELP, DataConfig, ForgetConfig, LoraSettings, from_dict, option, to_yaml
 from llmrec.data.samples import prepare_splits
 from llmrec.errors import ConfigError, LlmrecError
 from llmrec.io import atomic_dir, write_json
@@ -31,6 +34,7 @@ from llmrec.store import confirm_unchanged, directory_hash, original_card, param
 from llmrec.paths import model_paths, recipe_inputs, refuse_overlap
 from llmrec.unlearn.loop import StudentConfig, module_changed, require_change
 from llmrec.unlearn.registry import get_method, with_method_sections
+from llmrec.unlearn.teachers import teacher_mode
 from llmrec.unlearn.run import unlearning_manifest
 
 
@@ -66,6 +70,7 @@ class ClassicUnlearning:
     valid: Triples
     training: ClassicRecipe  # the original's recipe (objective, optimizer, seed)
     card: dict  # the original's llmrec_model.json (a shard ensemble's partition lives there)
+    holdout: Triples | None = None  # the data.holdout users' triples (no model trained on them)
 
     autocast = contextlib.nullcontext  # classic models train in fp32
 
@@ -84,14 +89,84 @@ class ClassicUnlearning:
                               "embedding tables (finetune: full)")
         return self.model
 
-    def schedule(self, config: StudentConfig, with_retained: bool = True) -> ClassicSchedule:
-        return ClassicSchedule.for_config(self, config)  # retained batches are drawn lazily: unused costs nothing
+    def schedule(self, config, with_retained: bool = True, *, epochs: float | None = None, warmup_epochs: float = 0.0,
+                 batch_size: int | None = None, purpose: str = "unlearn", by_length: bool = False) -> ClassicSchedule:
+        if by_length:
+            raise ConfigError("length_buckets batches prompts by length; a classic model reads no prompts "
+                              "(length_buckets: false)")
+        if purpose == "augment":  # a stream of its own, seeded apart from the unlearning streams
+            return ClassicSchedule.for_config(self, config, seed=1, with_retained=False, epochs=epochs,
+                                              batch_size=batch_size)
+        return ClassicSchedule.for_config(self, config, with_retained=with_retained, epochs=epochs,
+                                          warmup_epochs=warmup_epochs, batch_size=batch_size)
 
     def loss(self, model, batch: Triples, labels=None, regularize: bool = True):
         return batch_bce(model, batch, self.training.train.weight_decay if regularize else 0.0, labels)
 
     def labels(self, batch: Triples):
         return batch.labels
+
+    @property
+    def original(self) -> MatrixFactorization:
+        return self.model  # θ₀ in memory until a method trains it
+
+    def forward(self, model, batch: Triples):
+        return model(batch.users, batch.items)
+
+    def answer_pair(self, output):
+        return two_class(output)
+
+    def objective(self, output, labels):
+        return binary_cross_entropy_with_logits(output, labels)
+
+    def teacher_table(self, model, samples: Triples, batch_size: int = 0, desc: str = "") -> torch.Tensor:
+        with teacher_mode(model):  # every row at once: a few MB of ids
+            return two_class(model(samples.users, samples.items)).float()
+
+    def rows(self, batch: Triples):
+        return batch.rows
+
+    def incompetent(self, seed: int):
+        torch.manual_seed(seed)
+        return new_model(self.training.model, self.index, self.train).eval()
+
+    def update_penalty(self, student):
+        return 0.5 * self.training.train.weight_decay * sum(p.square().sum() for p in student.parameters()
+                                                            if p.requires_grad)
+
+    def forward_both(self, model, forget_batch: Triples, retained_batch: Triples | None, forward=None):
+        forward = forward or self.forward
+        retained = None if retained_batch is None else forward(model, retained_batch)  # retained first, as tuned:
+        return forward(model, forget_batch), retained  # an update's gradients sum in this order
+
+    def set_labels(self, samples: Triples):
+        return samples.labels
+
+    def trainable_copy(self, config):
+        self.trainable(config)  # finetune must be full
+        return copy.deepcopy(self.model).requires_grad_(True)
+
+    def drop_adapter(self, model) -> None:
+        raise ConfigError("a classic model has no adapter to take off")
+
+    def low_rank_student(self, lora: LoraSettings) -> LowRankStudent:
+        return LowRankStudent(self.model.eval(), lora.r)
+
+    @contextlib.contextmanager
+    def base(self, student: LowRankStudent):
+        yield student.original
+
+    @property
+    def holdout_users(self) -> list[int]:
+        return [] if self.holdout is None else sorted(set(self.holdout.users.tolist()))
+
+    def holdout_nats(self, batch_size: int = 0) -> float:
+        with teacher_mode(self.model):
+            return float(self.objective(self.forward(self.model, self.holdout), self.holdout.labels))
+
+    def pooled_schedule(self, config, fraction: float):
+        raise ConfigError("bad_teacher.retain_fraction (the paper's mixed batches) runs on LLM models; on a classic "
+                          "model leave it null (a retained batch beside each forget batch)")
 
 
 def prepare_work(model_dir: Path, splits) -> ClassicUnlearning:
@@ -103,9 +178,10 @@ def prepare_work(model_dir: Path, splits) -> ClassicUnlearning:
     training = from_dict(ClassicRecipe, card["recipe"])
     if training.train.train_on != "train" or training.train.only_users:
         raise LlmrecError(f"{model_dir}: unlearning starts from a model trained on the whole train split")
+    holdout = index.encode(splits["holdout"], "holdout") if "holdout" in splits and len(splits["holdout"]) else None
     return ClassicUnlearning(copy.deepcopy(model), index, index.encode(splits["train"], "train"),
                              index.encode(splits["forget"], "forget"), index.encode(splits["retained"], "retained"),
-                             index.encode(splits["valid"], "valid"), training, card)
+                             index.encode(splits["valid"], "valid"), training, card, holdout)
 
 
 def run_classic_unlearning(recipe: ClassicUnlearnRecipe) -> dict:

@@ -1,3 +1,5 @@
+from types import SimpleNamespace
+
 import torch
 
 from llmrec.bench.steps import (
@@ -11,6 +13,7 @@ from llmrec.bench.steps import (
 from llmrec.config import LoraSettings
 from llmrec.llm.backbone import AnswerTokens, add_lora
 from llmrec.llm.scoring import answer_logits
+from llmrec.unlearn.loop import LlmUnlearning
 from llmrec.unlearn.methods.e2urec import E2URecConfig, Teachers
 from tests.llm.test_scoring import tiny_llama
 
@@ -67,7 +70,7 @@ def test_every_variant_takes_an_optimizer_step_on_the_lora_weights_only():
         p.requires_grad_(False)
     student = add_lora(tiny_llama().eval(), LoraSettings(r=2, alpha=4, dropout=0.0))
     forget, retained = batch(3, 6, 4), batch(3, 6, 5)
-    teachers = Teachers(student, None, ANSWER, alpha=2.0)
+    teachers = Teachers(LlmUnlearning(original, SimpleNamespace(answer=ANSWER)), student, None, alpha=2.0)
     teachers.forget_table = torch.zeros(3, 2)
     teachers.retained_table = torch.zeros(3, 2)
     runner = StepRunner(student, original, original, teachers, E2URecConfig(learning_rate=1e-2), ANSWER)

@@ -7,12 +7,12 @@ import torch
 import torch.nn.functional as F
 
 from llmrec.classic.losses import regularized_bce
-from llmrec.classic.methods.bad_teacher import ClassicBadTeacherConfig
 from llmrec.classic.store import load_classic
 from llmrec.classic.train import new_model, train_classic
 from llmrec.classic.unlearn import prepare_work, run_classic_unlearning
 from llmrec.data.samples import prepare_splits
 from tests.classic.conftest import classic_recipe
+from llmrec.unlearn.methods.bad_teacher import BadTeacherConfig
 from tests.classic.test_unlearn import unlearn_recipe
 
 
@@ -51,7 +51,7 @@ def test_bad_t_pulls_forget_predictions_toward_the_flipped_labels(original, tmp_
 
 def test_bad_teacher_moves_forget_predictions_toward_the_random_teacher(original, tmp_path):
     work, unlearned = run(original, tmp_path, "bad_teacher")
-    torch.manual_seed(ClassicBadTeacherConfig().incompetent_seed)
+    torch.manual_seed(BadTeacherConfig().incompetent_seed)
     incompetent = new_model(work.training.model, work.index, work.train)
     with torch.no_grad():
         target_logits = incompetent(work.forget.users, work.forget.items)
@@ -76,8 +76,8 @@ def test_finetune_keeps_fitting_the_retained_triples_and_touches_no_forget_loss_
 
 def test_e2urec_trains_a_small_update_and_forgets(original, tmp_path):
     # a strong forgetting teacher (α = 10): on this tiny, barely trained model the default α = 1 hardly moves
-    run_classic_unlearning(unlearn_recipe(original, tmp_path / "e2u", "method=e2urec", "e2urec.epochs=60",
-                                          "e2urec.rank=2", "e2urec.alpha=10"))
+    run_classic_unlearning(unlearn_recipe(original, tmp_path / "e2u", "method=e2urec", "e2urec.joint_epochs=60",
+                                          "e2urec.lora.r=2", "e2urec.alpha=10"))
     manifest = json.loads((tmp_path / "e2u" / "unlearning_manifest.json").read_text())
     rows = 60 + 50  # users + items of the small log
     assert manifest["trainable_parameters"] == rows * (2 + 1) + 2 * (2 * 16)  # A, bias update; B per table

@@ -12,6 +12,7 @@ from llmrec.classic.unlearn import ClassicUnlearnRecipe, run_classic_unlearning
 from llmrec.cli import main
 from llmrec.config import load_recipe
 from llmrec.data.samples import prepare_splits
+from llmrec.errors import ConfigError
 from llmrec.store import directory_hash
 
 ALS = ["train.optimizer=als", "train.als.reg=5", "model.dim=8"]
@@ -167,3 +168,43 @@ def test_a_killed_classic_train_leaves_config_yaml_describing_model(classic_fact
     with pytest.raises(KeyboardInterrupt):
         train_classic(classic_factory("train.epochs=4", "train.learning_rate=0.02"))
     assert (tmp_path / "classic" / "config.yaml").read_text() == config
+
+
+@pytest.mark.parametrize("family", ["mf", "lightgcn"])
+def test_teacher_tables_are_the_per_batch_scores_bit_for_bit(family):
+    """E2URec and Bad Teacher read a frozen model's (yes, no) logits from a table taken once (`teacher_table`); on a
+    classic model that must equal scoring each batch as it comes (what the classic modules did before they were
+    merged with the LLM's), to the bit, so their results did not move."""
+    from llmrec.classic.data import Index, Triples
+    from llmrec.classic.lightgcn import LightGCN
+    from llmrec.classic.loop import batch_stream, two_class
+    from llmrec.classic.mf import MatrixFactorization
+    from llmrec.classic.unlearn import ClassicUnlearning
+
+    torch.manual_seed(0)
+    users, items = torch.randint(0, 30, (500,)), torch.randint(0, 20, (500,))
+    triples = Triples(users, items, torch.randint(0, 2, (500,)).float())
+    model = (MatrixFactorization(30, 20, dim=16) if family == "mf"
+             else LightGCN(30, 20, torch.stack([users, items]), dim=16)).eval()
+    work = ClassicUnlearning(model, Index([str(u) for u in range(30)], [str(i) for i in range(20)]), triples, triples,
+                             triples, triples, None, {})
+    table = work.teacher_table(model, triples)
+    assert table.shape == (500, 2) and table.dtype == torch.float32
+    stream = batch_stream(triples, 64, seed=3)
+    for _ in range(10):
+        batch = next(stream)
+        with torch.no_grad():
+            assert torch.equal(table[work.rows(batch)], two_class(model(batch.users, batch.items)))
+
+
+def test_the_former_classic_e2urec_keys_are_read_under_their_new_names_with_a_note(capsys):
+    recipe = load_recipe(None, ["e2urec.epochs=3", "e2urec.rank=2", "e2urec.augment_epochs=1",
+                                "e2urec.augment_learning_rate=0.05"], cls=ClassicUnlearnRecipe)
+    config = recipe.e2urec
+    assert (config.joint_epochs, config.lora.r, config.augment.epochs, config.augment.learning_rate) == (3, 2, 1, 0.05)
+    assert (config.alpha, config.warmup_epochs, config.batch_size) == (1.0, 0.0, 256)  # the rest: classic defaults
+    err = capsys.readouterr().err
+    for old, new in (("epochs", "joint_epochs"), ("rank", "lora.r"), ("augment_epochs", "augment.epochs")):
+        assert f"e2urec.{old} is deprecated and will be removed in a later release; write e2urec.{new}" in err
+    with pytest.raises(ConfigError, match="e2urec.rank .2. and e2urec.lora.r .4. differ"):
+        load_recipe(None, ["e2urec.rank=2", "e2urec.lora.r=4"], cls=ClassicUnlearnRecipe)

@@ -8,7 +8,7 @@ import pytest
 from llmrec.errors import ConfigError
 from llmrec.unlearn.registry import METHODS, get_method, method_names, register
 
-WRITTEN_ONCE = ("finetune", "neggrad", "bad_t", "gradient_ascent")  # one runner serves every family
+WRITTEN_ONCE = ("finetune", "neggrad", "bad_t", "gradient_ascent", "bad_teacher", "e2urec")  # one runner, every family
 
 
 @pytest.mark.parametrize("name", WRITTEN_ONCE)

@@ -254,7 +254,7 @@ def test_e2urecs_calibrated_teacher_aims_at_the_holdout_users_loss_and_says_so(h
     config = E2URecConfig(batch_size=8, warmup_epochs=0.25, teacher="calibrated", augment=dataclasses.replace(
         E2URecConfig().augment, epochs=0.25), lora=dataclasses.replace(E2URecConfig().lora, r=4))
     model, data = held_out_run(held_out, rule="parity", every=2, max_epochs=0.5)
-    target = holdout_level(model, data, config)
+    target = holdout_level(LlmUnlearning(model, data), config)
     result = unlearn_e2urec(LlmUnlearning(model, data), config)
     teacher = result["teacher"]
     assert teacher["kind"] == "calibrated" and teacher["target_nats"] == pytest.approx(target, abs=1e-6)

@@ -21,28 +21,24 @@ On the synthetic demo (4-epoch original, 20% of users; retrain test AUC 0.773, J
 the default closed 0.11 of the forget-AUC gap (test AUC 0.831, JSD to the retrain 0.012); the reference's
 settings (30%, lr 1e-4, batch 256) closed 0.00; `retain_fraction: 0.3` at our lr and batch closed 0.33 (test AUC
 0.811, JSD 0.016) in twice the steps.
+
+One module for every family, written against the family's `unlearn.loop.Unlearning` context: on an MF /
+LightGCN the answer pair is the score as [s/2, −s/2] (softmax = σ(s)), the incompetent teacher a freshly
+initialised model of the original's kind, and a classic recipe starts from 5 passes at lr 1e-2 in batches of 256
+(`classic.loop.classic_schedule`). `retain_fraction` (the paper's mixed batches) runs on LLM models only.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass
 
 import torch
-from datasets import concatenate_datasets
 
 from llmrec.config import option
-from llmrec.errors import ConfigError
-from llmrec.llm.backbone import model_class
-from llmrec.llm.scoring import answer_logits
-from llmrec.unlearn.data import UnlearningData
-from llmrec.unlearn.stopping import steps_for, with_rows
-from llmrec.unlearn.loop import LlmUnlearning, Schedule, StudentConfig, make_trainable
-from llmrec.unlearn.stopping import Stopping
+from llmrec.unlearn.loop import StudentConfig, Unlearning
 from llmrec.unlearn.losses import bad_teacher_loss, distillation_kl
 from llmrec.unlearn.registry import register
-from llmrec.unlearn.teachers import pair_logits, precompute_answer_logits
 
 
 @dataclass
@@ -52,83 +48,58 @@ class BadTeacherConfig(StudentConfig):
     retain_fraction: float | None = option(
         None, "null: one retained batch beside each forget batch, loss ½·(KL_competent + KL_incompetent) | a "
         "fraction in (0, 1] (the paper: 0.3): that share of the retained pool, shuffled together with the forget set "
-        "into mixed batches, each sample distilled from its own teacher; `epochs` then counts passes over the union",
-        gt=0, le=1)
+        "into mixed batches, each sample distilled from its own teacher; `epochs` then counts passes over the union "
+        "(LLM models only)", gt=0, le=1)
 
 
-def mixed_pool(data: UnlearningData, fraction: float):
-    """The paper's unlearning set: forget rows first, then int(fraction · retained) retained rows (seeded draw).
-
-    Returns (pool with `row` = position in the pool, the retained subset). Rows below len(data.forget) are forget
-    samples, so one teacher table laid out as [incompetent on forget; competent on subset] serves every batch.
-    """
-    if not 0.0 < fraction <= 1.0:
-        raise ConfigError(f"bad_teacher.retain_fraction must be in (0, 1] or null, got {fraction}")
-    subset = data.retained_sample(max(1, int(fraction * len(data.retained_pool))))
-    pool = concatenate_datasets([data.forget.remove_columns("row"), subset.remove_columns("row")])
-    return with_rows(pool), subset
-
-
-def incompetent_teacher(original, seed: int):
-    """θ₀'s architecture with fresh random weights: a model that has learnt nothing."""
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        model = model_class(original.config).from_config(original.config)
-    return model.to(original.device).eval()
-
-
-@register("bad_teacher", families=("llm",), config=BadTeacherConfig)
-def unlearn_bad_teacher(work: LlmUnlearning, config: BadTeacherConfig) -> dict:
-    original, data, autocast = work.original, work.data, work.autocast
+@register("bad_teacher", config=BadTeacherConfig)
+def unlearn_bad_teacher(work: Unlearning, config: BadTeacherConfig) -> dict:
+    """Distil θ₀ on retained batches and a random model on forget batches into the student (θ₀ trained further);
+    returns the schedule's result with `teacher_seconds`. ConfigError for settings the family lacks."""
     if config.retain_fraction is not None:
-        return unlearn_mixed(original, data, config, autocast)
-    schedule = Schedule.for_config(data, config)
+        return unlearn_mixed(work, config)
+    schedule = work.schedule(config)
     start = time.perf_counter()
-    with autocast():  # teachers first, while `original` is still θ₀ (a full fine-tune trains it in place)
-        competent = precompute_answer_logits(original, data.all_rows(schedule.retained_set, 2 * config.batch_size),
-                                             data.answer, "competent teacher")
-        incompetent = precompute_answer_logits(incompetent_teacher(original, config.incompetent_seed),
-                                               data.all_rows(data.forget, 2 * config.batch_size), data.answer,
-                                               "incompetent teacher")
+    size = 2 * config.batch_size
+    with work.autocast():  # teachers first, while `original` is still θ₀ (a full fine-tune trains it in place)
+        competent = work.teacher_table(work.original, schedule.retained_set, size, "competent teacher")
+        incompetent = work.teacher_table(work.incompetent(config.incompetent_seed), schedule.forget_set, size,
+                                         "incompetent teacher")
     teacher_seconds = time.perf_counter() - start
-    model = make_trainable(original, config.finetune, config.lora)
+    model = work.trainable(config)
 
     def step_loss(step):
         forget, retained = next(schedule.forget), next(schedule.retained)
-        student_forget = pair_logits(answer_logits(model, forget["input_ids"], forget["attention_mask"]), data.answer)
-        student_retained = pair_logits(answer_logits(model, retained["input_ids"], retained["attention_mask"]),
-                                       data.answer)
-        return bad_teacher_loss(distillation_kl(competent[retained["row"]], student_retained, config.temperature),
-                                distillation_kl(incompetent[forget["row"]], student_forget, config.temperature))
+        student_forget, student_retained = (work.answer_pair(out) for out in work.forward_both(model, forget, retained))
+        return bad_teacher_loss(
+            distillation_kl(competent[work.rows(retained)], student_retained, config.temperature),
+            distillation_kl(incompetent[work.rows(forget)], student_forget, config.temperature))
 
-    seconds, taken = schedule.run(model, step_loss, config, autocast, desc="bad_teacher")
+    seconds, taken = schedule.run(model, step_loss, config, work.autocast, desc="bad_teacher")
     return schedule.result(model, seconds, taken, teacher_seconds=teacher_seconds)
 
 
-def unlearn_mixed(original, data: UnlearningData, config: BadTeacherConfig, autocast=contextlib.nullcontext) -> dict:
+def unlearn_mixed(work: Unlearning, config: BadTeacherConfig) -> dict:
     """The reference's scheme (`retain_fraction` set): shuffled batches of forget ∪ retained subset, each sample's
     KL to its own teacher (`UnlearnerLoss` in the reference's unlearn.py), averaged over the batch."""
-    pool, subset = mixed_pool(data, config.retain_fraction)
-    stopping = Stopping(data, steps_for(config.epochs, len(pool), config.batch_size), len(pool), config.batch_size)
+    schedule = work.pooled_schedule(config, config.retain_fraction)
+    forget_set = schedule.forget_set.select(range(schedule.forget_rows))
     start = time.perf_counter()
-    with autocast():
-        incompetent = precompute_answer_logits(incompetent_teacher(original, config.incompetent_seed),
-                                               data.all_rows(data.forget, 2 * config.batch_size), data.answer,
-                                               "incompetent teacher")
-        competent = precompute_answer_logits(original, data.all_rows(subset, 2 * config.batch_size), data.answer,
-                                             "competent teacher")
+    size = 2 * config.batch_size
+    with work.autocast():
+        incompetent = work.teacher_table(work.incompetent(config.incompetent_seed), forget_set, size,
+                                         "incompetent teacher")
+        competent = work.teacher_table(work.original, schedule.retained_set, size, "competent teacher")
     teachers = torch.cat([incompetent, competent])  # indexed by pool row
     teacher_seconds = time.perf_counter() - start
-    model = make_trainable(original, config.finetune, config.lora)
-    schedule = Schedule(stopping.budget_steps, iter(()), None, subset, stopping, config.batch_size)
-    batches = iter(data.batches(pool, config.batch_size, schedule.steps))
+    model = work.trainable(config)
 
     def step_loss(step):
-        batch = next(batches)
-        student = pair_logits(answer_logits(model, batch["input_ids"], batch["attention_mask"]), data.answer)
-        return distillation_kl(teachers[batch["row"]], student, config.temperature)
+        batch = next(schedule.forget)
+        return distillation_kl(teachers[work.rows(batch)], work.answer_pair(work.forward(model, batch)),
+                               config.temperature)
 
-    seconds, taken = schedule.run(model, step_loss, config, autocast, desc="bad_teacher")
+    seconds, taken = schedule.run(model, step_loss, config, work.autocast, desc="bad_teacher")
     result = schedule.result(model, seconds, taken, teacher_seconds=teacher_seconds)
-    result["retained_samples_used"] = len(subset)  # drawn whole and distilled from, mixed into the pool's batches
+    result["retained_samples_used"] = len(schedule.retained_set)  # drawn whole, mixed into the pool's batches
     return result

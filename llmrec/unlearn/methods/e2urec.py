@@ -30,26 +30,27 @@ On the synthetic demo (4-epoch original, 20% of users) the reference's values cl
 `teacher: calibrated` (llmrec's, not the paper's) replaces the fixed α by the one at which the forgetting teacher's
 mean answer loss on the forget samples equals θ₀'s on the holdout users (losses.calibrated_alpha): on ML-100K the
 paper's teacher at α 10 asked for 0.002 nats more loss where never-seen users sit 0.011 nats above θ₀'s forget fit.
+
+One module for every family, written against the family's `unlearn.loop.Unlearning` context. On an MF /
+LightGCN the student's low-rank update is one of each embedding table (ΔP = A·B, B zero at the start, of rank
+`lora.r`; alpha, dropout and target_modules are an LLM adapter's), plus an additive update of the biases, held
+to the original's weight decay and folded into a plain model at the end; the answer pair is the score as
+[s/2, −s/2]. A classic recipe starts from `E2URecConfig.classic()`: α 1 (the LLM's 10 overshoots on MF scores:
+forget AUC 0.14 against the retrain's 0.70 on ML-100K), no warm-up, 5 joint passes at lr 1e-2 in batches of 256,
+rank 8, the augmented model at lr 1e-2.
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import time
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from torch.utils.data import DataLoader
 
 from llmrec.config import LoraSettings, option
 from llmrec.errors import ConfigError
-from llmrec.llm.backbone import AnswerTokens, add_lora
-from llmrec.llm.scoring import answer_logits, answer_loss
-from llmrec.unlearn.data import UnlearningData
-from llmrec.unlearn.stopping import steps_for
-from llmrec.unlearn.loop import LlmUnlearning, batch_ce, make_trainable, optimize, optimize_until, retained_used
+from llmrec.unlearn.loop import Unlearning, is_main_process
 from llmrec.unlearn.losses import (
     answer_nats,
     calibrated_alpha,
@@ -58,13 +59,13 @@ from llmrec.unlearn.losses import (
     forgetting_teacher_logits,
 )
 from llmrec.unlearn.registry import register
-from llmrec.unlearn.stopping import Stopping, sample_losses
-from llmrec.unlearn.teachers import pair_logits, precompute_answer_logits, teacher_mode
+from llmrec.unlearn.teachers import teacher_mode
 
 
 @dataclass
 class AugmentConfig:
-    finetune: Literal["full", "lora"] = option("full", "full | lora: how θ₀ is fine-tuned further on the forget set")
+    finetune: Literal["full", "lora"] = option("full", "full | lora: how θ₀ is fine-tuned further on the forget set "
+                                                       "(lora: an LLM's)")
     epochs: float = option(4.0, "passes over the forget set", gt=0)
     learning_rate: float = option(3e-3, "AdamW learning rate", gt=0)
     lora: LoraSettings = option(LoraSettings(), "adapter shape when finetune=lora")
@@ -72,13 +73,18 @@ class AugmentConfig:
 
 @dataclass
 class E2URecConfig:
+    RENAMED_KEYS = {"epochs": "joint_epochs", "rank": "lora.r", "augment_epochs": "augment.epochs",
+                    "augment_learning_rate": "augment.learning_rate"}  # the classic module's keys until 0.x
+
     alpha: float = option(10.0, "α: how hard the forgetting teacher pushes below θ₀ where aug rose above it",
                           ge=0)
     remember_weight: float = option(0.6, "λ: weight of the remembering terms against the forgetting term",
                                     ge=0, le=1)
     temperature: float = option(1.0, "distillation temperature", gt=0)
     augment: AugmentConfig = option(AugmentConfig(), "the over-remembering model")
-    lora: LoraSettings = option(LoraSettings(), "the student's adapter (target_modules null: peft's default)")
+    lora: LoraSettings = option(LoraSettings(), "the student's low-rank update: an LLM's LoRA adapter "
+                                "(target_modules null: peft's default); on MF / LightGCN the rank r of the update of "
+                                "each embedding table (alpha, dropout, target_modules unused)")
     warmup_epochs: float = option(2.0, "forget-only passes over the forget set before the joint phase", ge=0)
     joint_epochs: float = option(2.0, "passes over the forget set with a retained batch beside each forget batch "
                                  "(stop.rule=fixed; under parity the joint phase runs until parity or stop.max_epochs "
@@ -95,90 +101,96 @@ class E2URecConfig:
         "level the stopping rule stops at (needs data.holdout and precompute_teachers; llmrec's, not the paper's)")
     length_buckets: bool = option(
         False, "batch prompts of similar length together: ~5% faster steps, but it changes the batch draw, and on the "
-        "synthetic default it closed less of the forget gap (0.27 vs 0.51)")
+        "synthetic default it closed less of the forget gap (0.27 vs 0.51); an LLM's")
+
+    @classmethod
+    def classic(cls) -> E2URecConfig:
+        """The defaults a classic (MF / LightGCN) recipe starts from (module docstring)."""
+        return cls(alpha=1.0, warmup_epochs=0.0, joint_epochs=5.0, learning_rate=1e-2, batch_size=256,
+                   augment=AugmentConfig(learning_rate=1e-2), lora=LoraSettings(r=8))
 
 
-def build_augmented(original, forget_loader: DataLoader, answer: AnswerTokens, config: AugmentConfig,
-                    autocast=contextlib.nullcontext):
-    """θ₀ trained further on the forget set with plain answer CE: it over-remembers it.
-
-    finetune=full trains a copy; finetune=lora puts an adapter on θ₀'s own (frozen, possibly 4-bit) weights,
-    so no second copy of the model is held; the caller unloads it once its logits are taken.
-    """
-    augmented = add_lora(original, config.lora) if config.finetune == "lora" else make_trainable(
-        copy.deepcopy(original), "full", config.lora)
-    batches = iter(forget_loader)
-    optimize(augmented, len(forget_loader), lambda step: batch_ce(augmented, next(batches), answer),
-             config.learning_rate, autocast=autocast, desc="augmenting")
-    return augmented
+def build_augmented(work: Unlearning, config: E2URecConfig):
+    """θ₀ trained further on the forget set with its plain training loss: it over-remembers it. Returns (the
+    model, its schedule). augment.finetune=full trains a copy; lora puts an adapter on θ₀'s own (frozen, possibly
+    4-bit) weights, so no second copy of the model is held; the caller takes it off once its logits are taken."""
+    augmented = work.trainable_copy(config.augment)
+    schedule = work.schedule(config.augment, with_retained=False, batch_size=config.batch_size, purpose="augment",
+                             by_length=config.length_buckets)
+    schedule.run(augmented, lambda step: work.loss(augmented, next(schedule.forget), regularize=False),
+                 config.augment, work.autocast, desc="augmenting")
+    return augmented, schedule
 
 
 class Teachers:
-    """Teacher [yes, no] logits by sample index: precomputed tables, or recomputed per batch; either way in
-    `teacher_mode` (eval mode, as the reference's `.eval()` teachers), the student left in the mode it trains in."""
+    """Teacher (yes, no) logits by sample: tables taken once (`precompute`), or recomputed per batch; either way
+    in `teacher_mode` (eval mode, as the reference's `.eval()` teachers), the student left in the mode it trains
+    in. θ₀ is the student with its update off (`work.base`)."""
 
-    def __init__(self, student, augmented, answer: AnswerTokens, alpha: float):
-        self.student, self.augmented, self.answer, self.alpha = student, augmented, answer, alpha
+    def __init__(self, work: Unlearning, student, augmented, alpha: float):
+        self.work, self.student, self.augmented, self.alpha = work, student, augmented, alpha
         self.forget_table = self.retained_table = None
         self.calibration: dict | None = None
 
-    def _original(self, batch) -> torch.Tensor:
-        with teacher_mode(self.student), self.student.disable_adapter():
-            return pair_logits(answer_logits(self.student, batch["input_ids"], batch["attention_mask"]), self.answer)
+    def _frozen(self, model, batch) -> torch.Tensor:
+        with teacher_mode(model):
+            return self.work.answer_pair(self.work.forward(model, batch))
 
-    def precompute(self, forget_loader: DataLoader, retained_loader: DataLoader | None,
-                   augmented_forget: torch.Tensor | None = None, calibrate_to: float | None = None,
-                   forget_labels: torch.Tensor | None = None) -> None:
-        """`augmented_forget`: the augmented model's forget logits when they were taken already (shared weights);
-        `retained_loader` None: θ₀'s retained logits are taken per batch (a run that may stop early pays only for
-        the retained batches it trains on). `calibrate_to` (nats, with `forget_labels` [n] by row): α is replaced
-        by `losses.calibrated_alpha` of it; `self.calibration` records what was solved."""
-        with self.student.disable_adapter():
-            original_forget = precompute_answer_logits(self.student, forget_loader, self.answer, "teacher θ₀ forget")
-            if retained_loader is not None:
-                self.retained_table = precompute_answer_logits(self.student, retained_loader, self.answer,
-                                                               "teacher θ₀ retained")
+    def _original(self, batch) -> torch.Tensor:
+        with self.work.base(self.student) as original:
+            return self._frozen(original, batch)
+
+    def precompute(self, forget_set, retained_set, batch_size: int, augmented_forget: torch.Tensor | None = None,
+                   calibrate_to: float | None = None) -> None:
+        """[forget, 2] and [retained, 2] tables over the two sets. `augmented_forget`: the augmented model's forget
+        logits when they were taken already (shared weights); `retained_set` None: θ₀'s retained logits are taken
+        per batch (a run that may stop early pays only for the retained batches it trains on). `calibrate_to`
+        (nats): α is replaced by `losses.calibrated_alpha` of it; `self.calibration` records what was solved."""
+        work = self.work
+        with work.base(self.student) as original:
+            original_forget = work.teacher_table(original, forget_set, batch_size, "teacher θ₀ forget")
+            if retained_set is not None:
+                self.retained_table = work.teacher_table(original, retained_set, batch_size, "teacher θ₀ retained")
         if augmented_forget is None:
-            augmented_forget = precompute_answer_logits(self.augmented, forget_loader, self.answer,
-                                                        "teacher aug forget")
+            augmented_forget = work.teacher_table(self.augmented, forget_set, batch_size, "teacher aug forget")
         if calibrate_to is not None:
-            paper_alpha = self.alpha
-            self.alpha = calibrated_alpha(original_forget, augmented_forget, forget_labels, calibrate_to)
+            labels, paper_alpha = work.set_labels(forget_set), self.alpha
+            self.alpha = calibrated_alpha(original_forget, augmented_forget, labels, calibrate_to)
             self.calibration = {
                 "alpha": self.alpha, "configured_alpha": paper_alpha, "target_nats": calibrate_to,
-                "original_forget_nats": float(answer_nats(original_forget, forget_labels).mean()),
+                "original_forget_nats": float(answer_nats(original_forget, labels).mean()),
                 "teacher_forget_nats": float(answer_nats(forgetting_teacher_logits(
-                    original_forget, augmented_forget, self.alpha), forget_labels).mean()),
+                    original_forget, augmented_forget, self.alpha), labels).mean()),
                 "configured_teacher_forget_nats": float(answer_nats(forgetting_teacher_logits(
-                    original_forget, augmented_forget, paper_alpha), forget_labels).mean())}
+                    original_forget, augmented_forget, paper_alpha), labels).mean())}
         self.forget_table = forgetting_teacher_logits(original_forget, augmented_forget, self.alpha)
         self.augmented = None  # no longer needed in memory
 
     def forget(self, batch) -> torch.Tensor:
         if self.forget_table is not None:
-            return self.forget_table[batch["row"]]
-        with teacher_mode(self.augmented):
-            augmented = pair_logits(answer_logits(self.augmented, batch["input_ids"], batch["attention_mask"]),
-                                    self.answer)
-        return forgetting_teacher_logits(self._original(batch), augmented, self.alpha)
+            return self.forget_table[self.work.rows(batch)]
+        return forgetting_teacher_logits(self._original(batch), self._frozen(self.augmented, batch), self.alpha)
 
     def retained(self, batch) -> torch.Tensor:
-        return self.retained_table[batch["row"]] if self.retained_table is not None else self._original(batch)
+        if self.retained_table is not None:
+            return self.retained_table[self.work.rows(batch)]
+        return self._original(batch)
 
 
-def student_loss(student, teachers: Teachers, forget_batch, retained_batch, config: E2URecConfig, answer: AnswerTokens,
-                 logits=answer_logits):
-    """One E2URec objective evaluation; retained_batch None means the forget-only warm-up.
-    `logits`: how the student's answer logits are computed (the speed benchmark swaps in a full-logits forward)."""
-    forget_logits = logits(student, forget_batch["input_ids"], forget_batch["attention_mask"])
-    forget_kl = distillation_kl(teachers.forget(forget_batch), pair_logits(forget_logits, answer), config.temperature)
+def student_loss(work: Unlearning, student, teachers: Teachers, forget_batch, retained_batch, config: E2URecConfig,
+                 forward=None):
+    """One E2URec objective evaluation; retained_batch None means the forget-only warm-up. `forward(model, batch)`
+    (default `work.forward`): how the student's output is computed (the speed benchmark swaps in a full-logits
+    forward). The family's update penalty (a classic original's weight decay) is added."""
+    forget_out, retained_out = work.forward_both(student, forget_batch, retained_batch, forward)
+    forget_kl = distillation_kl(teachers.forget(forget_batch), work.answer_pair(forget_out), config.temperature)
     if retained_batch is None:
         return forget_kl
-    retained_logits = logits(student, retained_batch["input_ids"], retained_batch["attention_mask"])
-    retained_ce = answer_loss(retained_logits, retained_batch["labels"], answer.yes_id, answer.no_id)
-    retained_kl = distillation_kl(teachers.retained(retained_batch), pair_logits(retained_logits, answer),
+    retained_ce = work.objective(retained_out, work.labels(retained_batch))
+    retained_kl = distillation_kl(teachers.retained(retained_batch), work.answer_pair(retained_out),
                                   config.temperature)
-    return e2urec_loss(retained_ce, retained_kl, forget_kl, config.remember_weight)
+    penalty = work.update_penalty(student)
+    return e2urec_loss(retained_ce, retained_kl, forget_kl, config.remember_weight) + penalty
 
 
 def calibration_line(c: dict) -> str:
@@ -194,82 +206,67 @@ def calibration_line(c: dict) -> str:
     return f"calibrated forgetting teacher: alpha {c['alpha']:.3g}; {where}"
 
 
-def holdout_level(original, data: UnlearningData, config: E2URecConfig) -> float:
+def holdout_level(work: Unlearning, config: E2URecConfig) -> float:
     """θ₀'s mean answer loss (nats) on every holdout sample: the calibrated teacher's target. ConfigError (one line)
     when the data has no holdout users or the teachers are not precomputed."""
-    if not data.holdout_users:
+    if not work.holdout_users:
         raise ConfigError("e2urec.teacher=calibrated needs holdout users (data.holdout), the never-seen users it "
                           "calibrates to; or e2urec.teacher=paper")
     if not config.precompute_teachers:
         raise ConfigError("e2urec.teacher=calibrated needs e2urec.precompute_teachers=true (it solves alpha on the "
                           "forget samples' stored logits)")
-    holdout = data.holdout_sample(len(data.holdout_pool), data.seed)
-    return float(sample_losses(original, data, holdout, 2 * config.batch_size).mean())
+    return work.holdout_nats(2 * config.batch_size)
 
 
-@register("e2urec", families=("llm",), config=E2URecConfig)
-def unlearn_e2urec(work: LlmUnlearning, config: E2URecConfig) -> dict:
-    """Train a LoRA student on the frozen `original`; returns the peft student, phase timings, the steps taken and
-    the stopping record. Under data.stop's rule=fixed the student takes warmup_epochs + joint_epochs passes; under
-    parity the warm-up, then the joint phase up to stop.max_epochs passes in all, stopping at parity (stopping.py);
-    the retained samples drawn (and the remembering teacher's logits, then taken per step) cover that budget."""
-    original, data, autocast = work.original, work.data, work.autocast
-    batch_size, answer = config.batch_size, data.answer
-    warmup_steps = steps_for(config.warmup_epochs, len(data.forget), batch_size)
-    stopping = Stopping(data, warmup_steps + steps_for(config.joint_epochs, len(data.forget), batch_size),
-                        len(data.forget), batch_size)
-    total = stopping.budget_steps
-    warmup_steps = min(warmup_steps, total)
-    joint_steps = total - warmup_steps
-    timings = {}
-    start = time.perf_counter()
-    for p in original.parameters():
-        p.requires_grad_(False)
-    target = holdout_level(original, data, config) if config.teacher == "calibrated" else None
+@register("e2urec", config=E2URecConfig)
+def unlearn_e2urec(work: Unlearning, config: E2URecConfig) -> dict:
+    """Train a low-rank student on the frozen original; returns the schedule's result (the student; for a classic
+    model the merged model), phase timings, the steps taken and the stopping record. Under data.stop's rule=fixed
+    the student takes warmup_epochs + joint_epochs passes; under parity (LLM) the warm-up, then the joint phase up
+    to stop.max_epochs passes in all, stopping at parity (stopping.py); the retained samples drawn (and the
+    remembering teacher's logits, then taken per step) cover that budget. ConfigError for settings that cannot
+    run together or on this family."""
+    batch_size, timings = config.batch_size, {}
     shares_weights = config.augment.finetune == "lora"
     if shares_weights and not config.precompute_teachers:
         raise ConfigError("e2urec.augment.finetune=lora shares θ₀'s weights and needs e2urec.precompute_teachers=true "
                           "(or augment.finetune=full, which keeps a second copy for per-step teachers)")
-    augment_steps = steps_for(config.augment.epochs, len(data.forget), batch_size)
-    augmented = build_augmented(original, data.batches(data.forget, batch_size, augment_steps, seed_offset=2,
-                                                       by_length=config.length_buckets),
-                                answer, config.augment, autocast)
+    start = time.perf_counter()
+    target = holdout_level(work, config) if config.teacher == "calibrated" else None
+    augmented, augment = build_augmented(work, config)
     timings["augment_seconds"] = time.perf_counter() - start
 
     start = time.perf_counter()
     augmented_forget = None
     if shares_weights:  # take its logits now, then strip its adapter so θ₀'s weights carry the student next
-        with autocast():
-            augmented_forget = precompute_answer_logits(augmented, data.all_rows(data.forget, 2 * batch_size),
-                                                        answer, "teacher aug forget")
-        original, augmented = augmented.unload(), None
-    retained = data.retained_sample(joint_steps * batch_size)
-    student = add_lora(original, config.lora)
-    teachers = Teachers(student, augmented, answer, config.alpha)
+        with work.autocast():
+            augmented_forget = work.teacher_table(augmented, augment.forget_set, 2 * batch_size, "teacher aug forget")
+        work.drop_adapter(augmented)
+        augmented = None
+    student = work.low_rank_student(config.lora)
+    schedule = work.schedule(config, epochs=config.joint_epochs, warmup_epochs=config.warmup_epochs,
+                             by_length=config.length_buckets)
+    teachers = Teachers(work, student, augmented, config.alpha)
     del augmented  # Teachers holds it only as long as it is needed
     if config.precompute_teachers:  # under parity θ₀'s retained logits are taken per step: only the steps taken pay
-        with autocast():
-            teachers.precompute(data.all_rows(data.forget, 2 * batch_size),
-                                None if stopping.parity else data.all_rows(retained, 2 * batch_size),
-                                augmented_forget, target, torch.tensor(data.forget["label"]))
-        if teachers.calibration is not None and data.shard[0] == 0:  # every process solved the same alpha
+        with work.autocast():
+            teachers.precompute(schedule.forget_set,
+                                None if schedule.per_step_retained_teacher else schedule.retained_set,
+                                2 * batch_size, augmented_forget, target)
+        if teachers.calibration is not None and is_main_process():  # every process solved the same alpha
             print(calibration_line(teachers.calibration), flush=True)
     timings["teacher_seconds"] = time.perf_counter() - start
 
-    bucket = config.length_buckets
-    forget_batches = iter(data.batches(data.forget, batch_size, total, by_length=bucket))
-    retained_batches = iter(data.batches(retained, batch_size, joint_steps, seed_offset=1, by_length=bucket))
+    warmup = schedule.warmup
 
     def step_loss(step):
-        retained_batch = next(retained_batches) if step >= warmup_steps else None  # forget-only warm-up first
-        return student_loss(student, teachers, next(forget_batches), retained_batch, config, answer)
+        retained_batch = next(schedule.retained) if step >= warmup else None  # forget-only warm-up first
+        return student_loss(work, student, teachers, next(schedule.forget), retained_batch, config)
 
-    timings["student_seconds"], taken = optimize_until(
-        student, total, step_loss, config.learning_rate, config.lr_scheduler, autocast, desc="e2urec",
-        check=stopping.check(student), every=stopping.every)
-    joint_taken = max(0, taken - warmup_steps)
-    return {"student": student, "timings": timings,
-            "steps": {"augment": augment_steps, "warmup": min(taken, warmup_steps), "joint": joint_taken},
-            "retained_samples_used": retained_used(len(retained), joint_steps, joint_taken, batch_size),
-            "stopping": stopping.record(taken),
-            **({"teacher": {"kind": "calibrated", **teachers.calibration}} if teachers.calibration else {})}
+    seconds, taken = schedule.run(student, step_loss, config, work.autocast, desc="e2urec")
+    result = schedule.result(student, seconds, taken)
+    result["timings"] = {**timings, "student_seconds": seconds}
+    result["steps"] = {"augment": augment.steps, "warmup": min(taken, warmup), "joint": max(0, taken - warmup)}
+    if teachers.calibration:
+        result["teacher"] = {"kind": "calibrated", **teachers.calibration}
+    return result

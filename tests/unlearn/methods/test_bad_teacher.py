@@ -2,9 +2,8 @@ import pytest
 import torch
 
 from llmrec.errors import ConfigError
-from llmrec.unlearn.methods.bad_teacher import BadTeacherConfig, incompetent_teacher, mixed_pool, unlearn_bad_teacher
-from llmrec.unlearn.loop import Schedule
-from llmrec.unlearn.loop import LlmUnlearning
+from llmrec.unlearn.loop import LlmUnlearning, Schedule, mixed_pool
+from llmrec.unlearn.methods.bad_teacher import BadTeacherConfig, unlearn_bad_teacher
 from tests.unlearn.conftest import answer_pairs, original_and_data
 
 
@@ -17,7 +16,7 @@ def test_bad_teacher_moves_forget_answers_towards_the_random_teacher_and_keeps_t
     original, data = original_and_data(trained)
     config = BadTeacherConfig(epochs=1.0, batch_size=8, learning_rate=1e-3, incompetent_seed=5)
     retained = Schedule.for_config(data, config).retained_set
-    random_forget, _ = answer_pairs(incompetent_teacher(original, seed=5), data, data.forget)
+    random_forget, _ = answer_pairs(LlmUnlearning(original, data).incompetent(5), data, data.forget)
     original_forget, _ = answer_pairs(original, data, data.forget)
     original_retained, _ = answer_pairs(original, data, retained)
 
@@ -30,7 +29,7 @@ def test_bad_teacher_moves_forget_answers_towards_the_random_teacher_and_keeps_t
 
 def test_the_incompetent_teacher_is_seeded_and_untrained(trained):
     original, _ = original_and_data(trained)
-    a, b = incompetent_teacher(original, 1), incompetent_teacher(original, 1)
+    a, b = LlmUnlearning(original, None).incompetent(1), LlmUnlearning(original, None).incompetent(1)
     for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
         assert torch.equal(pa, pb), name
     assert any(not torch.equal(pa, po) for pa, po in zip(a.parameters(), original.parameters()))
@@ -47,7 +46,7 @@ def test_retain_fraction_distils_from_the_papers_30_percent_subset_mixed_with_th
     assert list(pool["row"]) == list(range(forgets + len(subset)))
 
     config = BadTeacherConfig(epochs=1.0, batch_size=8, learning_rate=1e-3, incompetent_seed=5, retain_fraction=0.3)
-    random_forget, _ = answer_pairs(incompetent_teacher(original, seed=5), data, data.forget)
+    random_forget, _ = answer_pairs(LlmUnlearning(original, data).incompetent(5), data, data.forget)
     original_forget, _ = answer_pairs(original, data, data.forget)
     original_subset, _ = answer_pairs(original, data, subset)
     batches = list(data.batches(pool, 8, -(-len(pool) // 8)))

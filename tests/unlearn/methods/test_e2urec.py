@@ -61,22 +61,23 @@ def test_precomputed_teachers_give_the_same_loss_as_per_step_teachers(trained):
     config = E2URecConfig()
 
     torch.manual_seed(0)
-    original = load_model(model_dir)
-    augmented = build_augmented(original, data.batches(data.forget, 8, steps=3), answer, config.augment)
-    student = add_lora(original, config.lora)
+    work = LlmUnlearning(load_model(model_dir), data)
+    augmented, _ = build_augmented(work, dataclasses.replace(config, batch_size=8,
+                                                             augment=dataclasses.replace(config.augment, epochs=0.5)))
+    student = work.low_rank_student(config.lora)
     for name, param in student.named_parameters():  # move the student away from θ₀ so every term is non-zero
         if "lora_B" in name:
             torch.nn.init.normal_(param, std=0.05)
     student.eval()
-    per_step = Teachers(student, augmented, answer, config.alpha)
-    precomputed = Teachers(student, augmented, answer, config.alpha)
-    precomputed.precompute(data.all_rows(data.forget, 16), data.all_rows(retained, 16))
+    per_step = Teachers(work, student, augmented, config.alpha)
+    precomputed = Teachers(work, student, augmented, config.alpha)
+    precomputed.precompute(data.forget, retained, 16)
 
     forget_batch = next(iter(data.batches(data.forget, 8, steps=1)))
     retained_batch = next(iter(data.batches(retained, 8, steps=1)))
     for retained_or_none in (None, retained_batch):
-        a = student_loss(student, per_step, forget_batch, retained_or_none, config, answer)
-        b = student_loss(student, precomputed, forget_batch, retained_or_none, config, answer)
+        a = student_loss(work, student, per_step, forget_batch, retained_or_none, config)
+        b = student_loss(work, student, precomputed, forget_batch, retained_or_none, config)
         assert a.item() > 0
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
@@ -179,7 +180,7 @@ def test_lora_augmentation_shares_the_original_weights_and_leaves_them_unchanged
 def t5_teachers(alpha: float = 10.0, lora_dropout: float = 0.5):
     """A tiny T5 (E2URec's backbone: dropout 0.1 in its own layers) under a LoRA student with dropout, an augmented
     copy that differs from it, and one left-padded batch: Teachers as `precompute_teachers: false` uses them."""
-    from tests.bench.test_steps import ANSWER, batch
+    from tests.bench.test_steps import batch
     from tests.llm.test_scoring import tiny_t5
 
     original, augmented = tiny_t5(), tiny_t5()
@@ -190,7 +191,19 @@ def t5_teachers(alpha: float = 10.0, lora_dropout: float = 0.5):
         for name, param in student.named_parameters():
             if "lora_B" in name:
                 param.normal_(std=0.3)
-    return student, augmented, Teachers(student, augmented, ANSWER, alpha), batch(3, 6, 0)
+    return student, augmented, Teachers(batch_work(original), student, augmented, alpha), batch(3, 6, 0)
+
+
+def batch_work(model):
+    """The LLM family's context over ready-made batches (no dataset): a teacher table from a list of batches."""
+    from types import SimpleNamespace
+
+    from llmrec.unlearn.teachers import precompute_answer_logits
+    from tests.bench.test_steps import ANSWER
+
+    work = LlmUnlearning(model, SimpleNamespace(answer=ANSWER))
+    work.teacher_table = lambda m, batches, size, desc: precompute_answer_logits(m, batches, ANSWER, desc)
+    return work
 
 
 def test_teachers_are_evaluated_in_eval_mode_while_the_student_trains():
@@ -210,7 +223,7 @@ def test_teachers_are_evaluated_in_eval_mode_while_the_student_trains():
     with torch.no_grad():  # the student itself still trains with dropout on
         assert not torch.equal(answer_logits(student, one["input_ids"], one["attention_mask"]),
                                answer_logits(student, one["input_ids"], one["attention_mask"]))
-    teachers.precompute([one], [one])
+    teachers.precompute([one], [one], 0)
     assert all(m.training for m in student.modules())
     torch.testing.assert_close(teachers.forget(one), expected_forget, rtol=1e-6, atol=1e-6)
 
@@ -222,7 +235,7 @@ def test_teacher_logits_are_float32_under_bf16_autocast():
     full_forget, full_retained = teachers.forget(one), teachers.retained(one)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         forget, retained = teachers.forget(one), teachers.retained(one)
-        teachers.precompute([one], [one])
+        teachers.precompute([one], [one], 0)
     for logits, full in ((forget, full_forget), (retained, full_retained),
                          (teachers.forget_table, full_forget), (teachers.retained_table, full_retained)):
         assert logits.dtype == torch.float32
