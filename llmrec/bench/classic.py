@@ -127,7 +127,8 @@ def run_family(bench, name: str, plan: dict, ensure_trained, folder: Path) -> Fa
             print(f"[{name}/{row}] unlearning")
             output = folder / "methods" / folder_name
             unlearn = ClassicUnlearnRecipe(model=str(model_dirs[originals[method]]), output_dir=str(output),
-                                           method=method, data=bench.data, forget=bench.forget)
+                                           method=method, data=bench.data, forget=bench.forget,
+                                           seed=config.train.seed)
             if hasattr(unlearn, method):
                 unlearn = replace(unlearn, **{method: settings})
             if method == "unlearn_als" and unlearn.unlearn_als.reference is None:  # record the gap per sweep

@@ -49,6 +49,8 @@ class ClassicUnlearnRecipe:
     data: DataConfig = option(DataConfig(), "the data the original was trained on")
     forget: ForgetConfig = option(ForgetConfig(), "which training users to forget")
     threads: int = option(0, THREADS_HELP, ge=0)
+    seed: int = option(0, "seed of what a method draws at random (E2URec's low-rank update, Bad Teacher's "
+                          "incompetent model draws from incompetent_seed): the same seed, the same result", ge=0)
     allow_other_data: bool = option(
         False, "unlearn although data.* differ from the data the original was trained on (the data fingerprint in "
         "its llmrec_model.json); false: such a run stops, naming both fingerprints"
@@ -198,6 +200,7 @@ def run_classic_unlearning(recipe: ClassicUnlearnRecipe) -> dict:
     original_hash = directory_hash(model_dir)
     with atomic_dir(Path(recipe.output_dir)) as tmp:
         started = time.perf_counter()
+        torch.manual_seed(recipe.seed)  # not whatever the process drew before
         result = runner(work, getattr(recipe, recipe.method, None))
         require_change(module_changed(result["model"], load_classic(model_dir)[0]), recipe.method, model_dir)
         wall = time.perf_counter() - started

@@ -208,3 +208,20 @@ def test_the_former_classic_e2urec_keys_are_read_under_their_new_names_with_a_no
         assert f"e2urec.{old} is deprecated and will be removed in a later release; write e2urec.{new}" in err
     with pytest.raises(ConfigError, match="e2urec.rank .2. and e2urec.lora.r .4. differ"):
         load_recipe(None, ["e2urec.rank=2", "e2urec.lora.r=4"], cls=ClassicUnlearnRecipe)
+
+
+def test_a_run_gives_the_same_result_whatever_the_process_drew_before(classic_factory, tmp_path):
+    """E2URec's low-rank update starts from random draws: the recipe's `seed` fixes them (before, a CLI run drew them
+    from wherever the process's generator stood, so two runs of one recipe differed)."""
+    original = classic_factory()
+    train_classic(original)
+
+    def unlearned(name, noise, *overrides):
+        torch.manual_seed(noise)  # what else the process drew before
+        run_classic_unlearning(unlearn_recipe(original, tmp_path / name, "method=e2urec", "e2urec.joint_epochs=2",
+                                              *overrides))
+        return load_classic(tmp_path / name)[0].state_dict()
+
+    first, second, other = unlearned("a", 1), unlearned("b", 2), unlearned("c", 1, "seed=1")
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert any(not torch.equal(first[k], other[k]) for k in first)
