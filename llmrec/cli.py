@@ -128,7 +128,7 @@ def unlearn_family(recipe_path: str | None, overrides: list[str]) -> str:
     model_dir = tree.get("model", verb_recipe("unlearn")().model)
     family = card_family(model_dir) if isinstance(model_dir, str) else None
     if family is not None:
-        return family
+        return "llm" if family == "llm" else "classic"
     for family in ("llm", "classic"):
         try:
             from_dict(verb_recipe("unlearn", family), tree)

@@ -18,13 +18,21 @@ from accelerate import Accelerator
 from safetensors import SafetensorError
 from torch import nn
 
-from llmrec.classic.recommender import ClassicRecommender, classic_family
+from llmrec.classic.recommender import ClassicRecommender
+from llmrec.config import DataConfig
 from llmrec.classic.store import load_classic
 from llmrec.ensemble.llm import SisaEnsemble
 from llmrec.errors import LlmrecError
 from llmrec.llm.backbone import card_settings, load_model, load_tokenizer
 from llmrec.llm.recommender import LlmRecommender
-from llmrec.store import ENSEMBLE_FILE, MODEL_CARD, original_model_dir, read_model_card
+from llmrec.store import (
+    ENSEMBLE_FILE,
+    MODEL_CARD,
+    check_trained_data,
+    model_family,
+    original_model_dir,
+    read_model_card,
+)
 
 
 class Recommender(Protocol):
@@ -38,9 +46,14 @@ class Recommender(Protocol):
         """(trainable, total) parameter counts."""
 
 
-def model_family(card: dict) -> str:
-    """'llm', 'mf' or 'lightgcn': which family a model card describes."""
-    return classic_family(card["classic"]) if "classic" in card else "llm"
+def check_model_card(model_dir: Path, card: dict, data: DataConfig, allow_other_data: bool, key: str) -> None:
+    """What a run checks before it uses `model_dir`, before anything is written: the family's own card (an LLM's
+    answer tokens against its tokenizer, `llm.backbone.card_settings`; a classic card has no tokens) and the data
+    against the card's (`store.check_trained_data`; `key` names the recipe key that allows other data). Raises
+    LlmrecError, one line."""
+    if model_family(card) == "llm":
+        card_settings(model_dir, load_tokenizer(str(model_dir)), card)
+    check_trained_data(model_dir, card, data, allow_other_data, key)
 
 
 def load_recommender(model_dir: str | Path, base_model: str | None = None) -> Recommender:
@@ -52,7 +65,7 @@ def load_recommender(model_dir: str | Path, base_model: str | None = None) -> Re
     """
     model_dir = Path(model_dir)
     card = read_model_card(model_dir)
-    if "classic" in card:
+    if model_family(card) != "llm":
         module, index, _ = load_classic(model_dir)
         return ClassicRecommender(module, index, model_family(card), name=str(model_dir))
     tokenizer = load_tokenizer(str(model_dir))

@@ -61,17 +61,25 @@ def _recover_missing(model_dir: Path) -> None:
             pass
 
 
+def model_family(card: dict) -> str:
+    """'llm', 'mf' or 'lightgcn': the family a model card describes (a classic shard ensemble: its shards')."""
+    spec = card.get("classic")
+    while isinstance(spec, dict) and spec.get("kind") == "ensemble":
+        spec = spec["shards"][0]
+    return "llm" if spec is None else spec["kind"]
+
+
 def card_family(model_dir: str | Path) -> str | None:
-    """'classic' or 'llm', by whether the model card of `model_dir` has a `classic` key; None when there is no
-    readable card (`llmrec unlearn` then goes by the recipe: `cli.unlearn_family`). Only the card is read: damaged
-    weights are named by the path the card chooses."""
+    """`model_family` of the model card of `model_dir`; None when there is no readable card (`llmrec unlearn` then
+    goes by the recipe: `cli.unlearn_family`). Only the card is read: damaged weights are named by the path the
+    card chooses."""
     model_dir = Path(model_dir)
     _recover_missing(model_dir)
     try:
         card = json.loads((model_dir / MODEL_CARD).read_text())
     except (OSError, ValueError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         return None
-    return None if not isinstance(card, dict) else "classic" if "classic" in card else "llm"
+    return model_family(card) if isinstance(card, dict) else None
 
 
 def read_model_card(model_dir: Path) -> dict:

@@ -13,11 +13,6 @@ from llmrec.classic.store import predict
 from llmrec.store import parameter_counts
 
 
-def classic_family(spec: dict) -> str:
-    """'mf' or 'lightgcn' from a card's `classic` spec; a shard ensemble is the family of its shards."""
-    return classic_family(spec["shards"][0]) if spec["kind"] == "ensemble" else spec["kind"]
-
-
 @dataclass
 class ClassicRecommender:
     module: nn.Module  # MatrixFactorization, LightGCN or ClassicEnsemble: forward(users, items) -> [batch] scores

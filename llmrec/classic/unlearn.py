@@ -21,15 +21,13 @@ from torch.nn.functional import binary_cross_entropy_with_logits
 from llmrec.classic.data import Index, Triples
 from llmrec.classic.loop import ClassicSchedule, LowRankStudent, batch_bce, classic_schedule, two_class
 from llmrec.classic.mf import MatrixFactorization
-from llmrec.classic.recommender import classic_family
 from llmrec.classic.store import load_classic, save_classic
 from llmrec.classic.train import ClassicRecipe, new_model
 from llmrec.config import THREADS_HELP, DataConfig, ForgetConfig, LoraSettings, from_dict, option, to_yaml
 from llmrec.data.samples import prepare_splits
 from llmrec.errors import ConfigError, LlmrecError
 from llmrec.io import atomic_dir, write_json
-from llmrec.llm.backbone import check_model_card
-from llmrec.recommender import model_family
+from llmrec.recommender import check_model_card, model_family
 from llmrec.store import confirm_unchanged, directory_hash, original_card, parameter_counts, read_model_card
 from llmrec.paths import model_paths, recipe_inputs, refuse_overlap
 from llmrec.unlearn.loop import StudentConfig, module_changed, require_change
@@ -82,7 +80,7 @@ class ClassicUnlearning:
 
     @property
     def family(self) -> str:
-        return classic_family(self.card["classic"])
+        return model_family(self.card)
 
     # the `unlearn.loop.Unlearning` seam: what a gradient method written once asks of the family
     def trainable(self, config: StudentConfig) -> MatrixFactorization:

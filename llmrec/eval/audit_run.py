@@ -244,9 +244,8 @@ def prepare_audit(cfg: AuditConfig, data: DataConfig, forget: ForgetConfig, spli
     of models the caller reads too). Raises LlmrecError (one line). The shadow's recipe is `original`'s (already
     checked by the caller), or, for a model that names none, the `audited` model's own."""
     from llmrec.data.samples import holdout_users
-    from llmrec.llm.backbone import check_model_card
     from llmrec.paths import models_read, recipe_inputs, refuse_overlap
-    from llmrec.recommender import model_family
+    from llmrec.recommender import check_model_card, model_family
     from llmrec.store import read_model_card
 
     require_holdout(data)
@@ -447,7 +446,7 @@ def run_audit(recipe: AuditRecipe) -> dict:
     from llmrec.data.samples import prepare_splits
     from llmrec.eval.score import check_forget_set, manifest_forget
     from llmrec.llm.accel import make_accelerator
-    from llmrec.llm.backbone import check_model_card
+    from llmrec.recommender import check_model_card
     from llmrec.store import read_model_card
     from llmrec.paths import models_read, recipe_inputs, refuse_overlap
 

@@ -23,7 +23,7 @@ from llmrec.eval.metrics import markdown_table, utility_metrics
 from llmrec.io import write_json, write_text
 from llmrec.llm.accel import make_accelerator
 from llmrec.eval.score import check_forget_set, manifest_forget, score_model
-from llmrec.llm.backbone import check_model_card
+from llmrec.recommender import check_model_card
 from llmrec.paths import models_read, refuse_overlap
 from llmrec.store import original_model_dir, read_model_card
 

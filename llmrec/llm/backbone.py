@@ -28,10 +28,10 @@ from transformers import (
     T5ForConditionalGeneration,
 )
 
-from llmrec.config import DataConfig, LoraSettings, PromptConfig, TinyBackboneConfig, from_dict
+from llmrec.config import LoraSettings, PromptConfig, TinyBackboneConfig, from_dict
 from llmrec.errors import ConfigError, LlmrecError
 from llmrec.llm.presets import resolve_backbone
-from llmrec.store import MODEL_CARD, check_model_files, check_trained_data, read_model_card
+from llmrec.store import MODEL_CARD, check_model_files, read_model_card
 
 SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
 
@@ -252,15 +252,6 @@ def card_settings(model_dir: Path, tokenizer, card: dict | None = None) -> tuple
             raise LlmrecError(f"{path}: answer.{side}_id is {token}, but {text!r} is token {encoded} in "
                               f"{model_dir}'s tokenizer; the card is damaged or belongs to another model")
     return prompt, answer
-
-
-def check_model_card(model_dir: Path, card: dict, data: DataConfig, allow_other_data: bool, key: str) -> None:
-    """What a run checks before it uses `model_dir`, before anything is written: an LLM card's answer tokens against
-    its tokenizer (`card_settings`) and the data against the card's (`check_trained_data`; `key` names the recipe
-    key that allows other data). Raises LlmrecError."""
-    if "classic" not in card:
-        card_settings(model_dir, load_tokenizer(str(model_dir)), card)
-    check_trained_data(model_dir, card, data, allow_other_data, key)
 
 
 def merged_copy(peft_model):

@@ -37,7 +37,8 @@ from llmrec.data.samples import forget_samples_sha256, prepare_splits, require_u
 from llmrec.errors import ConfigError, LlmrecError
 from llmrec.io import atomic_dir, write_json
 from llmrec.llm.accel import make_accelerator, threads_note
-from llmrec.llm.backbone import AnswerTokens, check_model_card, load_model, load_tokenizer, merged_copy
+from llmrec.llm.backbone import AnswerTokens, load_model, load_tokenizer, merged_copy
+from llmrec.recommender import check_model_card
 from llmrec.paths import model_paths, models_read, recipe_inputs, refuse_overlap, relation
 from llmrec.store import confirm_unchanged, model_hash, original_card, parameter_counts, read_model_card, write_model_card
 from llmrec.unlearn.data import UnlearningData
