@@ -396,8 +396,9 @@ def renamed_keys(values: dict, renamed: dict[str, str], prefix: str = "") -> tup
         if section:
             into = values[section] = dict(values.get(section) or {})
         if key in into and into[key] != value:
-            raise ConfigError(f"{prefix}{old} ({value!r}) and {prefix}{new} ({into[key]!r}) differ: {prefix}{old} "
-                              f"is the old name of {prefix}{new}; give only {prefix}{new}")
+            raise ConfigError(f"{prefix}{old} ({value!r}) and {prefix}{new} ({into[key]!r}) differ (the recipe file may "
+                              f"give one, an override the other): {prefix}{old} is the old name of {prefix}{new}; give "
+                              f"only {prefix}{new}")
         into[key] = value
         notes.append(f"{prefix}{old} is deprecated and will be removed in a later release; write {prefix}{new} "
                      "instead (same values)")

@@ -62,11 +62,15 @@ def _recover_missing(model_dir: Path) -> None:
 
 
 def model_family(card: dict) -> str:
-    """'llm', 'mf' or 'lightgcn': the family a model card describes (a classic shard ensemble: its shards')."""
+    """'llm', 'mf' or 'lightgcn': the family a model card describes (a classic shard ensemble: its shards').
+    Raises LlmrecError, one line, for a classic section without a kind."""
     spec = card.get("classic")
-    while isinstance(spec, dict) and spec.get("kind") == "ensemble":
-        spec = spec["shards"][0]
-    return "llm" if spec is None else spec["kind"]
+    try:
+        while spec is not None and spec["kind"] == "ensemble":
+            spec = spec["shards"][0]
+        return "llm" if spec is None else str(spec["kind"])
+    except (KeyError, IndexError, TypeError):
+        raise LlmrecError(f"damaged model card ({MODEL_CARD}): its classic section names no model kind") from None
 
 
 def card_family(model_dir: str | Path) -> str | None:
@@ -77,9 +81,9 @@ def card_family(model_dir: str | Path) -> str | None:
     _recover_missing(model_dir)
     try:
         card = json.loads((model_dir / MODEL_CARD).read_text())
-    except (OSError, ValueError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return model_family(card) if isinstance(card, dict) else None
+    except (OSError, ValueError, LlmrecError):  # JSONDecodeError, UnicodeDecodeError are ValueErrors; a damaged card
         return None
-    return model_family(card) if isinstance(card, dict) else None
 
 
 def read_model_card(model_dir: Path) -> dict:

@@ -157,8 +157,8 @@ def test_model_kind_and_model_family_that_differ_are_one_line(tmp_path, capsys, 
     assert not (tmp_path / "out").exists()
     code, _, err = run(capsys, "classic-train", *recipe, *given, f"output_dir={tmp_path / 'out'}")
     assert code == 2 and err.strip().splitlines()[1:] == [
-        "llmrec: error: model.kind ('lightgcn') and model.family ('mf') differ: model.kind is the old name of "
-        "model.family; give only model.family"]
+        "llmrec: error: model.kind ('lightgcn') and model.family ('mf') differ (the recipe file may give one, an "
+        "override the other): model.kind is the old name of model.family; give only model.family"]
 
 
 def help_rows(capsys, *argv) -> dict:

@@ -143,7 +143,9 @@ class ClassicUnlearning:
         return samples.labels
 
     def trainable_copy(self, config):
-        self.trainable(config)  # finetune must be full
+        if config.finetune != "full":
+            raise ConfigError(f"augment.finetune={config.finetune} puts an adapter on an LLM's weights; a classic "
+                              "model's augmented copy trains its embedding tables (augment.finetune: full)")
         return copy.deepcopy(self.model).requires_grad_(True)
 
     def drop_adapter(self, model) -> None:

@@ -210,6 +210,33 @@ def test_the_former_classic_e2urec_keys_are_read_under_their_new_names_with_a_no
         load_recipe(None, ["e2urec.rank=2", "e2urec.lora.r=4"], cls=ClassicUnlearnRecipe)
 
 
+def test_an_old_name_against_the_recipe_files_new_name_is_one_line_that_says_where_each_may_come_from():
+    """The shipped recipe writes the new names: an override by the old name that differs is refused, saying which
+    name to give (the old name alone, or both agreeing, still load)."""
+    with pytest.raises(ConfigError, match=r"e2urec.epochs \(3\) and e2urec.joint_epochs \(5.0\) differ \(the recipe "
+                                          r"file may give one, an override the other\).*give only e2urec.joint_epochs"):
+        load_recipe("recipes/classic/unlearn/e2urec.yaml", ["e2urec.epochs=3"], cls=ClassicUnlearnRecipe)
+    agreeing = load_recipe("recipes/classic/unlearn/e2urec.yaml", ["e2urec.epochs=5.0", "e2urec.rank=8"],
+                           cls=ClassicUnlearnRecipe)
+    assert (agreeing.e2urec.joint_epochs, agreeing.e2urec.lora.r) == (5.0, 8)
+
+
+def test_a_classic_card_that_names_no_model_kind_is_one_line(classic_factory, tmp_path, capsys):
+    original = classic_factory()
+    train_classic(original)
+    damaged = tmp_path / "damaged"
+    shutil.copytree(f"{original.output_dir}/model", damaged)
+    card = json.loads((damaged / "llmrec_model.json").read_text())
+    del card["classic"]["kind"]
+    (damaged / "llmrec_model.json").write_text(json.dumps(card))
+    code = main(["unlearn", "recipes/classic/unlearn/e2urec.yaml", f"model={damaged}", f"output_dir={tmp_path / 'out'}",
+                 *[f"data.synthetic.{k}={v}" for k, v in vars(original.data.synthetic).items()],
+                 f"data.cache_dir={original.data.cache_dir}", "data.format=synthetic"])
+    err = capsys.readouterr().err
+    assert code == 2 and "its classic section names no model kind" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_run_gives_the_same_result_whatever_the_process_drew_before(classic_factory, tmp_path):
     """E2URec's low-rank update starts from random draws: the recipe's `seed` fixes them (before, a CLI run drew them
     from wherever the process's generator stood, so two runs of one recipe differed)."""

@@ -33,8 +33,9 @@ paper's teacher at α 10 asked for 0.002 nats more loss where never-seen users s
 
 One module for every family, written against the family's `unlearn.loop.Unlearning` context. On an MF /
 LightGCN the student's low-rank update is one of each embedding table (ΔP = A·B, B zero at the start, of rank
-`lora.r`; alpha, dropout and target_modules are an LLM adapter's), plus an additive update of the biases, held
-to the original's weight decay and folded into a plain model at the end; the answer pair is the score as
+`lora.r`; alpha, dropout and target_modules are an LLM adapter's), plus an additive update of the biases, with
+the original's weight decay on those factors (A, B, the bias updates; not on ΔP itself, as the former classic
+module), folded into a plain model at the end; the answer pair is the score as
 [s/2, −s/2]. A classic recipe starts from `E2URecConfig.classic()`: α 1 (the LLM's 10 overshoots on MF scores:
 forget AUC 0.14 against the retrain's 0.70 on ML-100K), no warm-up, 5 joint passes at lr 1e-2 in batches of 256,
 rank 8, the augmented model at lr 1e-2.
@@ -74,7 +75,7 @@ class AugmentConfig:
 @dataclass
 class E2URecConfig:
     RENAMED_KEYS = {"epochs": "joint_epochs", "rank": "lora.r", "augment_epochs": "augment.epochs",
-                    "augment_learning_rate": "augment.learning_rate"}  # the classic module's keys until 0.x
+                    "augment_learning_rate": "augment.learning_rate"}  # the former classic module's keys, read with a note
 
     alpha: float = option(10.0, "α: how hard the forgetting teacher pushes below θ₀ where aug rose above it",
                           ge=0)
@@ -181,11 +182,12 @@ def student_loss(work: Unlearning, student, teachers: Teachers, forget_batch, re
                  forward=None):
     """One E2URec objective evaluation; retained_batch None means the forget-only warm-up. `forward(model, batch)`
     (default `work.forward`): how the student's output is computed (the speed benchmark swaps in a full-logits
-    forward). The family's update penalty (a classic original's weight decay) is added."""
+    forward). The family's update penalty (a classic original's weight decay on the update's factors; 0 on an LLM)
+    is added in both phases."""
     forget_out, retained_out = work.forward_both(student, forget_batch, retained_batch, forward)
     forget_kl = distillation_kl(teachers.forget(forget_batch), work.answer_pair(forget_out), config.temperature)
     if retained_batch is None:
-        return forget_kl
+        return forget_kl + work.update_penalty(student)
     retained_ce = work.objective(retained_out, work.labels(retained_batch))
     retained_kl = distillation_kl(teachers.retained(retained_batch), work.answer_pair(retained_out),
                                   config.temperature)
