@@ -84,9 +84,7 @@ class ClassicUnlearning:
 
     # the `unlearn.loop.Unlearning` seam: what a gradient method written once asks of the family
     def trainable(self, config: StudentConfig) -> MatrixFactorization:
-        if config.finetune != "full":
-            raise ConfigError(f"finetune={config.finetune} trains an adapter on an LLM; a classic model trains its "
-                              "embedding tables (finetune: full)")
+        full_only(config.finetune, "finetune")
         return self.model
 
     def schedule(self, config, with_retained: bool = True, *, epochs: float | None = None, warmup_epochs: float = 0.0,
@@ -143,9 +141,7 @@ class ClassicUnlearning:
         return samples.labels
 
     def trainable_copy(self, config):
-        if config.finetune != "full":
-            raise ConfigError(f"augment.finetune={config.finetune} puts an adapter on an LLM's weights; a classic "
-                              "model's augmented copy trains its embedding tables (augment.finetune: full)")
+        full_only(config.finetune, "augment.finetune")
         return copy.deepcopy(self.model).requires_grad_(True)
 
     def drop_adapter(self, model) -> None:
@@ -169,6 +165,13 @@ class ClassicUnlearning:
     def pooled_schedule(self, config, fraction: float):
         raise ConfigError("bad_teacher.retain_fraction (the paper's mixed batches) runs on LLM models; on a classic "
                           "model leave it null (a retained batch beside each forget batch)")
+
+
+def full_only(finetune: str, key: str) -> None:
+    """ConfigError unless `key` (a method's finetune setting) is full: a classic model has no adapter to train."""
+    if finetune != "full":
+        raise ConfigError(f"{key}={finetune} trains an adapter on an LLM's weights; a classic model trains its "
+                          f"embedding tables ({key}: full)")
 
 
 def prepare_work(model_dir: Path, splits) -> ClassicUnlearning:

@@ -131,7 +131,8 @@ class Unlearning(Protocol):
 
     def pooled_schedule(self, config, fraction: float):
         """Bad Teacher's mixed scheme: one stream of batches over forget ∪ a seeded `fraction` of the retained pool,
-        forget rows first (`forget_rows` of them), as `schedule` otherwise; ConfigError where the family lacks it."""
+        forget rows first (also handed out alone as `pool_forget`), as `schedule` otherwise; ConfigError where the
+        family lacks it."""
 
 
 @dataclass
@@ -221,7 +222,8 @@ class LlmUnlearning:
         stopping = Stopping(data, steps_for(config.epochs, len(pool), size), len(pool), size)
         steps = stopping.budget_steps
         batches = lazily(lambda: iter(data.batches(pool, size, steps)))  # drawn once training starts
-        return Schedule(steps, batches, None, subset, stopping, size, pool, forget_rows=len(data.forget))
+        return Schedule(steps, batches, None, subset, stopping, size, pool,
+                        pool_forget=pool.select(range(len(data.forget))))
 
 
 def make_trainable(original, finetune: str, lora: LoraSettings):
@@ -386,7 +388,7 @@ class Schedule:
     batch_size: int = 0  # samples per retained batch (what a step consumes)
     forget_set: Dataset | None = None  # the set `forget` draws from (a pooled schedule's pool)
     warmup: int = 0  # forget-only steps before the first retained batch
-    forget_rows: int = 0  # a pooled schedule's rows below this are forget samples
+    pool_forget: Dataset | None = None  # a pooled schedule's forget samples: the pool's first rows
 
     @classmethod
     def for_config(cls, data: UnlearningData, config, with_retained: bool = True, *, epochs: float | None = None,

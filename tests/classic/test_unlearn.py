@@ -252,3 +252,26 @@ def test_a_run_gives_the_same_result_whatever_the_process_drew_before(classic_fa
     first, second, other = unlearned("a", 1), unlearned("b", 2), unlearned("c", 1, "seed=1")
     assert all(torch.equal(first[k], second[k]) for k in first)
     assert any(not torch.equal(first[k], other[k]) for k in first)
+
+
+@pytest.mark.parametrize("method, setting, said", [
+    ("bad_teacher", "bad_teacher.retain_fraction=0.3", "bad_teacher.retain_fraction"),
+    ("e2urec", "e2urec.length_buckets=true", "length_buckets"),
+    ("e2urec", "e2urec.augment.finetune=lora", "augment.finetune=lora"),
+    ("finetune", "finetune.finetune=lora", "finetune=lora"),
+])
+def test_a_setting_only_an_llm_has_is_one_line_and_writes_nothing(classic_factory, tmp_path, capsys, method, setting,
+                                                                   said):
+    """The shared method modules ask the family for what the setting needs; a classic model refuses it by name."""
+    original = classic_factory()
+    train_classic(original)
+    before = directory_hash(tmp_path / "classic" / "model")
+    capsys.readouterr()
+    code = main(["unlearn", f"recipes/classic/unlearn/{method}.yaml", f"model={original.output_dir}/model",
+                 f"output_dir={tmp_path / 'out'}", f"data.cache_dir={original.data.cache_dir}", "data.format=synthetic",
+                 setting,
+                 *[f"data.synthetic.{k}={v}" for k, v in vars(original.data.synthetic).items()]])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and said in err and "classic model" in err, err
+    assert not (tmp_path / "out").exists()
+    assert directory_hash(tmp_path / "classic" / "model") == before

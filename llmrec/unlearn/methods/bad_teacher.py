@@ -83,11 +83,10 @@ def unlearn_mixed(work: Unlearning, config: BadTeacherConfig) -> dict:
     """The reference's scheme (`retain_fraction` set): shuffled batches of forget ∪ retained subset, each sample's
     KL to its own teacher (`UnlearnerLoss` in the reference's unlearn.py), averaged over the batch."""
     schedule = work.pooled_schedule(config, config.retain_fraction)
-    forget_set = schedule.forget_set.select(range(schedule.forget_rows))
     start = time.perf_counter()
     size = 2 * config.batch_size
     with work.autocast():
-        incompetent = work.teacher_table(work.incompetent(config.incompetent_seed), forget_set, size,
+        incompetent = work.teacher_table(work.incompetent(config.incompetent_seed), schedule.pool_forget, size,
                                          "incompetent teacher")
         competent = work.teacher_table(work.original, schedule.retained_set, size, "competent teacher")
     teachers = torch.cat([incompetent, competent])  # indexed by pool row
