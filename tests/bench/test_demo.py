@@ -28,9 +28,15 @@ def test_the_demo_suite_runs_every_method(tmp_path):
         assert {f"{backbone}/{m}" for m in methods} <= set(by_name)
         original, retrain = by_name[f"{backbone}/original"], by_name[f"{backbone}/retrain"]
         assert original["forget"]["auc"] > retrain["forget"]["auc"]
-        ifru = by_name[f"{backbone}/ifru"]
-        assert ifru["forgetting"]["js_divergence"] < original["forgetting"]["js_divergence"]
-        assert ifru["compute_vs_retrain"] < 1
+        for row in ("ifru", "ifru (retained_objective)"):
+            ifru = by_name[f"{backbone}/{row}"]
+            assert ifru["forget"]["auc"] < original["forget"]["auc"] and ifru["compute_vs_retrain"] < 1
+        # Closer to the retrain: the retained-objective step on both backbones, the reference's removed-data step
+        # on LightGCN only. On the demo's briefly trained MF (far from stationary, where the two gradients differ)
+        # the reference's step overshoots: forget AUC 0.98 -> 0.31 (retrain 0.75), JSD 0.036 -> 0.044.
+        closer = ["ifru (retained_objective)", "ifru"] if backbone == "lightgcn" else ["ifru (retained_objective)"]
+        for row in closer:
+            assert by_name[f"{backbone}/{row}"]["forgetting"]["js_divergence"] < original["forgetting"]["js_divergence"]
     unlearned, original = by_name["mf-als/unlearn_als"], by_name["mf-als/original"]
     assert unlearned["forgetting"]["js_divergence"] < original["forgetting"]["js_divergence"]
     for name in ("results.json", "results.md", "results.png"):
