@@ -18,9 +18,13 @@ from llmrec.store import directory_hash
 ALS = ["train.optimizer=als", "train.als.reg=5", "model.dim=8"]
 
 
+def synthetic_args(original) -> list[str]:
+    """The overrides that give an unlearning run the synthetic data `original` was trained on."""
+    return [f"data.synthetic.{k}={v}" for k, v in vars(original.data.synthetic).items()]
+
+
 def unlearn_recipe(original, output, *overrides):
-    data = [f"data.{k}={v}" for k, v in (("cache_dir", original.data.cache_dir),)] + [
-        f"data.synthetic.{k}={v}" for k, v in vars(original.data.synthetic).items()]
+    data = [f"data.cache_dir={original.data.cache_dir}", *synthetic_args(original)]
     return load_recipe(None, [f"model={original.output_dir}/model", f"output_dir={output}", *data, *overrides],
                        cls=ClassicUnlearnRecipe)
 
@@ -121,7 +125,7 @@ def test_an_output_dir_on_above_or_inside_the_original_is_refused(classic_factor
     capsys.readouterr()
     code = main(["unlearn", f"model={tmp_path / 'X' / 'model'}", f"output_dir={tmp_path / output}",
                  f"data.cache_dir={original.data.cache_dir}",
-                 *[f"data.synthetic.{k}={v}" for k, v in vars(original.data.synthetic).items()]])
+                 *synthetic_args(original)])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "the original model" in err, err
     assert directory_hash(tmp_path / "X" / "model") == before
@@ -230,7 +234,7 @@ def test_a_classic_card_that_names_no_model_kind_is_one_line(classic_factory, tm
     del card["classic"]["kind"]
     (damaged / "llmrec_model.json").write_text(json.dumps(card))
     code = main(["unlearn", "recipes/classic/unlearn/e2urec.yaml", f"model={damaged}", f"output_dir={tmp_path / 'out'}",
-                 *[f"data.synthetic.{k}={v}" for k, v in vars(original.data.synthetic).items()],
+                 *synthetic_args(original),
                  f"data.cache_dir={original.data.cache_dir}", "data.format=synthetic"])
     err = capsys.readouterr().err
     assert code == 2 and "its classic section names no model kind" in err and "Traceback" not in err
@@ -270,7 +274,7 @@ def test_a_setting_only_an_llm_has_is_one_line_and_writes_nothing(classic_factor
     code = main(["unlearn", f"recipes/classic/unlearn/{method}.yaml", f"model={original.output_dir}/model",
                  f"output_dir={tmp_path / 'out'}", f"data.cache_dir={original.data.cache_dir}", "data.format=synthetic",
                  setting,
-                 *[f"data.synthetic.{k}={v}" for k, v in vars(original.data.synthetic).items()]])
+                 *synthetic_args(original)])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and said in err and "classic model" in err, err
     assert not (tmp_path / "out").exists()
