@@ -192,6 +192,8 @@ class LoraSettings:
     alpha: int = option(32, "LoRA alpha (the update is scaled by alpha / r)", ge=1)
     dropout: float = option(0.05, "LoRA dropout", ge=0, lt=1)
     target_modules: list[str] | None = option(None, "module names; None picks peft's default for the architecture")
+    merge: bool = option(True, "fold the trained adapter into model/ (a plain HF model); false: model/ holds the peft "
+                         "adapter alone, as each adapter of an APA ensemble (train.partition=apa) does")
 
 
 @dataclass
@@ -219,6 +221,27 @@ class ModelConfig:
 
 
 @dataclass
+class ApaSettings:
+    grouping: Literal["kmeans", "random"] = option(
+        "kmeans", "kmeans: balanced k-means on each user's mean base-model representation, semantically close users "
+        "in one shard (APA's partition) | random: seeded uniform (SISA's)")
+    aggregation: Literal["adaptive", "merge", "mean"] = option(
+        "adaptive", "adaptive: per-sample weights softmax(cos(h, shard centroid) / temperature) on the adapters' "
+        "weight updates (APA's sample-adaptive aggregation) | merge: the adapters' mean weight update (peft "
+        "add_weighted_adapter, cat) | mean: mean of each adapter's P(yes), one forward per adapter")
+    temperature: float = option(0.05, "softmax temperature of the adaptive weights (cosine similarities are in "
+                                "[-1, 1])", gt=0)
+    kmeans_iterations: int = option(10, "rounds of balanced k-means (grouping=kmeans)", ge=1)
+    learning_rate: float | None = option(None, "the adapters' peak learning rate (LoRA usually wants more than full "
+                                         "fine-tuning) | null: train.learning_rate", gt=0)
+    base_epochs: int = option(2, "model.name_or_path=tiny: causal-LM epochs of the base on the user-free catalogue "
+                              "corpus (0: a random init)", ge=0)
+    base_learning_rate: float = option(2e-3, "AdamW learning rate of that pretraining", gt=0)
+    base_prompts_per_item: int = option(4, "catalogue-corpus prompts per item (each a random history and answer)",
+                                        ge=1)
+
+
+@dataclass
 class TrainConfig:
     epochs: int = option(1, "passes over the training split", ge=1)
     max_steps: int = option(0, "stop after this many optimizer steps (0: no limit)", ge=0)
@@ -232,8 +255,12 @@ class TrainConfig:
     mixed_precision: MixedPrecision = option("auto", "auto | no | bf16 | fp16; auto = bf16 where the device supports it")
     train_on: str = option("train", "split to train on: train | retained | forget")
     only_users: str | None = option(None, "file of user ids: train only on their samples of train_on (a SISA shard)")
-    shards: int = option(1, "SISA: more than 1 trains that many user-disjoint shard models; model/ is their "
-                        "ensemble", ge=1)
+    shards: int = option(1, "more than 1 trains that many user-disjoint shards (train.partition says of what); "
+                        "model/ is their ensemble", ge=1)
+    partition: Literal["sisa", "apa"] = option(
+        "sisa", "with train.shards > 1: sisa (a whole model per shard, mean P(yes); Bourtoule et al. 2021) | apa "
+        "(one frozen base, a LoRA adapter per shard, aggregated in weight space; Hu et al. 2024, llmrec.ensemble.apa)")
+    apa: ApaSettings = option(ApaSettings(), "the adapter ensemble when train.partition=apa")
     checkpoint_every: int = option(200, "optimizer steps between resumable checkpoints (0: epoch ends only)",
                                    ge=0)
     resume: bool = option(True, "continue from output_dir/checkpoints/last when it exists")

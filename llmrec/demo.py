@@ -266,7 +266,9 @@ def stages(config: DemoConfig, out: Path, forget_file: Path) -> list[Stage]:
 
 MARK = "llmrec_demo.json"  # claims output_dir for the demo before its first stage writes anything
 NOT_DEMO_METHODS = {"retrain": "is the demo's reference, trained beside every method",
-                    "sisa": "needs an original trained as a SISA ensemble (llmrec train ... train.shards=N)"}
+                    "sisa": "needs an original trained as a SISA ensemble (llmrec train ... train.shards=N)",
+                    "apa": "needs an original trained as an APA ensemble (llmrec train ... train.shards=N "
+                           "train.partition=apa)"}
 
 
 def check_settings(config: DemoConfig) -> None:

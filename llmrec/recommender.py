@@ -21,17 +21,20 @@ from torch import nn
 from llmrec.classic.recommender import ClassicRecommender
 from llmrec.config import DataConfig
 from llmrec.classic.store import load_classic
+from llmrec.ensemble.apa import ApaEnsemble
 from llmrec.ensemble.llm import SisaEnsemble
 from llmrec.errors import LlmrecError
 from llmrec.llm.backbone import card_settings, load_model, load_tokenizer
 from llmrec.llm.recommender import LlmRecommender
 from llmrec.store import (
+    APA_FILE,
     ENSEMBLE_FILE,
     MODEL_CARD,
     check_trained_data,
     model_family,
     original_model_dir,
     read_model_card,
+    verified_hash,
 )
 
 
@@ -76,7 +79,7 @@ def load_recommender(model_dir: str | Path, base_model: str | None = None) -> Re
 
 def load_llm_module(model_dir: str | Path, base_model: str | None = None) -> nn.Module:
     """The torch module of an LLM model dir: a trained model, an unlearning output (a peft adapter on top of the
-    original it names) or a SISA ensemble.
+    original it names), a SISA ensemble or an APA ensemble (base + adapters, `ensemble.apa`).
 
     An adapter's original is checked by hash first (`original_model_dir`); `base_model` points at it when it
     moved. Raises LlmrecError when it is missing or is another model.
@@ -84,13 +87,21 @@ def load_llm_module(model_dir: str | Path, base_model: str | None = None) -> nn.
     model_dir = Path(model_dir)
     if (model_dir / ENSEMBLE_FILE).is_file():
         return SisaEnsemble.load(model_dir)
+    if (model_dir / APA_FILE).is_file():
+        return ApaEnsemble.load(model_dir)
     if (model_dir / "adapter_config.json").is_file():
         from peft import PeftModel
 
         card = read_model_card(model_dir)
-        if not card.get("unlearned_from"):
+        if card.get("adapter_of"):  # a trained adapter (model.lora.merge=false) on the base it names
+            base = Path(base_model or card["adapter_of"])
+            if not base.is_dir() or verified_hash(base) != card.get("adapter_of_sha256"):
+                raise LlmrecError(f"{model_dir}: its base model {base} is missing or is not the one it was trained "
+                                  "on (sha256); point at it with eval.base_model=DIR")
+        elif not card.get("unlearned_from"):
             raise LlmrecError(f"{model_dir}: adapter without 'unlearned_from' in {MODEL_CARD}")
-        base = original_model_dir(model_dir, card, base_model)
+        else:
+            base = original_model_dir(model_dir, card, base_model)
         # the adapter was trained on the original as loaded then (4-bit under QLoRA), so it is scored on that
         original = load_model(str(base), quant=card.get("quant"))
         try:

@@ -21,6 +21,7 @@ from llmrec.io import recover, write_json
 
 MODEL_CARD = "llmrec_model.json"  # answer tokens + prompt settings travel with the weights
 ENSEMBLE_FILE = "sisa.json"  # marks a SISA ensemble: its shard models (relative paths) and their users
+APA_FILE = "apa.json"  # marks an APA ensemble: its base and adapters (inside the dir), users and centroids
 
 
 def write_model_card(model_dir: Path, card: dict) -> None:

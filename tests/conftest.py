@@ -60,3 +60,21 @@ def sisa_ensemble(tmp_path_factory):
         seen = record_training_splits(patch, "llmrec.llm.train")
         train(recipe)
     return recipe, seen
+
+
+@pytest.fixture(scope="session")
+def apa_ensemble(tmp_path_factory):
+    """A tiny 3-adapter APA ensemble (`train.partition=apa`, k-means grouping, 6 steps an adapter), trained once for
+    tests/ensemble/test_apa.py and tests/unlearn/methods/test_apa.py: its recipe and the splits its adapters trained
+    on, in shard order."""
+    from llmrec.ensemble.llm import train
+    from tests.data.holdout_checks import record_training_splits
+
+    root = tmp_path_factory.mktemp("apa")
+    recipe = load_recipe(None, [f"output_dir={root / 'run'}", f"data.cache_dir={root / 'cache'}", *SMALL_OVERRIDES,
+                                "train.max_steps=6", "train.shards=3", "train.partition=apa",
+                                "train.apa.base_epochs=1"])
+    with pytest.MonkeyPatch.context() as patch:
+        seen = record_training_splits(patch, "llmrec.llm.train")
+        train(recipe)
+    return recipe, seen

@@ -12,7 +12,8 @@ import statistics
 from pathlib import Path
 
 # what methods are judged against (classic rows carry their backbone: "mf/original", "mf/retrain", ...)
-REFERENCE_ROWS = ("original", "retrain", "retrain (seed 2)", "original (sisa)", "original (receraser)")
+REFERENCE_ROWS = ("original", "retrain", "retrain (seed 2)", "original (sisa)", "original (apa)",
+                  "original (receraser)")
 RUN_KEYS = ("original_seed", "seed")  # which run a record is: not a measurement, never aggregated
 
 

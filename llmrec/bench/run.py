@@ -40,6 +40,7 @@ from llmrec.unlearn.stopping import StopConfig
 RETRAIN = "retrain"  # the reference itself: trained from scratch on the retained data
 FLOOR = f"{RETRAIN} (seed 2)"
 SISA_ORIGINAL = "original (sisa)"  # SISA forgets from its own original: an ensemble of shard models
+APA_ORIGINAL = "original (apa)"  # APA too: one frozen base with an adapter per shard
 
 
 @dataclass
@@ -168,7 +169,7 @@ def seed_suffix(seed: int) -> str:
     return "" if seed == 0 else f"-seed{seed}"
 
 
-SEED_FREE = {"sisa"}  # retrains the affected shards with the original's own train.seed: the unlearning seed is unused
+SEED_FREE = {"sisa", "apa"}  # retrain the affected shards with the original's own train.seed: the unlearning seed is unused
 
 
 def seed_free(bench: BenchRecipe, method: str) -> bool:
@@ -257,7 +258,7 @@ def run_llm_rows(bench: BenchRecipe, splits, out: Path, accelerator) -> list[dic
 
 def original_rows(bench: BenchRecipe, original_seed: int, splits, out: Path, requests: dict[int, list[Request]],
                   accelerator) -> list[dict]:
-    """One original seed: original, retrain, second-seed retrain (and SISA ensemble), each trained once (or
+    """One original seed: original, retrain, second-seed retrain (and SISA, APA ensembles), each trained once (or
     reused), then every listed method once per unlearning seed on them (a `seed_free` one once).
 
     Records: the reference rows (seed None), then the methods of each unlearning seed, all scored against this
@@ -275,6 +276,10 @@ def original_rows(bench: BenchRecipe, original_seed: int, splits, out: Path, req
         stages[SISA_ORIGINAL] = (base_recipe(trained, out / f"original-sisa{tag}", shards=bench.sisa.shards),
                                  SISA_ORIGINAL)
         originals["sisa"] = originals[SISA_ORIGINAL] = SISA_ORIGINAL
+    if "apa" in bench.methods:
+        stages[APA_ORIGINAL] = (base_recipe(trained, out / f"original-apa{tag}", shards=bench.apa.shards,
+                                            partition="apa"), APA_ORIGINAL)
+        originals["apa"] = originals[APA_ORIGINAL] = APA_ORIGINAL
     suffix = f", train.seed {original_seed}" if tag else ""
     costs = {row: ensure_trained(recipe, label + suffix) for row, (recipe, label) in stages.items()}
     model_dirs = {row: Path(recipe.output_dir) / "model" for row, (recipe, _) in stages.items()}

@@ -142,6 +142,11 @@ def read_ensemble(model_dir: Path) -> dict:
 
 
 def train(recipe: Recipe) -> dict:
-    """What `llmrec train` runs: one model (`llm.train.train`), or with train.shards > 1 an ensemble of shard
-    models (`train_ensemble`), each under the same output_dir lock. Returns the training summary."""
+    """What `llmrec train` runs: one model (`llm.train.train`), or with train.shards > 1 an ensemble: of shard
+    models (`train_ensemble`), or with train.partition=apa of adapters on one base (`ensemble.apa.train_apa`),
+    each under the same output_dir lock. Returns the training summary."""
+    if recipe.train.shards > 1 and recipe.train.partition == "apa":
+        from llmrec.ensemble.apa import train_apa
+
+        return single.train(recipe, body=train_apa)
     return single.train(recipe, body=train_ensemble if recipe.train.shards > 1 else None)

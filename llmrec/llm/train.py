@@ -50,7 +50,14 @@ from llmrec.llm.backbone import (
     merged_copy,
     resolve_answer_tokens,
 )
-from llmrec.store import MODEL_CARD, parameter_counts, read_model_card, write_model_card
+from llmrec.store import (
+    MODEL_CARD,
+    directory_hash,
+    original_card,
+    parameter_counts,
+    read_model_card,
+    write_model_card,
+)
 from llmrec.llm.scoring import answer_logits, answer_loss
 from llmrec.paths import recipe_inputs, refuse_overlap
 from llmrec.progress import progress
@@ -255,12 +262,13 @@ def improves(metrics: dict, state: TrainerState, by_log_loss: bool) -> bool:
     return state.best_valid_auc is None or metrics["auc"] > state.best_valid_auc
 
 
-def save_model(accelerator: Accelerator, model, tokenizer, card: dict, target: Path) -> None:
-    """Best model as a plain HF model dir (LoRA merged in), so later stages load it like any checkpoint."""
+def save_model(accelerator: Accelerator, model, tokenizer, card: dict, target: Path, merge: bool = True) -> None:
+    """Best model as a plain HF model dir (LoRA merged in), so later stages load it like any checkpoint; with
+    `merge` false a LoRA model is saved as its peft adapter alone (adapter_config.json + adapter_model.safetensors)."""
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         unwrapped = accelerator.unwrap_model(model)
-        if hasattr(unwrapped, "merge_and_unload"):
+        if hasattr(unwrapped, "merge_and_unload") and merge:
             unwrapped = merged_copy(unwrapped)
         with atomic_dir(target) as tmp:
             unwrapped.save_pretrained(tmp, safe_serialization=True)
@@ -284,7 +292,8 @@ def check_outputs(recipe: Recipe) -> None:
     name = recipe.model.name_or_path
     backbone = [("the backbone model.name_or_path", name)] if name != "tiny" and Path(name).is_dir() else []
     writes = ["config.yaml", "model", "checkpoints", "train_metrics.json", *(["backbone"] if name == "tiny" else []),
-              *(["shards"] if recipe.train.shards > 1 else [])]
+              *(["shards"] if recipe.train.shards > 1 else []),
+              *(["base"] if recipe.train.shards > 1 and recipe.train.partition == "apa" else [])]
     refuse_overlap(recipe.output_dir, backbone, writes=writes, inputs=recipe_inputs(recipe))
 
 
@@ -392,6 +401,9 @@ def _train(recipe: Recipe) -> dict:
         "recipe": to_dict(recipe),  # what retrain and SISA retrain with (config.yaml beside model/ may be newer)
         "data": data_fingerprint(recipe.data),  # unlearn / evaluate refuse other data (store.check_trained_data)
     }
+    keep_adapter = recipe.model.finetune == "lora" and not recipe.model.lora.merge
+    if keep_adapter:  # model/ is an adapter: name the base it needs, by path and hash (load_llm_module checks both)
+        card.update(original_card(Path(start_from), directory_hash(Path(start_from)), key="adapter_of"))
     started = time.perf_counter()
     if cfg.eval_before and not resuming:  # what the backbone knows with no tuning (a resumed model is tuned)
         with torch.random.fork_rng():  # iterating a loader draws from the global generator: training must not see it
@@ -455,7 +467,7 @@ def _train(recipe: Recipe) -> dict:
             state.best_valid_auc = None if one_class else metrics["auc"]
             save_model(accelerator, model, tokenizer,
                        {**card, "epoch": epoch + 1, "valid": metrics, "selected_by": selected_by(one_class)},
-                       output_dir / "model")
+                       output_dir / "model", merge=not keep_adapter)
             if accelerator.is_main_process:
                 write_text(output_dir / "config.yaml", to_yaml(recipe))  # describes the model/ just put in place
         state.epoch, state.batches_done_in_epoch = epoch + 1, 0
