@@ -135,7 +135,8 @@ def run_method(bench: BenchRecipe, method: str, original_dir: Path, requests: li
             print(f"[{method}] request {k}/{len(requests)}: test AUC {step['test_auc']:.4f}, forget AUC on the "
                   f"{manifest['counts']['forget_users']}+earlier users {step['forgotten_so_far_auc']:.4f}")
         history.append(step)
-    cost = {"wall_seconds": wall, "peak_memory_mb": peak or None, "trainable_percent": manifest["trainable_percent"]}
+    cost = {"wall_seconds": wall, "peak_memory_mb": peak or None, "trainable_percent": manifest["trainable_percent"],
+            "unlearning_steps": manifest["steps"]}  # the last request's (SISA, APA: which shards were retrained)
     return model_dir, cost, history, scored, sorted(set(probes))
 
 

@@ -1,4 +1,5 @@
-"""Shard ensembles, for both model families: SISA (Bourtoule et al. 2021) and RecEraser (Chen et al. 2022).
+"""Shard ensembles, for both model families: SISA (Bourtoule et al. 2021), RecEraser (Chen et al. 2022) and, for
+LLMs, APA (Hu et al. 2024: LoRA adapters on one frozen base).
 
 - Training users are partitioned into disjoint shards, a user's whole history in one shard, since requests
   erase users.
@@ -10,8 +11,9 @@
 - No backbone imports this package (`tests/test_imports.py`): ensembles are built from single models.
 
 Modules: `partition` (pure: shard_users, random_partition, balanced_kmeans, affected_shards), `llm` (SISA
-ensembles of LLMs on disk: train, SisaEnsemble, shard models under shards/), `classic` (ClassicEnsemble,
+ensembles of LLMs on disk: train, SisaEnsemble, shard models under shards/), `apa` (adapter ensembles: train_apa,
+ApaEnsemble, base and adapters inside model/), `classic` (ClassicEnsemble,
 Attention, ShardTransform for MF / LightGCN). The unlearning runners are `llmrec.unlearn.methods.sisa` (both
-families) and `llmrec.classic.methods.receraser`. This file imports nothing, so a module that needs one part
+families), `llmrec.unlearn.methods.apa` and `llmrec.classic.methods.receraser`. This file imports nothing, so a module that needs one part
 does not load the others.
 """

@@ -27,7 +27,7 @@ from torch import nn
 from llmrec.config import Recipe, to_dict, to_yaml
 from llmrec.data.samples import prepare_splits, training_split
 from llmrec.ensemble.partition import shard_users
-from llmrec.errors import LlmrecError
+from llmrec.errors import ConfigError, LlmrecError
 from llmrec.io import atomic_dir, write_json, write_text
 from llmrec.llm import train as single
 from llmrec.llm.backbone import AnswerTokens, load_model, load_tokenizer
@@ -145,6 +145,8 @@ def train(recipe: Recipe) -> dict:
     """What `llmrec train` runs: one model (`llm.train.train`), or with train.shards > 1 an ensemble: of shard
     models (`train_ensemble`), or with train.partition=apa of adapters on one base (`ensemble.apa.train_apa`),
     each under the same output_dir lock. Returns the training summary."""
+    if recipe.train.partition == "apa" and recipe.train.shards < 2:
+        raise ConfigError("train.partition=apa trains one adapter per shard: set train.shards to 2 or more")
     if recipe.train.shards > 1 and recipe.train.partition == "apa":
         from llmrec.ensemble.apa import train_apa
 

@@ -13,16 +13,17 @@ from llmrec.errors import ConfigError
 from tests.conftest import SMALL_OVERRIDES
 from tests.data.holdout_checks import assert_no_holdout_sample, record_training_splits, sample_ids
 
-METHODS = ["sisa", "finetune", "neggrad", "bad_t", "bad_teacher", "e2urec"]
+METHODS = ["sisa", "apa", "finetune", "neggrad", "bad_t", "bad_teacher", "e2urec"]
 BASELINES = ["finetune", "neggrad", "bad_t", "bad_teacher"]
 QUICK = [f"{m}.epochs=0.3" for m in BASELINES] + [f"{m}.batch_size=8" for m in [*BASELINES, "e2urec"]] + [
     "e2urec.augment.epochs=0.3", "e2urec.warmup_epochs=0.2", "e2urec.joint_epochs=0.2", "e2urec.lora.r=4",
-    "sisa.shards=2"]
+    "sisa.shards=2", "apa.shards=2", "train.apa.base_epochs=1"]
 
 
 def bench_recipe(tmp_path, *overrides) -> BenchRecipe:
     return load_recipe(None, [f"output_dir={tmp_path / 'bench'}", f"data.cache_dir={tmp_path / 'cache'}",
-                              *SMALL_OVERRIDES, "train.max_steps=15", *QUICK, *overrides], cls=BenchRecipe)
+                              *SMALL_OVERRIDES, "train.max_steps=15", *QUICK,
+                              f"methods=[retrain,{','.join(METHODS)}]", *overrides], cls=BenchRecipe)
 
 
 BENCH_TRAINED_ON = []  # every split the `finished` benchmark trained an LLM on
@@ -110,7 +111,8 @@ def test_the_model_fingerprint_covers_the_holdout_and_a_holdout_file_by_its_cont
 
 def test_every_method_is_scored_against_the_same_retrain(finished):
     recipe, records = finished
-    assert [r["method"] for r in records] == ["original", "retrain", "retrain (seed 2)", "original (sisa)", *METHODS]
+    assert [r["method"] for r in records] == ["original", "retrain", "retrain (seed 2)", "original (sisa)",
+                                              "original (apa)", *METHODS]
     by_name = {r["method"]: r for r in records}
     assert by_name["retrain"]["forgetting"]["js_divergence"] == 0.0
     assert by_name["retrain"]["forgetting"]["forget_gap_closure_auc"] == pytest.approx(1.0)
@@ -124,6 +126,9 @@ def test_every_method_is_scored_against_the_same_retrain(finished):
     # SISA is judged from its own starting point, the shard ensemble
     assert by_name["original (sisa)"]["forgetting"]["forget_gap_closure_auc"] == 0.0
     assert by_name["sisa"]["forgetting"]["original_forget_auc"] == by_name["original (sisa)"]["forget"]["auc"]
+    # and APA from its adapter ensemble, recording which adapters it retrained
+    assert by_name["apa"]["forgetting"]["original_forget_auc"] == by_name["original (apa)"]["forget"]["auc"]
+    assert by_name["apa"]["seed"] is None and 0 < by_name["apa"]["unlearning_steps"]["shards_retrained"] <= 2
     for record in records:
         assert record["wall_seconds"] > 0 and record["test"]["samples"] > 0
 

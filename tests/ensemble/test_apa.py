@@ -121,3 +121,18 @@ def test_a_changed_adapter_or_base_is_refused_at_load(ensemble, tmp_path):
             f.write(" ")
         with pytest.raises(LlmrecError, match="changed since the ensemble was written"):
             ApaEnsemble.load(copy)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["train.shards=1"], "train.partition=apa trains one adapter per shard: set train.shards to 2 or more"),
+    (["train.shards=3", "model.tiny.architecture=t5"], "train.partition=apa needs a decoder-only model"),
+])
+def test_an_apa_recipe_it_cannot_train_is_one_line_and_writes_nothing(tmp_path, capsys, overrides, message):
+    from llmrec.cli import main
+    from tests.conftest import SMALL_OVERRIDES
+
+    code = main(["train", f"output_dir={tmp_path / 'run'}", f"data.cache_dir={tmp_path / 'cache'}",
+                 *SMALL_OVERRIDES, "train.partition=apa", *overrides])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and message in err[0]
+    assert not (tmp_path / "run" / "model").exists() and not (tmp_path / "run" / "base").exists()
