@@ -136,3 +136,20 @@ def test_an_apa_recipe_it_cannot_train_is_one_line_and_writes_nothing(tmp_path, 
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and message in err[0]
     assert not (tmp_path / "run" / "model").exists() and not (tmp_path / "run" / "base").exists()
+
+
+def test_an_adapter_kept_apart_loads_on_the_base_it_names_and_refuses_another(ensemble, tmp_path):
+    """model.lora.merge=false: model/ is the peft adapter alone; its card names the base by path and hash."""
+    adapter = f"{ensemble.output_dir}/shards/shard-0/model"
+    model = load_llm_module(adapter)
+    ids = torch.tensor([[5, 6, 7]])
+    apa = ApaEnsemble.load(f"{ensemble.output_dir}/model", aggregation="mean")
+    apa.model.set_adapter("shard-0")
+    with torch.no_grad():
+        torch.testing.assert_close(answer_logits(model, ids, torch.ones_like(ids)),
+                                   answer_logits(apa.model, ids, torch.ones_like(ids)))
+    other = tmp_path / "other"
+    shutil.copytree(f"{ensemble.output_dir}/base", other)
+    (other / "config.json").write_text((other / "config.json").read_text() + " ")
+    with pytest.raises(LlmrecError, match="is not the one it was trained on"):
+        load_llm_module(adapter, base_model=str(other))
