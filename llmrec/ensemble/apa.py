@@ -38,7 +38,6 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -178,16 +177,13 @@ def representations(model, tokenizer, dataset, recipe: Recipe, desc: str = "repr
     return torch.cat([answer_hidden(model, b["input_ids"], b["attention_mask"]) for b in progress(loader, desc=desc)])
 
 
-def user_groups(users: list[str], sample_users: Sequence[str], vectors: torch.Tensor, recipe: Recipe) -> list[list[str]]:
-    """The shards' users, each sorted: seeded random (`shard_users`), or balanced k-means on each user's centroid
-    of their samples' representations (vectors: [samples, dim], sample_users: the user of each row)."""
+def user_groups(users: list[str], rows: dict[str, list[int]], vectors: torch.Tensor, recipe: Recipe) -> list[list[str]]:
+    """The shards' users, each sorted: seeded random (`shard_users`, which also bounds train.shards), or balanced
+    k-means on each user's centroid of their samples' representations (vectors: [samples, dim]; rows: each user's
+    row numbers in it). The caller has checked train.shards with `shard_users` before building the base."""
     shards, settings = recipe.train.shards, recipe.train.apa
     if settings.grouping == "random":
         return shard_users(users, shards, recipe.train.seed)
-    shard_users(users, shards, recipe.train.seed)  # the same bounds check, one message
-    rows: dict[str, list[int]] = {}
-    for row, user in enumerate(sample_users):
-        rows.setdefault(user, []).append(row)
     points = torch.stack([centroid(vectors[rows[user]]) for user in users])
     assignment = balanced_kmeans(points, shards, settings.kmeans_iterations, recipe.train.seed).tolist()
     return [sorted(u for u, k in zip(users, assignment) if k == shard) for shard in range(shards)]
@@ -256,10 +252,10 @@ def train_apa(recipe: Recipe) -> dict:
     base_seconds = time.perf_counter() - started
     model, tokenizer = load_model(str(out / "base")), load_tokenizer(str(out / "base"))
     vectors = representations(model, tokenizer, train, recipe)
-    groups = user_groups(users, train["user_id"], vectors, recipe)
-    row_of = {}
+    row_of: dict[str, list[int]] = {}
     for row, user in enumerate(train["user_id"]):
         row_of.setdefault(user, []).append(row)
+    groups = user_groups(users, row_of, vectors, recipe)
     centroids = [centroid(vectors[[r for u in group for r in row_of[u]]]).tolist() for group in groups]
     summaries = []
     for k, group in enumerate(groups):
